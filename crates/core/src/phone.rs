@@ -1,0 +1,130 @@
+//! Phone numbers, always held in E.164 form.
+
+use std::fmt;
+
+use phonenumber::country::Id as Region;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PhoneError {
+    #[error("`{0}` is not a phone number")]
+    Unparseable(String),
+    #[error("`{0}` is not a valid phone number")]
+    Invalid(String),
+    #[error("`{0}` is not a known region code (expected ISO 3166 alpha-2, e.g. ID or US)")]
+    UnknownRegion(String),
+}
+
+/// A valid phone number in E.164 form (`+6281234567890`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    /// Parses `+62 812-3456-7890`, `6281234567890`, `(0812) 3456 7890` (with a default region)…
+    ///
+    /// Digits without `+` are first read as international (country code first, which is how
+    /// WhatsApp users write numbers); if that is not a valid number and a default region is
+    /// given, they are read as a national number of that region.
+    pub fn parse(raw: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
+        let cleaned: String = raw
+            .trim()
+            .trim_end_matches("@s.whatsapp.net")
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+            .collect();
+        let region = default_region.map(parse_region).transpose()?;
+        let digits_only = !cleaned.is_empty() && cleaned.bytes().all(|b| b.is_ascii_digit());
+        if cleaned.len() > 20 || !(digits_only || cleaned.starts_with('+')) {
+            return Err(PhoneError::Unparseable(raw.to_owned()));
+        }
+        let candidates: Vec<(Option<Region>, String)> = if digits_only {
+            let mut c = Vec::new();
+            if !cleaned.starts_with('0') {
+                c.push((None, format!("+{cleaned}")));
+            }
+            if region.is_some() {
+                c.push((region, cleaned.clone()));
+            }
+            c
+        } else {
+            vec![(None, cleaned.clone())]
+        };
+        let mut parsed_any = false;
+        for (region, text) in candidates {
+            if let Ok(number) = phonenumber::parse(region, &text) {
+                parsed_any = true;
+                if phonenumber::is_valid(&number) {
+                    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+                    return Ok(Phone(e164));
+                }
+            }
+        }
+        if parsed_any {
+            Err(PhoneError::Invalid(raw.to_owned()))
+        } else {
+            Err(PhoneError::Unparseable(raw.to_owned()))
+        }
+    }
+
+    /// `+6281234567890`
+    pub fn e164(&self) -> &str {
+        &self.0
+    }
+
+    /// `6281234567890`: the user part of a WhatsApp JID.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+
+    /// `6281234567890@s.whatsapp.net`
+    pub fn jid(&self) -> String {
+        format!("{}@s.whatsapp.net", self.digits())
+    }
+}
+
+impl serde::Serialize for Phone {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+fn parse_region(code: &str) -> Result<Region, PhoneError> {
+    code.to_ascii_uppercase().parse().map_err(|_| PhoneError::UnknownRegion(code.to_owned()))
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_formats_users_write() {
+        let expect = "+6281234567890";
+        for raw in ["+6281234567890", "6281234567890", "+62 812-3456-7890", "6281234567890@s.whatsapp.net"] {
+            assert_eq!(Phone::parse(raw, None).unwrap().e164(), expect, "{raw}");
+        }
+        assert_eq!(Phone::parse("081234567890", Some("ID")).unwrap().e164(), expect);
+        assert_eq!(Phone::parse("(0812) 3456 7890", Some("id")).unwrap().e164(), expect);
+    }
+
+    #[test]
+    fn derived_forms() {
+        let phone = Phone::parse("+14155552671", None).unwrap();
+        assert_eq!(phone.digits(), "14155552671");
+        assert_eq!(phone.jid(), "14155552671@s.whatsapp.net");
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_reason() {
+        assert!(matches!(Phone::parse("hello", None), Err(PhoneError::Unparseable(_))));
+        assert!(matches!(Phone::parse("", None), Err(PhoneError::Unparseable(_))));
+        assert!(matches!(Phone::parse("+999123", None), Err(PhoneError::Invalid(_) | PhoneError::Unparseable(_))));
+        assert!(Phone::parse("0812345678", None).is_err(), "national number without a region");
+        assert!(matches!(Phone::parse("0812", Some("XX")), Err(PhoneError::UnknownRegion(_))));
+        assert!(Phone::parse(&"1".repeat(40), None).is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The engine port: the only way the rest of wagate talks to WhatsApp.
+//!
+//! An [`Engine`] opens a [`Connection`] for one session; everything the network says comes
+//! back as [`EngineEvent`]s through the session's [`EventSink`]. The port knows nothing of
+//! HTTP or of wagate's database: each session gets a directory for its own credentials.
+
+mod port;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+
+pub use port::*;

@@ -1,0 +1,186 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use wagate_core::{EngineKind, Phone, SessionId};
+
+/// What an engine needs to open a session.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    pub id: SessionId,
+    /// A directory owned by this session alone, for the engine's credentials and keys.
+    pub store_dir: PathBuf,
+}
+
+/// The WhatsApp account a session is linked to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub phone: Phone,
+    /// The account's LID (`12345678901234@lid`), WhatsApp's privacy-preserving id.
+    pub lid: Option<String>,
+    pub push_name: Option<String>,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chat {
+    Phone(Phone),
+    /// A group JID, `…@g.us`.
+    Group(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MessageContent {
+    Text { body: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    /// Chosen by wagate before the first attempt and reused on retries, so the network can
+    /// recognise a resend.
+    pub id: String,
+    pub to: Chat,
+    pub content: MessageContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundMessage {
+    pub id: String,
+    pub from: Phone,
+    pub from_lid: Option<String>,
+    pub push_name: Option<String>,
+    pub chat: String,
+    pub content: MessageContent,
+    pub quoted_id: Option<String>,
+    /// Unix milliseconds.
+    pub timestamp: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+    Played,
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum SendFailure {
+    #[error("the recipient is not on WhatsApp")]
+    NotOnWhatsApp,
+    /// WhatsApp error 463: the account may not start conversations with strangers right now.
+    #[error("WhatsApp refused the message: reach-out restriction (463)")]
+    ReachOutRestricted,
+    /// Worth retrying later.
+    #[error("send failed: {detail}")]
+    Transient { detail: String },
+    #[error("send failed permanently: {detail}")]
+    Permanent { detail: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NumberCheck {
+    pub phone: Phone,
+    pub on_whatsapp: bool,
+    pub jid: Option<String>,
+    pub lid: Option<String>,
+    pub business: bool,
+}
+
+/// Everything an engine reports about a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A new QR code to show; it is replaced after `valid_for`.
+    Qr { code: String, valid_for: Duration },
+    /// Nobody scanned any QR code in time; the connection stopped.
+    QrExhausted,
+    /// A pairing code to type on the phone (8 characters).
+    PairCode { code: String, valid_for: Duration },
+    /// The phone accepted the link.
+    Paired { account: Account },
+    /// Online and ready to send.
+    Connected { account: Account },
+    /// The connection dropped; `reconnecting` tells whether the engine tries again by itself.
+    Disconnected { reason: String, reconnecting: bool },
+    /// The link was removed (from the phone or by a logout); credentials are gone.
+    LoggedOut { reason: String },
+    /// The server accepted a message.
+    Sent { id: String },
+    /// A message could not be sent.
+    SendFailed { id: String, failure: SendFailure },
+    Receipt { ids: Vec<String>, kind: ReceiptKind },
+    Inbound(InboundMessage),
+}
+
+/// Delivers a session's events to whoever runs the session.
+#[derive(Debug, Clone)]
+pub struct EventSink(mpsc::UnboundedSender<EngineEvent>);
+
+impl EventSink {
+    pub fn channel() -> (EventSink, mpsc::UnboundedReceiver<EngineEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (EventSink(tx), rx)
+    }
+
+    /// Returns false when nobody listens any more (the session was closed).
+    pub fn emit(&self, event: EngineEvent) -> bool {
+        self.0.send(event).is_ok()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("the {0} engine is not available in this build")]
+    NotAvailable(EngineKind),
+    #[error("the session is not connected")]
+    NotConnected,
+    #[error("the session is already linked to a phone")]
+    AlreadyLinked,
+    #[error("the connection is closed")]
+    Closed,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An open session on the network.
+#[async_trait]
+pub trait Connection: Send + Sync {
+    /// Hands a message to the network. Success means "written"; the outcome arrives later as
+    /// [`EngineEvent::Sent`] or [`EngineEvent::SendFailed`].
+    async fn send(&self, message: OutgoingMessage) -> Result<(), EngineError>;
+
+    /// Switches an unlinked session from QR codes to a pairing code for `phone`.
+    async fn pair_with_code(&self, phone: &Phone) -> Result<String, EngineError>;
+
+    async fn check_numbers(&self, phones: &[Phone]) -> Result<Vec<NumberCheck>, EngineError>;
+
+    /// Unlinks the device and removes its credentials; the connection ends.
+    async fn logout(&self) -> Result<(), EngineError>;
+
+    /// Goes offline, keeping the credentials.
+    async fn close(&self);
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+
+    /// Opens a session: with stored credentials it logs in, otherwise it starts showing QR codes.
+    async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError>;
+
+    /// Deletes whatever the engine stored for a session.
+    async fn forget(&self, spec: &SessionSpec) -> Result<(), EngineError> {
+        match tokio::fs::remove_dir_all(&spec.store_dir).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(EngineError::Other(format!("cannot remove {}: {err}", spec.store_dir.display()))),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The shared simulated network: which sandbox sessions are online, and every number's inbox.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use wagate_core::{Phone, SessionId};
+
+use super::SandboxConfig;
+use super::session::Command;
+use crate::{Account, InboundMessage, MessageContent};
+
+/// A message the sandbox delivered to a phone number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboxEntry {
+    pub id: String,
+    /// The sending account's number (E.164).
+    pub from: String,
+    pub session_id: String,
+    /// E.164.
+    pub to: String,
+    pub content: MessageContent,
+    /// Unix milliseconds.
+    pub received_at: i64,
+}
+
+/// Why a sandbox test action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the session is not open on the sandbox (connect it first)")]
+    NotOpen,
+    #[error("the session is not showing a QR code")]
+    NoQr,
+    #[error("that QR code is no longer valid")]
+    QrMismatch,
+    #[error("the session is not waiting for a pairing code")]
+    NotPairing,
+    #[error("wrong pairing code")]
+    WrongPairCode,
+    #[error("the session is not connected")]
+    NotConnected,
+}
+
+pub struct SandboxNetwork {
+    pub(super) config: SandboxConfig,
+    state: Mutex<NetworkState>,
+}
+
+#[derive(Default)]
+struct NetworkState {
+    sessions: HashMap<SessionId, mpsc::UnboundedSender<Command>>,
+    /// Phone (E.164) → the connected session linked to it.
+    online: HashMap<String, SessionId>,
+    inboxes: HashMap<String, Vec<InboxEntry>>,
+}
+
+impl SandboxNetwork {
+    pub(super) fn new(config: SandboxConfig) -> Self {
+        SandboxNetwork { config, state: Mutex::new(NetworkState::default()) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, NetworkState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn register(&self, id: &SessionId, commands: mpsc::UnboundedSender<Command>) {
+        self.state().sessions.insert(id.clone(), commands);
+    }
+
+    /// Forgets a stopped session, unless a newer connection took its place.
+    pub(super) fn unregister(&self, id: &SessionId, commands: &mpsc::UnboundedSender<Command>) {
+        let mut state = self.state();
+        if state.sessions.get(id).is_some_and(|current| current.same_channel(commands)) {
+            state.sessions.remove(id);
+        }
+        state.online.retain(|_, session| session != id);
+    }
+
+    pub(super) fn set_online(&self, id: &SessionId, account: &Account) {
+        self.state().online.insert(account.phone.e164().to_owned(), id.clone());
+    }
+
+    /// Puts a message into the recipient's inbox and, when the recipient is itself a connected
+    /// sandbox session, hands it over as an inbound message.
+    pub(super) fn deliver(&self, entry: InboxEntry, inbound: InboundMessage) {
+        let mut state = self.state();
+        if let Some(session) = state.online.get(&entry.to)
+            && let Some(commands) = state.sessions.get(session)
+        {
+            let _ = commands.send(Command::Receive(inbound));
+        }
+        state.inboxes.entry(entry.to.clone()).or_default().push(entry);
+    }
+
+    fn commands(&self, id: &SessionId) -> Result<mpsc::UnboundedSender<Command>, SandboxError> {
+        self.state().sessions.get(id).cloned().ok_or(SandboxError::NotOpen)
+    }
+
+    async fn ask<T>(
+        &self,
+        id: &SessionId,
+        command: impl FnOnce(oneshot::Sender<Result<T, SandboxError>>) -> Command,
+    ) -> Result<T, SandboxError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands(id)?.send(command(reply)).map_err(|_| SandboxError::NotOpen)?;
+        answer.await.map_err(|_| SandboxError::NotOpen)?
+    }
+
+    /// Scans the session's current QR code with the phone `phone`. With `qr`, only that exact
+    /// code is accepted (as a camera would read it).
+    pub async fn scan(
+        &self,
+        id: &SessionId,
+        phone: Phone,
+        push_name: Option<String>,
+        qr: Option<String>,
+    ) -> Result<Account, SandboxError> {
+        self.ask(id, |reply| Command::Scan { phone, push_name, qr, reply }).await
+    }
+
+    /// Types the pairing code on the phone.
+    pub async fn confirm_pair_code(&self, id: &SessionId, code: &str) -> Result<Account, SandboxError> {
+        let code = super::codes::normalize_pair_code(code);
+        self.ask(id, |reply| Command::ConfirmPairCode { code, reply }).await
+    }
+
+    /// Makes `from` send a text to the session's account.
+    pub async fn inject(
+        &self,
+        id: &SessionId,
+        from: Phone,
+        text: String,
+        push_name: Option<String>,
+    ) -> Result<InboundMessage, SandboxError> {
+        self.ask(id, |reply| Command::Inject { from, text, push_name, reply }).await
+    }
+
+    /// What was sent to `phone`, oldest first.
+    pub fn inbox(&self, phone: &Phone) -> Vec<InboxEntry> {
+        self.state().inboxes.get(phone.e164()).cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,346 @@
+//! One sandbox session: a task that owns the session's state and answers commands, so the
+//! state machine reads top to bottom without locks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use wagate_core::{Phone, SessionId};
+
+use super::network::{InboxEntry, SandboxError, SandboxNetwork};
+use super::{codes, device, magic::MagicNumber};
+use crate::{
+    Account, Chat, Connection, EngineError, EngineEvent, EventSink, InboundMessage, MessageContent,
+    NumberCheck, OutgoingMessage, ReceiptKind, SendFailure, SessionSpec,
+};
+
+type Reply<T> = oneshot::Sender<Result<T, SandboxError>>;
+type EngineReply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+pub(crate) enum Command {
+    Scan { phone: Phone, push_name: Option<String>, qr: Option<String>, reply: Reply<Account> },
+    ConfirmPairCode { code: String, reply: Reply<Account> },
+    Inject { from: Phone, text: String, push_name: Option<String>, reply: Reply<InboundMessage> },
+    Receive(InboundMessage),
+    RequestPairCode { phone: Phone, reply: EngineReply<String> },
+    Send { message: OutgoingMessage, reply: EngineReply<()> },
+    CheckNumbers { phones: Vec<Phone>, reply: EngineReply<Vec<NumberCheck>> },
+    Logout { reply: EngineReply<()> },
+    Close { reply: oneshot::Sender<()> },
+}
+
+enum Phase {
+    Qr { code: String, shown: u32, expires: Instant },
+    Pairing { phone: Phone, code: String, expires: Instant },
+    Connected(Account),
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct SandboxSession {
+    id: SessionId,
+    spec: SessionSpec,
+    network: Arc<SandboxNetwork>,
+    events: EventSink,
+    phase: Phase,
+}
+
+pub(super) async fn open(
+    network: Arc<SandboxNetwork>,
+    spec: SessionSpec,
+    events: EventSink,
+) -> Result<Arc<dyn Connection>, EngineError> {
+    let stored = device::load(&spec.store_dir).await?;
+    let (commands, inbox) = mpsc::unbounded_channel();
+    network.register(&spec.id, commands.clone());
+    let phase = match stored {
+        Some(account) => {
+            network.set_online(&spec.id, &account);
+            events.emit(EngineEvent::Connected { account: account.clone() });
+            Phase::Connected(account)
+        }
+        None => {
+            let timeout = network.config.qr_first_timeout;
+            let code = codes::qr_string();
+            events.emit(EngineEvent::Qr { code: code.clone(), valid_for: timeout });
+            Phase::Qr { code, shown: 1, expires: Instant::now() + timeout }
+        }
+    };
+    let session = SandboxSession { id: spec.id.clone(), spec, network, events, phase };
+    tokio::spawn(session.run(inbox, commands.clone()));
+    Ok(Arc::new(SandboxConnection { commands }))
+}
+
+impl SandboxSession {
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Command>, me: mpsc::UnboundedSender<Command>) {
+        loop {
+            let deadline = match &self.phase {
+                Phase::Qr { expires, .. } | Phase::Pairing { expires, .. } => Some(*expires),
+                Phase::Connected(_) => None,
+            };
+            let flow = tokio::select! {
+                command = inbox.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => Flow::Stop,
+                },
+                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => self.on_expiry(),
+            };
+            if let Flow::Stop = flow {
+                break;
+            }
+        }
+        self.network.unregister(&self.id, &me);
+    }
+
+    fn on_expiry(&mut self) -> Flow {
+        let config = &self.network.config;
+        match &self.phase {
+            Phase::Qr { shown, .. } if *shown < config.qr_codes => {
+                let code = codes::qr_string();
+                self.events.emit(EngineEvent::Qr { code: code.clone(), valid_for: config.qr_timeout });
+                self.phase = Phase::Qr { code, shown: shown + 1, expires: Instant::now() + config.qr_timeout };
+                Flow::Continue
+            }
+            Phase::Qr { .. } => {
+                self.events.emit(EngineEvent::QrExhausted);
+                Flow::Stop
+            }
+            Phase::Pairing { .. } => {
+                self.events.emit(EngineEvent::Disconnected {
+                    reason: "pairing code expired".into(),
+                    reconnecting: false,
+                });
+                Flow::Stop
+            }
+            Phase::Connected(_) => Flow::Continue,
+        }
+    }
+
+    async fn handle(&mut self, command: Command) -> Flow {
+        match command {
+            Command::Scan { phone, push_name, qr, reply } => {
+                let result = match &self.phase {
+                    Phase::Qr { code, .. } if qr.as_deref().is_none_or(|qr| qr == code) => {
+                        self.link(phone, push_name).await
+                    }
+                    Phase::Qr { .. } => Err(SandboxError::QrMismatch),
+                    _ => Err(SandboxError::NoQr),
+                };
+                let _ = reply.send(result);
+            }
+            Command::ConfirmPairCode { code, reply } => {
+                let result = match &self.phase {
+                    Phase::Pairing { phone, code: expected, .. } if *expected == code => {
+                        self.link(phone.clone(), None).await
+                    }
+                    Phase::Pairing { .. } => Err(SandboxError::WrongPairCode),
+                    _ => Err(SandboxError::NotPairing),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Inject { from, text, push_name, reply } => {
+                let result = match &self.phase {
+                    Phase::Connected(_) => {
+                        let message = InboundMessage {
+                            id: codes::message_id(),
+                            chat: from.jid(),
+                            from,
+                            from_lid: None,
+                            push_name,
+                            content: MessageContent::Text { body: text },
+                            quoted_id: None,
+                            timestamp: now_ms(),
+                        };
+                        self.events.emit(EngineEvent::Inbound(message.clone()));
+                        Ok(message)
+                    }
+                    _ => Err(SandboxError::NotConnected),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Receive(message) => {
+                if let Phase::Connected(_) = self.phase {
+                    self.events.emit(EngineEvent::Inbound(message));
+                }
+            }
+            Command::RequestPairCode { phone, reply } => {
+                let result = match &self.phase {
+                    Phase::Connected(_) => Err(EngineError::AlreadyLinked),
+                    _ => {
+                        let code = codes::pair_code();
+                        let valid_for = self.network.config.pair_code_timeout;
+                        self.events.emit(EngineEvent::PairCode { code: code.clone(), valid_for });
+                        self.phase = Phase::Pairing { phone, code: code.clone(), expires: Instant::now() + valid_for };
+                        Ok(code)
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Send { message, reply } => {
+                let result = match &self.phase {
+                    Phase::Connected(account) => {
+                        self.send(account.clone(), message);
+                        Ok(())
+                    }
+                    _ => Err(EngineError::NotConnected),
+                };
+                let _ = reply.send(result);
+            }
+            Command::CheckNumbers { phones, reply } => {
+                let result = match &self.phase {
+                    Phase::Connected(_) => Ok(phones.into_iter().map(check_number).collect()),
+                    _ => Err(EngineError::NotConnected),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Logout { reply } => {
+                let result = device::remove(&self.spec.store_dir).await;
+                if result.is_ok() {
+                    self.events.emit(EngineEvent::LoggedOut { reason: "logged out".into() });
+                }
+                let _ = reply.send(result);
+                return Flow::Stop;
+            }
+            Command::Close { reply } => {
+                let _ = reply.send(());
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn link(&mut self, phone: Phone, push_name: Option<String>) -> Result<Account, SandboxError> {
+        let account = Account { phone, lid: Some(codes::lid()), push_name };
+        if let Err(err) = device::save(&self.spec.store_dir, &account).await {
+            tracing::error!(session = %self.id, error = %err, "sandbox: cannot store the linked device");
+            return Err(SandboxError::NotOpen);
+        }
+        self.events.emit(EngineEvent::Paired { account: account.clone() });
+        self.network.set_online(&self.id, &account);
+        self.events.emit(EngineEvent::Connected { account: account.clone() });
+        self.phase = Phase::Connected(account.clone());
+        Ok(account)
+    }
+
+    fn send(&self, account: Account, message: OutgoingMessage) {
+        let id = message.id.clone();
+        let to = match message.to {
+            Chat::Phone(phone) => phone,
+            Chat::Group(jid) => {
+                let failure = SendFailure::Permanent { detail: format!("unknown group {jid}") };
+                self.events.emit(EngineEvent::SendFailed { id, failure });
+                return;
+            }
+        };
+        let config = &self.network.config;
+        let delivered_after = match MagicNumber::of(&to) {
+            Some(MagicNumber::NotOnWhatsApp) => {
+                self.events.emit(EngineEvent::SendFailed { id, failure: SendFailure::NotOnWhatsApp });
+                return;
+            }
+            Some(MagicNumber::ReachOutRestricted) => {
+                self.events.emit(EngineEvent::SendFailed { id, failure: SendFailure::ReachOutRestricted });
+                return;
+            }
+            Some(MagicNumber::SendFailure) => {
+                let failure = SendFailure::Transient { detail: "sandbox: simulated send failure".into() };
+                self.events.emit(EngineEvent::SendFailed { id, failure });
+                return;
+            }
+            Some(MagicNumber::SlowDelivery) => config.slow_delivery,
+            None => config.delivery_delay,
+        };
+        let received_at = now_ms();
+        self.network.deliver(
+            InboxEntry {
+                id: id.clone(),
+                from: account.phone.e164().to_owned(),
+                session_id: self.id.to_string(),
+                to: to.e164().to_owned(),
+                content: message.content.clone(),
+                received_at,
+            },
+            InboundMessage {
+                id: id.clone(),
+                chat: account.phone.jid(),
+                from: account.phone.clone(),
+                from_lid: account.lid.clone(),
+                push_name: account.push_name.clone(),
+                content: message.content,
+                quoted_id: None,
+                timestamp: received_at,
+            },
+        );
+        self.events.emit(EngineEvent::Sent { id: id.clone() });
+        let events = self.events.clone();
+        let read_after = config.read_delay;
+        tokio::spawn(receipts(events, id, delivered_after, read_after));
+    }
+}
+
+async fn receipts(events: EventSink, id: String, delivered_after: Duration, read_after: Duration) {
+    tokio::time::sleep(delivered_after).await;
+    if !events.emit(EngineEvent::Receipt { ids: vec![id.clone()], kind: ReceiptKind::Delivered }) {
+        return;
+    }
+    tokio::time::sleep(read_after).await;
+    events.emit(EngineEvent::Receipt { ids: vec![id], kind: ReceiptKind::Read });
+}
+
+fn check_number(phone: Phone) -> NumberCheck {
+    let on_whatsapp = MagicNumber::of(&phone) != Some(MagicNumber::NotOnWhatsApp);
+    NumberCheck { jid: on_whatsapp.then(|| phone.jid()), lid: None, phone, on_whatsapp, business: false }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// The [`Connection`] handle: every call is a command to the session's task.
+struct SandboxConnection {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl SandboxConnection {
+    async fn ask<T>(&self, command: impl FnOnce(EngineReply<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).map_err(|_| EngineError::Closed)?;
+        answer.await.map_err(|_| EngineError::Closed)?
+    }
+}
+
+#[async_trait]
+impl Connection for SandboxConnection {
+    async fn send(&self, message: OutgoingMessage) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Send { message, reply }).await
+    }
+
+    async fn pair_with_code(&self, phone: &Phone) -> Result<String, EngineError> {
+        let phone = phone.clone();
+        self.ask(|reply| Command::RequestPairCode { phone, reply }).await
+    }
+
+    async fn check_numbers(&self, phones: &[Phone]) -> Result<Vec<NumberCheck>, EngineError> {
+        let phones = phones.to_vec();
+        self.ask(|reply| Command::CheckNumbers { phones, reply }).await
+    }
+
+    async fn logout(&self) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Logout { reply }).await
+    }
+
+    async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(Command::Close { reply }).is_ok() {
+            let _ = done.await;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use wagate_core::{Phone, SessionId};
+
+use super::*;
+use crate::{Account, Chat, EngineEvent, MessageContent, OutgoingMessage, ReceiptKind, SendFailure};
+
+fn fast() -> SandboxConfig {
+    SandboxConfig {
+        qr_first_timeout: Duration::from_millis(150),
+        qr_timeout: Duration::from_millis(50),
+        qr_codes: 3,
+        pair_code_timeout: Duration::from_secs(5),
+        delivery_delay: Duration::from_millis(10),
+        read_delay: Duration::from_millis(10),
+        slow_delivery: Duration::from_millis(300),
+    }
+}
+
+fn phone(raw: &str) -> Phone {
+    Phone::parse(raw, None).unwrap()
+}
+
+struct Opened {
+    connection: Arc<dyn Connection>,
+    events: UnboundedReceiver<EngineEvent>,
+    spec: SessionSpec,
+}
+
+async fn open(engine: &SandboxEngine, dir: &tempfile::TempDir, id: &str) -> Opened {
+    let spec = SessionSpec { id: SessionId::parse(id).unwrap(), store_dir: dir.path().join(id) };
+    let (sink, events) = EventSink::channel();
+    let connection = engine.open(spec.clone(), sink).await.unwrap();
+    Opened { connection, events, spec }
+}
+
+async fn next(events: &mut UnboundedReceiver<EngineEvent>) -> EngineEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("an event in time").expect("open")
+}
+
+async fn link(engine: &SandboxEngine, opened: &mut Opened, number: &str) -> Account {
+    assert!(matches!(next(&mut opened.events).await, EngineEvent::Qr { .. }));
+    let account = engine.network().scan(&opened.spec.id, phone(number), Some("Shop".into()), None).await.unwrap();
+    let mut event = next(&mut opened.events).await;
+    while matches!(event, EngineEvent::Qr { .. }) {
+        event = next(&mut opened.events).await; // rotated before the scan
+    }
+    assert!(matches!(event, EngineEvent::Paired { .. }));
+    assert!(matches!(next(&mut opened.events).await, EngineEvent::Connected { .. }));
+    account
+}
+
+#[tokio::test]
+async fn qr_codes_rotate_then_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "rotate").await;
+    let mut codes = Vec::new();
+    for expected_validity in [150, 50, 50] {
+        match next(&mut s.events).await {
+            EngineEvent::Qr { code, valid_for } => {
+                assert_eq!(valid_for, Duration::from_millis(expected_validity));
+                assert!(code.starts_with("2@") && code.split(',').count() == 4, "{code}");
+                codes.push(code);
+            }
+            other => panic!("expected a QR code, got {other:?}"),
+        }
+    }
+    codes.dedup();
+    assert_eq!(codes.len(), 3, "every QR code is new");
+    assert_eq!(next(&mut s.events).await, EngineEvent::QrExhausted);
+    let err = engine.network().scan(&s.spec.id, phone("+6281234567890"), None, None).await.unwrap_err();
+    assert_eq!(err, SandboxError::NotOpen, "a stopped session cannot be scanned");
+}
+
+#[tokio::test]
+async fn scanning_links_and_the_link_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "linked").await;
+    let account = link(&engine, &mut s, "+6281234567890").await;
+    assert_eq!(account.phone.e164(), "+6281234567890");
+    assert!(account.lid.as_deref().is_some_and(|lid| lid.ends_with("@lid")));
+    s.connection.close().await;
+
+    let mut again = open(&engine, &dir, "linked").await;
+    match next(&mut again.events).await {
+        EngineEvent::Connected { account: restored } => assert_eq!(restored, account),
+        other => panic!("expected a login without QR, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stale_qr_code_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "stale").await;
+    let EngineEvent::Qr { code: first, .. } = next(&mut s.events).await else { panic!() };
+    let EngineEvent::Qr { .. } = next(&mut s.events).await else { panic!() };
+    let err = engine.network().scan(&s.spec.id, phone("+6281234567890"), None, Some(first)).await.unwrap_err();
+    assert_eq!(err, SandboxError::QrMismatch);
+}
+
+#[tokio::test]
+async fn pairing_code_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "paircode").await;
+    assert!(matches!(next(&mut s.events).await, EngineEvent::Qr { .. }));
+    let code = s.connection.pair_with_code(&phone("+6281234567890")).await.unwrap();
+    assert_eq!(code.len(), 8);
+    assert!(code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+    assert!(matches!(next(&mut s.events).await, EngineEvent::PairCode { .. }));
+
+    let network = engine.network();
+    assert_eq!(network.confirm_pair_code(&s.spec.id, "WRONG123").await.unwrap_err(), SandboxError::WrongPairCode);
+    let typed = format!("{}-{}", &code[..4].to_lowercase(), &code[4..]);
+    let account = network.confirm_pair_code(&s.spec.id, &typed).await.unwrap();
+    assert_eq!(account.phone.e164(), "+6281234567890");
+    assert!(matches!(next(&mut s.events).await, EngineEvent::Paired { .. }));
+    assert!(matches!(next(&mut s.events).await, EngineEvent::Connected { .. }));
+    assert_eq!(s.connection.pair_with_code(&phone("+6281234567890")).await, Err(EngineError::AlreadyLinked));
+}
+
+#[tokio::test]
+async fn sends_reach_the_inbox_with_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "sender").await;
+    link(&engine, &mut s, "+6281234567890").await;
+    let to = phone("+6281111111111");
+    let message = OutgoingMessage {
+        id: "MSG1".into(),
+        to: Chat::Phone(to.clone()),
+        content: MessageContent::Text { body: "hello".into() },
+    };
+    s.connection.send(message).await.unwrap();
+    assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "MSG1".into() });
+    assert_eq!(next(&mut s.events).await, EngineEvent::Receipt { ids: vec!["MSG1".into()], kind: ReceiptKind::Delivered });
+    assert_eq!(next(&mut s.events).await, EngineEvent::Receipt { ids: vec!["MSG1".into()], kind: ReceiptKind::Read });
+    let inbox = engine.network().inbox(&to);
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].from, "+6281234567890");
+    assert_eq!(inbox[0].content, MessageContent::Text { body: "hello".into() });
+}
+
+#[tokio::test]
+async fn magic_numbers_fail_like_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "magic").await;
+    link(&engine, &mut s, "+6281234567890").await;
+    let cases = [
+        ("+6281234560000", SendFailure::NotOnWhatsApp),
+        ("+6281234560463", SendFailure::ReachOutRestricted),
+        ("+6281234560500", SendFailure::Transient { detail: "sandbox: simulated send failure".into() }),
+    ];
+    for (number, expected) in cases {
+        let message = OutgoingMessage {
+            id: number.into(),
+            to: Chat::Phone(phone(number)),
+            content: MessageContent::Text { body: "x".into() },
+        };
+        s.connection.send(message).await.unwrap();
+        assert_eq!(next(&mut s.events).await, EngineEvent::SendFailed { id: number.into(), failure: expected });
+        assert!(engine.network().inbox(&phone(number)).is_empty());
+    }
+    let checks = s.connection.check_numbers(&[phone("+6281234560000"), phone("+6281234567777")]).await.unwrap();
+    assert!(!checks[0].on_whatsapp && checks[0].jid.is_none());
+    assert!(checks[1].on_whatsapp);
+
+    let slow = phone("+6281234560999");
+    let message =
+        OutgoingMessage { id: "SLOW".into(), to: Chat::Phone(slow), content: MessageContent::Text { body: "x".into() } };
+    let started = tokio::time::Instant::now();
+    s.connection.send(message).await.unwrap();
+    assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "SLOW".into() });
+    assert!(matches!(next(&mut s.events).await, EngineEvent::Receipt { kind: ReceiptKind::Delivered, .. }));
+    assert!(started.elapsed() >= Duration::from_millis(300), "slow numbers deliver late");
+}
+
+#[tokio::test]
+async fn inbound_messages_and_session_to_session_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut a = open(&engine, &dir, "alice").await;
+    let mut b = open(&engine, &dir, "bob").await;
+    link(&engine, &mut a, "+6281200000001").await;
+    link(&engine, &mut b, "+6281200000002").await;
+
+    let injected =
+        engine.network().inject(&a.spec.id, phone("+6281299999999"), "hi".into(), Some("Cust".into())).await.unwrap();
+    match next(&mut a.events).await {
+        EngineEvent::Inbound(message) => assert_eq!(message, injected),
+        other => panic!("expected inbound, got {other:?}"),
+    }
+
+    let message = OutgoingMessage {
+        id: "A2B".into(),
+        to: Chat::Phone(phone("+6281200000002")),
+        content: MessageContent::Text { body: "hello bob".into() },
+    };
+    a.connection.send(message).await.unwrap();
+    match next(&mut b.events).await {
+        EngineEvent::Inbound(message) => {
+            assert_eq!(message.id, "A2B");
+            assert_eq!(message.from.e164(), "+6281200000001");
+        }
+        other => panic!("expected inbound at bob, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn logout_forgets_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "leaving").await;
+    link(&engine, &mut s, "+6281234567890").await;
+    s.connection.logout().await.unwrap();
+    assert!(matches!(next(&mut s.events).await, EngineEvent::LoggedOut { .. }));
+    let mut again = open(&engine, &dir, "leaving").await;
+    assert!(matches!(next(&mut again.events).await, EngineEvent::Qr { .. }), "a new QR code after logout");
+    again.connection.close().await;
+    engine.forget(&again.spec).await.unwrap();
+    assert!(!again.spec.store_dir.exists());
+}
+
+#[tokio::test]
+async fn sending_needs_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let s = open(&engine, &dir, "offline").await;
+    let message = OutgoingMessage {
+        id: "X".into(),
+        to: Chat::Phone(phone("+6281234567890")),
+        content: MessageContent::Text { body: "x".into() },
+    };
+    assert_eq!(s.connection.send(message).await, Err(EngineError::NotConnected));
+    s.connection.close().await;
+    let message = OutgoingMessage {
+        id: "Y".into(),
+        to: Chat::Phone(phone("+6281234567890")),
+        content: MessageContent::Text { body: "x".into() },
+    };
+    assert_eq!(s.connection.send(message).await, Err(EngineError::Closed));
+}
