@@ -1,0 +1,167 @@
+//! Builds the application from its configuration and runs it until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wagate_store::Store;
+
+use crate::auth::Secrets;
+use crate::config::Config;
+use crate::services::accounts::Accounts;
+use crate::services::engines::Engines;
+use crate::services::sessions::SessionManager;
+
+/// Everything a request handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub accounts: Arc<Accounts>,
+    pub sessions: SessionManager,
+    /// Set once sessions are restored and workers run.
+    pub ready: Arc<AtomicBool>,
+    /// Becomes true when the server begins to stop; long-lived streams end on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] wagate_store::StoreError),
+    #[error("cannot create the admin user: {0}")]
+    Admin(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    stop: watch::Sender<bool>,
+}
+
+/// Opens the database, applies migrations and the server secret.
+pub async fn open_store(config: &Config) -> Result<Store, StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    let store = Store::connect(&config.database_url()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The master secret: from the configuration, or generated once and kept in the database.
+pub async fn secrets(config: &Config, store: &Store) -> Result<Secrets, StartError> {
+    let master = match &config.secret {
+        Some(secret) => secret.clone(),
+        None => store.setting_or_insert("server_secret", &Secrets::generate_master()).await?,
+    };
+    Ok(Secrets::derive(&master))
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let store = open_store(&config).await?;
+        let accounts = Accounts::new(store.clone(), secrets(&config, &store).await?, &config);
+        match accounts.bootstrap_admin(config.admin_password.as_deref()).await {
+            Ok(Some(password)) => tracing::warn!(
+                username = "admin",
+                password = %password,
+                "created the first user; this password is shown only once: log in and change it"
+            ),
+            Ok(None) => {}
+            Err(err) => return Err(StartError::Admin(err.to_string())),
+        }
+        let engines = engines(&config);
+        let sessions = SessionManager::new(store.clone(), engines, config.data_dir.clone());
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let (stop, shutdown) = watch::channel(false);
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            accounts: Arc::new(accounts),
+            sessions,
+            ready: Arc::new(AtomicBool::new(false)),
+            shutdown,
+        };
+        Ok(App { state, listener, stop })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `signal` completes, then stops accepting, lets in-flight requests finish
+    /// and closes every session, all within the configured shutdown timeout.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let App { state, listener, stop } = self;
+        tracing::info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
+        let restored = state.sessions.restore().await.unwrap_or_else(|err| {
+            tracing::error!(error = %err, "cannot restore sessions");
+            0
+        });
+        tracing::info!(restored, "sessions restored");
+        state.ready.store(true, Ordering::SeqCst);
+
+        let app = crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let mut stopping = stop.subscribe();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        signal.await;
+        tracing::info!("shutting down");
+        state.ready.store(false, Ordering::SeqCst);
+        let _ = stop.send(true);
+        let timeout = state.config.shutdown_timeout();
+        match tokio::time::timeout(timeout, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => return Err(StartError::Serve(err)),
+            Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
+            Err(_) => tracing::warn!(?timeout, "requests still running at the shutdown deadline were dropped"),
+        }
+        if tokio::time::timeout(timeout, state.sessions.shutdown()).await.is_err() {
+            tracing::warn!("some sessions did not close in time");
+        }
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn engines(config: &Config) -> Engines {
+    #[allow(unused_mut)]
+    let mut engines = Engines::new();
+    #[cfg(feature = "sandbox")]
+    if config.sandbox {
+        use std::time::Duration;
+        let t = &config.sandbox_timings;
+        let sandbox = wagate_engine::sandbox::SandboxEngine::new(wagate_engine::sandbox::SandboxConfig {
+            qr_first_timeout: Duration::from_millis(t.qr_first_timeout_ms),
+            qr_timeout: Duration::from_millis(t.qr_timeout_ms),
+            qr_codes: t.qr_codes,
+            pair_code_timeout: Duration::from_millis(t.pair_code_timeout_ms),
+            delivery_delay: Duration::from_millis(t.delivery_delay_ms),
+            read_delay: Duration::from_millis(t.read_delay_ms),
+            slow_delivery: Duration::from_millis(t.slow_delivery_ms),
+        });
+        engines = engines.with_sandbox(sandbox);
+    }
+    #[cfg(not(feature = "sandbox"))]
+    let _ = config;
+    engines
+}

@@ -1,0 +1,15 @@
+//! Authentication: passwords, signed tokens, API keys, login rate limits.
+
+mod api_key;
+mod password;
+mod principal;
+mod rate_limit;
+mod secrets;
+mod token;
+
+pub use api_key::{ApiKeyMaterial, generate_api_key, hash_api_key, looks_like_api_key};
+pub use password::{hash_password, verify_password};
+pub use principal::Principal;
+pub use rate_limit::RateLimiter;
+pub use secrets::Secrets;
+pub use token::{TokenClaims, TokenError, TokenKind, issue_token, verify_token};

@@ -1,0 +1,26 @@
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Keys derived from the server's master secret, one per purpose.
+#[derive(Clone)]
+pub struct Secrets {
+    pub token_key: [u8; 32],
+    pub api_key_pepper: [u8; 32],
+}
+
+impl Secrets {
+    pub fn derive(master: &str) -> Self {
+        Secrets { token_key: derive(master, b"wagate token signing"), api_key_pepper: derive(master, b"wagate api keys") }
+    }
+
+    /// A fresh master secret: 32 random bytes, hex.
+    pub fn generate_master() -> String {
+        hex::encode(rand::random::<[u8; 32]>())
+    }
+}
+
+fn derive(master: &str, purpose: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(master.as_bytes()).expect("HMAC takes any key length");
+    mac.update(purpose);
+    mac.finalize().into_bytes().into()
+}

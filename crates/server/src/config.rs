@@ -1,0 +1,313 @@
+//! Configuration: defaults, then a TOML file, then environment variables (`WAGATE_*`, `PORT`);
+//! command-line flags are applied last by the binary.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{name}: `{value}` is not valid: {expected}")]
+    Env { name: &'static str, value: String, expected: &'static str },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port to listen on (0: any free port).
+    pub port: u16,
+    /// The SQLite database and every session's files live here.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` (default: `<data_dir>/wagate.db`); PostgreSQL and MySQL come later.
+    pub database_url: Option<String>,
+    /// Password of the `admin` user created on first start (random and logged once if unset).
+    pub admin_password: Option<String>,
+    pub log_format: LogFormat,
+    /// Whether the sandbox engine (simulated WhatsApp network) is enabled.
+    pub sandbox: bool,
+    /// Region for phone numbers written without country code (ISO 3166 alpha-2, e.g. `ID`).
+    pub default_region: Option<String>,
+    /// Master secret for tokens and key hashes; generated and kept in the database if unset.
+    pub secret: Option<String>,
+    /// Lifetime of login tokens, in seconds.
+    pub token_ttl_secs: u64,
+    /// Lifetime of stream tokens (`?token=` on QR pages and event streams), in seconds.
+    pub stream_token_ttl_secs: u64,
+    /// Header carrying the client IP when behind a trusted proxy (e.g. `X-Forwarded-For`).
+    pub trusted_ip_header: Option<String>,
+    /// How long shutdown waits for requests and sessions to finish, in seconds.
+    pub shutdown_timeout_secs: u64,
+    pub login_limits: LoginLimits,
+    pub sandbox_timings: SandboxTimings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimits {
+    /// Login attempts allowed per client IP per window.
+    pub per_ip: u32,
+    /// Failed logins allowed per username per window; then the username is locked out.
+    pub failures_per_user: u32,
+    pub window_secs: u64,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits { per_ip: 30, failures_per_user: 5, window_secs: 15 * 60 }
+    }
+}
+
+/// Timings of the sandbox network (defaults mimic WhatsApp).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxTimings {
+    pub qr_first_timeout_ms: u64,
+    pub qr_timeout_ms: u64,
+    pub qr_codes: u32,
+    pub pair_code_timeout_ms: u64,
+    pub delivery_delay_ms: u64,
+    pub read_delay_ms: u64,
+    pub slow_delivery_ms: u64,
+}
+
+impl Default for SandboxTimings {
+    fn default() -> Self {
+        SandboxTimings {
+            qr_first_timeout_ms: 60_000,
+            qr_timeout_ms: 20_000,
+            qr_codes: 6,
+            pair_code_timeout_ms: 180_000,
+            delivery_delay_ms: 300,
+            read_delay_ms: 2_000,
+            slow_delivery_ms: 30_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 3000,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            admin_password: None,
+            log_format: LogFormat::Text,
+            sandbox: true,
+            default_region: None,
+            secret: None,
+            token_ttl_secs: 12 * 3600,
+            stream_token_ttl_secs: 300,
+            trusted_ip_header: None,
+            shutdown_timeout_secs: 10,
+            login_limits: LoginLimits::default(),
+            sandbox_timings: SandboxTimings::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults ← `file` (if any) ← environment.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|err| ConfigError::File { path: path.into(), message: err.to_string() })
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        fn parse<T: FromStr>(
+            env: &HashMap<String, String>,
+            name: &'static str,
+            expected: &'static str,
+        ) -> Result<Option<T>, ConfigError> {
+            match env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(value) => value
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ConfigError::Env { name, value: value.to_owned(), expected }),
+            }
+        }
+        const PORT: &str = "a port number (0-65535)";
+        if let Some(port) = parse(env, "PORT", PORT)? {
+            self.port = port;
+        }
+        if let Some(port) = parse(env, "WAGATE_PORT", PORT)? {
+            self.port = port;
+        }
+        if let Some(host) = parse(env, "WAGATE_HOST", "an IP address such as 0.0.0.0 or 127.0.0.1")? {
+            self.host = host;
+        }
+        if let Some(dir) = parse::<PathBuf>(env, "WAGATE_DATA_DIR", "a directory path")? {
+            self.data_dir = dir;
+        }
+        if let Some(url) = parse(env, "WAGATE_DATABASE_URL", "a database URL")? {
+            self.database_url = Some(url);
+        }
+        if let Some(password) = parse(env, "WAGATE_ADMIN_PASSWORD", "a password")? {
+            self.admin_password = Some(password);
+        }
+        if let Some(format) = parse(env, "WAGATE_LOG_FORMAT", "`text` or `json`")? {
+            self.log_format = format;
+        }
+        if let Some(sandbox) = parse_bool(env, "WAGATE_SANDBOX")? {
+            self.sandbox = sandbox;
+        }
+        if let Some(region) = parse(env, "WAGATE_DEFAULT_REGION", "a region code such as ID")? {
+            self.default_region = Some(region);
+        }
+        if let Some(secret) = parse(env, "WAGATE_SECRET", "a secret")? {
+            self.secret = Some(secret);
+        }
+        if let Some(ttl) = parse(env, "WAGATE_TOKEN_TTL_SECS", "a number of seconds")? {
+            self.token_ttl_secs = ttl;
+        }
+        if let Some(header) = parse(env, "WAGATE_TRUSTED_IP_HEADER", "a header name")? {
+            self.trusted_ip_header = Some(header);
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(region) = &self.default_region {
+            wagate_core::Phone::parse("+14155552671", Some(region))
+                .map_err(|_| ConfigError::Invalid(format!("default_region `{region}` is not a region code")))?;
+        }
+        if let Some(secret) = &self.secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::Invalid("secret must be at least 32 characters".into()));
+        }
+        if let Some(password) = &self.admin_password
+            && password.len() < 8
+        {
+            return Err(ConfigError::Invalid("admin password must be at least 8 characters".into()));
+        }
+        if self.token_ttl_secs == 0 || self.stream_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
+        }
+        if let Some(header) = &self.trusted_ip_header
+            && axum::http::HeaderName::from_str(header).is_err()
+        {
+            return Err(ConfigError::Invalid(format!("trusted_ip_header `{header}` is not a header name")));
+        }
+        let t = &self.sandbox_timings;
+        if t.qr_codes == 0 || t.qr_first_timeout_ms == 0 || t.qr_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("sandbox QR timings and count must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| wagate_store::Store::sqlite_url(&self.data_dir))
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+fn parse_bool(env: &HashMap<String, String>, name: &'static str) -> Result<Option<bool>, ConfigError> {
+    match env.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(Some(true)),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(Some(false)),
+        Some(v) => Err(ConfigError::Env { name, value: v, expected: "true or false" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(config.sandbox);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.database_url(), "sqlite://./data/wagate.db");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wagate.toml");
+        std::fs::write(&file, "port = 4000\nsandbox = false\n[login_limits]\nper_ip = 3\n").unwrap();
+        let config = Config::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!((config.port, config.sandbox, config.login_limits.per_ip), (4000, false, 3));
+        let config = Config::load(
+            Some(&file),
+            &env(&[("PORT", "5000"), ("WAGATE_SANDBOX", "yes"), ("WAGATE_LOG_FORMAT", "json")]),
+        )
+        .unwrap();
+        assert_eq!((config.port, config.sandbox, config.log_format), (5000, true, LogFormat::Json));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = Config::load(None, &env(&[("PORT", "eighty")])).unwrap_err().to_string();
+        assert!(err.contains("PORT") && err.contains("eighty"), "{err}");
+        let err = Config::load(None, &env(&[("WAGATE_LOG_FORMAT", "xml")])).unwrap_err().to_string();
+        assert!(err.contains("WAGATE_LOG_FORMAT"), "{err}");
+        let err = Config::load(None, &env(&[("WAGATE_SANDBOX", "maybe")])).unwrap_err().to_string();
+        assert!(err.contains("true or false"), "{err}");
+        let err = Config::load(None, &env(&[("WAGATE_ADMIN_PASSWORD", "short")])).unwrap_err().to_string();
+        assert!(err.contains("at least 8"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wagate.toml");
+        std::fs::write(&file, "prot = 4000\n").unwrap();
+        let err = Config::load(Some(&file), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+}

@@ -1,0 +1,245 @@
+//! Routes and response shapes of the systems wagate replaces (see docs/compat.md), as thin
+//! adapters over the same services. All of them require authentication.
+
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json as JsonResponse, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wagate_core::{Scope, SessionStatus};
+use wagate_store::SessionRecord;
+
+use super::extract::{Auth, ClientIp, Json, StreamAuth};
+use super::sessions::{CreateSessionRequest, check_webhook_url, create_session, parse_name, visible_session, visible_sessions};
+use super::streams::{live_events, pump_websocket, qr_response, render_qr_page};
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::services::sessions::StreamEvent;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/sessions", get(list).post(create))
+        .route("/api/sessions/create", post(create_and_connect))
+        .route("/api/sessions/{id}", get(show).delete(remove))
+        .route("/api/sessions/{id}/status", get(status))
+        .route("/api/sessions/{id}/qr", get(qr))
+        .route("/api/sessions/{id}/qr-page", get(qr_page))
+        .route("/api/sessions/{id}/restart", put(restart))
+        .route("/api/sessions/{id}/name", put(rename))
+        .route("/api/sessions/{id}/webhook", put(set_webhook))
+        .route("/api/sessions/{id}/connect", post(connect))
+        .route("/api/sessions/{id}/disconnect", post(disconnect))
+        .route("/api/ws/{id}", get(websocket))
+}
+
+/// Errors keep the problem+json fields and add the seeds' `success: false, message`.
+struct CompatError(ApiError);
+
+impl From<ApiError> for CompatError {
+    fn from(err: ApiError) -> Self {
+        CompatError(err)
+    }
+}
+
+impl IntoResponse for CompatError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::to_value(self.0.problem()).unwrap_or_default();
+        body["success"] = json!(false);
+        body["message"] = json!(self.0.detail);
+        let mut response = (self.0.status, JsonResponse(body)).into_response();
+        if let Some(secs) = self.0.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
+    }
+}
+
+type CompatResult<T> = Result<T, CompatError>;
+
+fn envelope(message: &str, data: Value) -> JsonResponse<Value> {
+    JsonResponse(json!({ "success": true, "message": message, "data": data }))
+}
+
+/// The session object of the multi-session API (seed 003).
+fn session_object(record: &SessionRecord) -> Value {
+    json!({
+        "id": record.id.as_str(),
+        "name": record.name,
+        "phone": record.account.as_ref().map(|a| a.phone.trim_start_matches('+').to_owned()),
+        "connected": record.status == SessionStatus::Connected,
+        "logged_in": record.account.is_some(),
+        "status": record.status,
+        "webhook_url": record.webhook_url,
+        "created_at": crate::time::rfc3339(record.created_at),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, Json(body): Json<LoginBody>) -> CompatResult<JsonResponse<Value>> {
+    let done = state.accounts.login(&ip, &body.username, &body.password).await.map_err(ApiError::from)?;
+    Ok(JsonResponse(json!({
+        "success": true,
+        "token": done.token,
+        "user": { "id": done.user.id, "username": done.user.username },
+    })))
+}
+
+async fn list(State(state): State<AppState>, Auth(principal): Auth) -> CompatResult<JsonResponse<Value>> {
+    let sessions = visible_sessions(&state, &principal).await?;
+    Ok(JsonResponse(Value::Array(sessions.iter().map(session_object).collect())))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: Option<String>,
+    webhook_url: Option<String>,
+}
+
+async fn create(State(state): State<AppState>, Auth(principal): Auth, Json(body): Json<CreateBody>) -> CompatResult<(StatusCode, JsonResponse<Value>)> {
+    let request = CreateSessionRequest { id: None, name: body.name, engine: None, webhook_url: body.webhook_url, connect: false };
+    let record = create_session(&state, &principal, request).await?;
+    Ok((StatusCode::CREATED, JsonResponse(session_object(&record))))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateAndConnectBody {
+    session_id: Option<String>,
+}
+
+async fn create_and_connect(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Json(body): Json<CreateAndConnectBody>,
+) -> CompatResult<(StatusCode, JsonResponse<Value>)> {
+    let request = CreateSessionRequest { id: body.session_id, name: None, engine: None, webhook_url: None, connect: true };
+    let record = create_session(&state, &principal, request).await?;
+    let data = json!({
+        "sessionId": record.id.as_str(),
+        "status": record.status,
+        "qrUrl": format!("/api/sessions/{}/qr", record.id),
+        "qrPageUrl": format!("/api/sessions/{}/qr-page", record.id),
+    });
+    Ok((StatusCode::CREATED, envelope("Session created; scan the QR code to link it", data)))
+}
+
+async fn show(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Read)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    Ok(JsonResponse(session_object(&record)))
+}
+
+async fn remove(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Sessions)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    state.sessions.delete(&record.id).await.map_err(ApiError::from)?;
+    Ok(JsonResponse(json!({ "success": true, "message": "Session deleted" })))
+}
+
+async fn status(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Read)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let data = json!({
+        "sessionId": record.id.as_str(),
+        "status": record.status,
+        "connected": record.status == SessionStatus::Connected,
+        "user": record.account.as_ref().map(|a| json!({ "id": a.phone.trim_start_matches('+'), "name": a.push_name, "lid": a.lid })),
+    });
+    Ok(envelope("Session status", data))
+}
+
+async fn qr(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Read)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let live = state.sessions.qr(&record.id).await.map_err(ApiError::from)?;
+    let qr = qr_response(&live.code, live.expires_at);
+    let data = json!({ "sessionId": record.id.as_str(), "qr": qr.qr, "qrImage": qr.png, "expiresAt": qr.expires_at });
+    Ok(envelope("QR code", data))
+}
+
+async fn qr_page(State(state): State<AppState>, StreamAuth(principal): StreamAuth, Path(id): Path<String>) -> CompatResult<Response> {
+    principal.require(Scope::Read)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    Ok(render_qr_page(&state, &principal, &record.id))
+}
+
+async fn restart(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Sessions)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let record = state.sessions.restart(&record.id).await.map_err(ApiError::from)?;
+    Ok(envelope("Session restarted", json!({ "sessionId": record.id.as_str(), "status": record.status })))
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+async fn rename(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>, Json(body): Json<NameBody>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Sessions)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let name = parse_name(&body.name)?;
+    let record = state.sessions.rename(&record.id, &name).await.map_err(ApiError::from)?;
+    Ok(JsonResponse(session_object(&record)))
+}
+
+#[derive(Deserialize)]
+struct WebhookBody {
+    webhook_url: Option<String>,
+}
+
+async fn set_webhook(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>, Json(body): Json<WebhookBody>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Sessions)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let url = body.webhook_url.as_deref().filter(|u| !u.is_empty()).map(check_webhook_url).transpose()?;
+    let record = state.sessions.set_webhook(&record.id, url.as_deref()).await.map_err(ApiError::from)?;
+    Ok(JsonResponse(session_object(&record)))
+}
+
+async fn connect(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Sessions)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let record = state.sessions.connect(&record.id).await.map_err(ApiError::from)?;
+    let message = if record.status == SessionStatus::Connected { "Session connected" } else { "Scan the QR code (see /api/ws/{id})" };
+    Ok(JsonResponse(json!({ "success": true, "message": message, "session": session_object(&record) })))
+}
+
+async fn disconnect(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+    principal.require(Scope::Sessions)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let record = state.sessions.disconnect(&record.id).await.map_err(ApiError::from)?;
+    Ok(JsonResponse(json!({ "success": true, "message": "Session disconnected", "session": session_object(&record) })))
+}
+
+/// Seed 003's QR WebSocket: `{type: "qr", data: {qr}}`, `{type: "success"}`, `{type: "error"}`.
+async fn websocket(
+    State(state): State<AppState>,
+    StreamAuth(principal): StreamAuth,
+    Path(id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> CompatResult<Response> {
+    principal.require(Scope::Read)?;
+    let record = visible_session(&state, &principal, &id).await?;
+    let (snapshot, receiver) = state.sessions.subscribe(&record.id).await.map_err(ApiError::from)?;
+    let events = live_events(&state, snapshot, receiver);
+    Ok(upgrade.on_upgrade(move |socket| pump_websocket(socket, events, seed_frame)))
+}
+
+fn seed_frame(event: &StreamEvent) -> Option<Value> {
+    Some(match event {
+        StreamEvent::Qr { qr, expires_at, .. } => json!({ "type": "qr", "data": { "qr": qr, "expires_at": expires_at } }),
+        StreamEvent::Status { status: SessionStatus::Connected, account, session_id, .. } => {
+            json!({ "type": "success", "data": { "session_id": session_id, "account": account } })
+        }
+        StreamEvent::Error { message, code, .. } => json!({ "type": "error", "data": { "error": message, "code": code } }),
+        other => json!({ "type": other.name(), "data": other }),
+    })
+}

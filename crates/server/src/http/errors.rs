@@ -1,0 +1,57 @@
+//! Service errors → HTTP problems, in one place.
+
+use axum::http::StatusCode;
+
+use crate::auth::TokenError;
+use crate::error::ApiError;
+use crate::services::accounts::AccountError;
+use crate::services::sessions::SessionError;
+use wagate_engine::EngineError;
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        let message = err.to_string();
+        match err {
+            SessionError::NotFound => ApiError::not_found("session_not_found", message),
+            SessionError::Exists(_) => ApiError::conflict("session_exists", message),
+            SessionError::EngineUnavailable(_) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "engine_not_available", message)
+            }
+            SessionError::AlreadyConnected => ApiError::conflict("already_connected", message),
+            SessionError::AlreadyLinked => ApiError::conflict("already_linked", message),
+            SessionError::NoQr(status) => ApiError::conflict(
+                "qr_not_available",
+                format!("{message}; a QR code is shown after POST /api/v1/sessions/{{id}}/connect (status now: {status})"),
+            ),
+            SessionError::Engine(EngineError::NotConnected | EngineError::Closed) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_not_connected",
+                "the session is not connected",
+            ),
+            SessionError::Engine(other) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string()),
+            SessionError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        let message = err.to_string();
+        match err {
+            AccountError::InvalidCredentials => ApiError::unauthorized("invalid_credentials", message),
+            AccountError::RateLimited(wait) => ApiError::too_many_requests(wait.as_secs() + 1),
+            AccountError::InvalidToken(TokenError::Expired) => {
+                ApiError::unauthorized("token_expired", "the token expired; log in again")
+            }
+            AccountError::InvalidToken(_) => ApiError::unauthorized("invalid_token", "the token is not valid"),
+            AccountError::InvalidApiKey => ApiError::unauthorized("invalid_api_key", message),
+            AccountError::ApiKeyExpired => ApiError::unauthorized("api_key_expired", message),
+            AccountError::UserDisabled => ApiError::unauthorized("account_disabled", message),
+            AccountError::InvalidInput(detail) => ApiError::unprocessable("invalid_field", detail),
+            AccountError::UserExists => ApiError::conflict("user_exists", message),
+            AccountError::NotFound => ApiError::not_found("not_found", message),
+            AccountError::ScopeNotGrantable(_) => ApiError::forbidden("scope_not_grantable", message),
+            AccountError::Store(err) => ApiError::from(err),
+        }
+    }
+}

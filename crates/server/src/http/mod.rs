@@ -1,0 +1,82 @@
+//! The HTTP layer: handlers parse, authorize, call one service, map the error.
+
+mod api_keys;
+mod auth;
+mod compat;
+mod docs;
+mod errors;
+pub mod extract;
+mod health;
+pub mod openapi;
+#[cfg(feature = "sandbox")]
+mod sandbox;
+mod sessions;
+mod streams;
+mod users;
+mod views;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(api_keys::routes())
+        .merge(sessions::routes())
+        .merge(streams::routes());
+    #[cfg(feature = "sandbox")]
+    let api = api.merge(sandbox::routes());
+
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(compat::routes())
+        .merge(health::routes())
+        .merge(docs::routes())
+        .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Routing errors axum answers itself (405 and friends) get a problem body too.
+async fn problem_for_bare_errors(request: Request<axum::body::Body>, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_bare = response.headers().get(header::CONTENT_TYPE).is_none();
+    if !(status.is_client_error() || status.is_server_error()) || !is_bare {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        _ => "http_error",
+    };
+    let mut problem = ApiError::new(status, code, status.canonical_reason().unwrap_or("error")).into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    problem
+}
+
+/// How often streams send a keep-alive comment.
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);

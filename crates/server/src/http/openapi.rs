@@ -1,0 +1,85 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{api_keys, auth, health, sessions, streams, users};
+use crate::error::Problem;
+use crate::services::sessions::{AccountView, StreamEvent};
+
+#[cfg(feature = "sandbox")]
+#[derive(OpenApi)]
+#[openapi(
+    paths(super::sandbox::scan, super::sandbox::confirm_pair_code, super::sandbox::inbound, super::sandbox::inbox),
+    components(schemas(super::sandbox::ScanRequest, super::sandbox::ConfirmPairCodeRequest,
+        super::sandbox::InboundRequest, super::sandbox::InjectedMessage, super::sandbox::Inbox))
+)]
+struct SandboxDoc;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wagate API", description = "Self-hosted WhatsApp gateway: link sessions by QR or pairing code, \
+        stream their state, and (in later versions) send messages, run OTP verification and receive webhooks.\n\n\
+        Errors are `application/problem+json` with a stable `code`. Authenticate with `Authorization: Bearer <token>` \
+        from `POST /api/v1/auth/login`, or with an API key (`X-API-Key` or `Authorization: Bearer wag_…`)."),
+    paths(
+        auth::login, auth::me,
+        users::list, users::create, users::update,
+        api_keys::create, api_keys::list, api_keys::revoke,
+        sessions::create, sessions::list, sessions::show, sessions::update, sessions::remove,
+        sessions::connect, sessions::disconnect, sessions::restart, sessions::logout, sessions::pair_code,
+        sessions::activity,
+        streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
+        health::health, health::ready,
+    ),
+    components(schemas(Problem, AccountView, StreamEvent)),
+    modifiers(&Security),
+    tags(
+        (name = "auth", description = "Log in and inspect credentials"),
+        (name = "sessions", description = "WhatsApp accounts linked to this server"),
+        (name = "linking", description = "QR codes, pairing, live session events"),
+        (name = "sandbox", description = "Test actions on the simulated network"),
+        (name = "api keys", description = "Scoped keys for programs"),
+        (name = "users", description = "Accounts of this server (admin)"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+impl ApiDoc {
+    /// The whole document, including the sandbox routes when this build has them.
+    pub fn document() -> utoipa::openapi::OpenApi {
+        #[allow(unused_mut)]
+        let mut doc = <ApiDoc as OpenApi>::openapi();
+        #[cfg(feature = "sandbox")]
+        doc.merge(SandboxDoc::openapi());
+        doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        doc
+    }
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or API key")
+                    .description(Some("A login token from POST /api/v1/auth/login, or an API key"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "query_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "A login token or a stream token (POST …/stream-token); never an API key",
+            ))),
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! `/api/v1/sandbox`: test actions on the simulated network (only when the sandbox is enabled).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json as JsonResponse, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use wagate_core::{EngineKind, Scope};
+use wagate_engine::sandbox::{InboxEntry, SandboxError, SandboxNetwork};
+use wagate_store::SessionRecord;
+
+use super::extract::{Auth, Json};
+use super::sessions::{parse_phone, visible_session, visible_sessions};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::services::sessions::AccountView;
+use crate::time::rfc3339;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sandbox/sessions/{id}/scan", post(scan))
+        .route("/sandbox/sessions/{id}/pair-code/confirm", post(confirm_pair_code))
+        .route("/sandbox/sessions/{id}/inbound", post(inbound))
+        .route("/sandbox/inbox/{phone}", get(inbox))
+}
+
+fn network(state: &AppState) -> ApiResult<Arc<SandboxNetwork>> {
+    state
+        .sessions
+        .engines()
+        .sandbox()
+        .ok_or_else(|| ApiError::not_found("sandbox_disabled", "the sandbox engine is disabled (WAGATE_SANDBOX=false)"))
+}
+
+async fn sandbox_session(state: &AppState, principal: &Principal, id: &str) -> ApiResult<SessionRecord> {
+    principal.require(Scope::Sessions)?;
+    let record = visible_session(state, principal, id).await?;
+    if record.engine != EngineKind::Sandbox {
+        return Err(ApiError::conflict("not_a_sandbox_session", "sandbox actions work only on sandbox sessions"));
+    }
+    Ok(record)
+}
+
+fn sandbox_error(err: SandboxError) -> ApiError {
+    let code = match err {
+        SandboxError::NotOpen => "session_not_open",
+        SandboxError::NoQr => "qr_not_available",
+        SandboxError::QrMismatch => "qr_expired",
+        SandboxError::NotPairing => "not_pairing",
+        SandboxError::WrongPairCode => "wrong_pair_code",
+        SandboxError::NotConnected => "session_not_connected",
+    };
+    ApiError::conflict(code, err.to_string())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    /// The phone number of the (simulated) account that scans.
+    pub phone: String,
+    /// The account's display name.
+    pub push_name: Option<String>,
+    /// The QR payload as read; when given, it must be the code shown right now.
+    pub qr: Option<String>,
+}
+
+/// Scan the session's current QR code as phone `phone`: links the session.
+#[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/scan", tag = "sandbox", params(("id" = String, Path)),
+    request_body = ScanRequest,
+    responses((status = 200, body = AccountView), (status = 409, description = "no QR code shown, stale code, not a sandbox session", body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn scan(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    Json(request): Json<ScanRequest>,
+) -> ApiResult<JsonResponse<AccountView>> {
+    let network = network(&state)?;
+    let record = sandbox_session(&state, &principal, &id).await?;
+    let phone = parse_phone(&state, &request.phone)?;
+    let account = network.scan(&record.id, phone, request.push_name, request.qr).await.map_err(sandbox_error)?;
+    Ok(JsonResponse(AccountView::from(&account)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmPairCodeRequest {
+    /// The code as typed on the phone (`ABCD-EFGH` or `abcdefgh`).
+    pub code: String,
+}
+
+/// Type the pairing code on the simulated phone: links the session.
+#[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/pair-code/confirm", tag = "sandbox", params(("id" = String, Path)),
+    request_body = ConfirmPairCodeRequest,
+    responses((status = 200, body = AccountView), (status = 409, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+pub async fn confirm_pair_code(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    Json(request): Json<ConfirmPairCodeRequest>,
+) -> ApiResult<JsonResponse<AccountView>> {
+    let network = network(&state)?;
+    let record = sandbox_session(&state, &principal, &id).await?;
+    let account = network.confirm_pair_code(&record.id, &request.code).await.map_err(sandbox_error)?;
+    Ok(JsonResponse(AccountView::from(&account)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRequest {
+    /// Who sends the message.
+    pub from: String,
+    pub text: String,
+    pub push_name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InjectedMessage {
+    pub id: String,
+    pub from: String,
+    pub chat: String,
+    pub timestamp: String,
+}
+
+/// Make someone send a text message to the session.
+#[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/inbound", tag = "sandbox", params(("id" = String, Path)),
+    request_body = InboundRequest,
+    responses((status = 202, body = InjectedMessage), (status = 409, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+pub async fn inbound(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    Json(request): Json<InboundRequest>,
+) -> ApiResult<(StatusCode, JsonResponse<InjectedMessage>)> {
+    let network = network(&state)?;
+    let record = sandbox_session(&state, &principal, &id).await?;
+    let from = parse_phone(&state, &request.from)?;
+    if request.text.is_empty() || request.text.len() > 65_536 {
+        return Err(ApiError::unprocessable("invalid_field", "text must be 1 to 65536 bytes"));
+    }
+    let message = network.inject(&record.id, from, request.text, request.push_name).await.map_err(sandbox_error)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        JsonResponse(InjectedMessage {
+            id: message.id,
+            from: message.from.e164().to_owned(),
+            chat: message.chat,
+            timestamp: rfc3339(message.timestamp),
+        }),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Inbox {
+    pub phone: String,
+    /// Oldest first; only messages sent by sessions the caller can see.
+    #[schema(value_type = Vec<Object>)]
+    pub messages: Vec<InboxEntry>,
+}
+
+/// What sandbox sessions sent to `phone`, newest last.
+#[utoipa::path(get, path = "/api/v1/sandbox/inbox/{phone}", tag = "sandbox", params(("phone" = String, Path)),
+    responses((status = 200, body = Inbox), (status = 400, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+pub async fn inbox(State(state): State<AppState>, Auth(principal): Auth, Path(phone): Path<String>) -> ApiResult<JsonResponse<Inbox>> {
+    let network = network(&state)?;
+    let phone = parse_phone(&state, &phone)?;
+    let visible: Vec<String> = visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect();
+    let messages = network.inbox(&phone).into_iter().filter(|m| visible.contains(&m.session_id)).collect();
+    Ok(JsonResponse(Inbox { phone: phone.e164().to_owned(), messages }))
+}

@@ -1,0 +1,332 @@
+//! Users, logins, tokens and API keys.
+
+use std::time::Duration;
+
+use wagate_core::{Role, Scope, ScopeSet, SessionId, Username};
+use wagate_store::{ApiKeyRecord, NewApiKey, NewUser, Store, StoreError, UserRecord};
+
+use crate::auth::{
+    Principal, RateLimiter, Secrets, TokenClaims, TokenError, TokenKind, generate_api_key, hash_api_key,
+    hash_password, issue_token, verify_password, verify_token,
+};
+use crate::config::Config;
+use crate::time::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("too many attempts")]
+    RateLimited(Duration),
+    #[error("invalid token: {0}")]
+    InvalidToken(TokenError),
+    #[error("unknown or revoked API key")]
+    InvalidApiKey,
+    #[error("the API key expired")]
+    ApiKeyExpired,
+    #[error("the user is disabled")]
+    UserDisabled,
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("a user with that name already exists")]
+    UserExists,
+    #[error("not found")]
+    NotFound,
+    #[error("a key cannot get the `{0}` scope from this credential")]
+    ScopeNotGrantable(Scope),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct LoginSuccess {
+    pub token: String,
+    pub expires_at: i64,
+    pub user: UserRecord,
+}
+
+pub struct NewKey {
+    pub record: ApiKeyRecord,
+    /// Shown once.
+    pub key: String,
+}
+
+pub struct Accounts {
+    store: Store,
+    secrets: Secrets,
+    token_ttl_secs: i64,
+    stream_ttl_secs: i64,
+    logins_per_ip: RateLimiter,
+    failures_per_user: RateLimiter,
+}
+
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+pub fn check_password_policy(password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < MIN_PASSWORD_LEN || password.len() > 1024 {
+        return Err(AccountError::InvalidInput(format!(
+            "password must be {MIN_PASSWORD_LEN} to 1024 characters long"
+        )));
+    }
+    Ok(())
+}
+
+impl Accounts {
+    pub fn new(store: Store, secrets: Secrets, config: &Config) -> Self {
+        let window = Duration::from_secs(config.login_limits.window_secs);
+        Accounts {
+            store,
+            secrets,
+            token_ttl_secs: config.token_ttl_secs as i64,
+            stream_ttl_secs: config.stream_token_ttl_secs as i64,
+            logins_per_ip: RateLimiter::new(config.login_limits.per_ip, window),
+            failures_per_user: RateLimiter::new(config.login_limits.failures_per_user, window),
+        }
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// On first start, creates `admin`. Returns the generated password when none was given,
+    /// so the caller can show it once.
+    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Option<String>, AccountError> {
+        if self.store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let generated = password.is_none().then(generate_password);
+        let password = password.or(generated.as_deref()).expect("one of them is set");
+        check_password_policy(password)?;
+        let hash = hash_password(password);
+        match self.store.insert_user(NewUser { username: "admin", password_hash: &hash, role: Role::Admin }).await {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(generated),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub async fn login(&self, client_ip: &str, username: &str, password: &str) -> Result<LoginSuccess, AccountError> {
+        let ip_key = format!("ip:{client_ip}");
+        let user_key = format!("user:{username}");
+        self.logins_per_ip.check(&ip_key).map_err(AccountError::RateLimited)?;
+        self.failures_per_user.check(&user_key).map_err(AccountError::RateLimited)?;
+        self.logins_per_ip.record(&ip_key);
+
+        let user = self.store.user_by_username(username).await?;
+        let verified = {
+            let password = password.to_owned();
+            let hash = user.as_ref().map(|u| u.password_hash.clone());
+            tokio::task::spawn_blocking(move || verify_password(&password, hash.as_deref()))
+                .await
+                .unwrap_or(false)
+        };
+        let user = match user {
+            Some(user) if verified && !user.disabled => user,
+            _ => {
+                self.failures_per_user.record(&user_key);
+                tracing::info!(username, client_ip, "failed login");
+                return Err(AccountError::InvalidCredentials);
+            }
+        };
+        self.failures_per_user.clear(&user_key);
+        let (token, expires_at) = self.issue(&user.id, TokenKind::Access, None, self.token_ttl_secs);
+        Ok(LoginSuccess { token, expires_at, user })
+    }
+
+    fn issue(&self, user_id: &str, kind: TokenKind, session: Option<&SessionId>, ttl: i64) -> (String, i64) {
+        let now = now_ms() / 1000;
+        let claims = TokenClaims {
+            sub: user_id.to_owned(),
+            kind,
+            session: session.map(ToString::to_string),
+            iat: now,
+            exp: now + ttl,
+        };
+        (issue_token(&self.secrets.token_key, &claims), claims.exp * 1000)
+    }
+
+    /// A short-lived read-only token for one session's QR page and event streams.
+    pub fn stream_token(&self, principal: &Principal, session: &SessionId) -> (String, i64) {
+        self.issue(&principal.user_id, TokenKind::Stream, Some(session), self.stream_ttl_secs)
+    }
+
+    /// A login token (`Authorization: Bearer`, or `?token=` where streams allow it).
+    pub async fn authenticate_token(&self, token: &str) -> Result<Principal, AccountError> {
+        let claims =
+            verify_token(&self.secrets.token_key, token, now_ms() / 1000).map_err(AccountError::InvalidToken)?;
+        let user = self.active_user(&claims.sub).await?;
+        Ok(match (claims.kind, claims.session) {
+            (TokenKind::Access, _) => principal(&user, ScopeSet::all(), None, None),
+            (TokenKind::Stream, Some(session)) => {
+                let session = SessionId::parse(&session).map_err(|_| AccountError::InvalidToken(TokenError::Malformed))?;
+                principal(&user, ScopeSet::new([Scope::Read]), Some(vec![session]), None)
+            }
+            (TokenKind::Stream, None) => return Err(AccountError::InvalidToken(TokenError::Malformed)),
+        })
+    }
+
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal, AccountError> {
+        let hash = hash_api_key(&self.secrets.api_key_pepper, key);
+        let record = self.store.api_key_by_hash(&hash).await?.ok_or(AccountError::InvalidApiKey)?;
+        if record.revoked_at.is_some() {
+            return Err(AccountError::InvalidApiKey);
+        }
+        if record.expires_at.is_some_and(|at| at <= now_ms()) {
+            return Err(AccountError::ApiKeyExpired);
+        }
+        let user = self.active_user(&record.user_id).await?;
+        // Losing a last-used timestamp is harmless; never fail a request for it.
+        if let Err(err) = self.store.touch_api_key(&record.id).await {
+            tracing::warn!(error = %err, "cannot record API key use");
+        }
+        let mut scopes = record.scopes.clone();
+        if user.role != Role::Admin && scopes.contains_exactly(Scope::Admin) {
+            scopes = ScopeSet::new(scopes.iter().filter(|s| *s != Scope::Admin));
+        }
+        Ok(principal(&user, scopes, record.sessions.clone(), Some(record.id.clone())))
+    }
+
+    async fn active_user(&self, id: &str) -> Result<UserRecord, AccountError> {
+        let user = self.store.user(id).await?.ok_or(AccountError::InvalidToken(TokenError::BadSignature))?;
+        if user.disabled {
+            return Err(AccountError::UserDisabled);
+        }
+        Ok(user)
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str, role: Role) -> Result<UserRecord, AccountError> {
+        let username = Username::parse(username).map_err(|e| AccountError::InvalidInput(e.to_string()))?;
+        check_password_policy(password)?;
+        let hash = hash_password(password);
+        self.store
+            .insert_user(NewUser { username: username.as_str(), password_hash: &hash, role })
+            .await
+            .map_err(|err| match err {
+                StoreError::Conflict { .. } => AccountError::UserExists,
+                other => other.into(),
+            })
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRecord>, AccountError> {
+        Ok(self.store.users().await?)
+    }
+
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<(), AccountError> {
+        check_password_policy(password)?;
+        let user = self.store.user_by_username(username).await?.ok_or(AccountError::NotFound)?;
+        self.store.set_user_password(&user.id, &hash_password(password)).await?;
+        Ok(())
+    }
+
+    pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<(), AccountError> {
+        if !self.store.set_user_disabled(user_id, disabled).await? {
+            return Err(AccountError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Creates a key for `principal`'s user. A key never gets more than its creator has: its
+    /// scopes and sessions must lie within the creator's.
+    pub async fn create_api_key(
+        &self,
+        principal: &Principal,
+        name: &str,
+        scopes: ScopeSet,
+        sessions: Option<Vec<SessionId>>,
+        expires_at: Option<i64>,
+    ) -> Result<NewKey, AccountError> {
+        if let Some(scope) = scopes.iter().find(|s| !principal.scopes.allows(*s)) {
+            return Err(AccountError::ScopeNotGrantable(scope));
+        }
+        if scopes.contains_exactly(Scope::Admin) && principal.role != Role::Admin {
+            return Err(AccountError::ScopeNotGrantable(Scope::Admin));
+        }
+        let sessions = match (&principal.sessions, sessions) {
+            (Some(own), None) => Some(own.clone()),
+            (Some(own), Some(wanted)) if wanted.iter().any(|s| !own.contains(s)) => {
+                return Err(AccountError::InvalidInput("a key cannot reach sessions its creator cannot".into()));
+            }
+            (_, wanted) => wanted,
+        };
+        self.insert_key(&principal.user_id, name, &scopes, sessions.as_deref(), expires_at).await
+    }
+
+    /// For the command line: a key for `username` with exactly `scopes`.
+    pub async fn create_api_key_for(&self, username: &str, name: &str, scopes: ScopeSet) -> Result<NewKey, AccountError> {
+        let user = self.store.user_by_username(username).await?.ok_or(AccountError::NotFound)?;
+        if scopes.contains_exactly(Scope::Admin) && user.role != Role::Admin {
+            return Err(AccountError::ScopeNotGrantable(Scope::Admin));
+        }
+        self.insert_key(&user.id, name, &scopes, None, None).await
+    }
+
+    async fn insert_key(
+        &self,
+        user_id: &str,
+        name: &str,
+        scopes: &ScopeSet,
+        sessions: Option<&[SessionId]>,
+        expires_at: Option<i64>,
+    ) -> Result<NewKey, AccountError> {
+        if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(AccountError::InvalidInput("key name must be 1 to 100 printable characters".into()));
+        }
+        if scopes.is_empty() {
+            return Err(AccountError::InvalidInput("a key needs at least one scope".into()));
+        }
+        let material = generate_api_key(&self.secrets.api_key_pepper);
+        let record = self
+            .store
+            .insert_api_key(NewApiKey {
+                user_id,
+                name: name.trim(),
+                prefix: &material.prefix,
+                key_hash: &material.hash,
+                scopes,
+                sessions,
+                expires_at,
+            })
+            .await?;
+        Ok(NewKey { record, key: material.key })
+    }
+
+    /// Keys visible to `principal` (`None`: all, for the command line).
+    pub async fn api_keys(&self, owner: Option<&str>) -> Result<Vec<ApiKeyRecord>, AccountError> {
+        Ok(self.store.api_keys(owner).await?)
+    }
+
+    pub async fn api_key(&self, id: &str) -> Result<ApiKeyRecord, AccountError> {
+        self.store.api_key(id).await?.ok_or(AccountError::NotFound)
+    }
+
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), AccountError> {
+        self.store.revoke_api_key(id).await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: &str) -> Result<UserRecord, AccountError> {
+        self.store.user(id).await?.ok_or(AccountError::NotFound)
+    }
+}
+
+fn principal(user: &UserRecord, scopes: ScopeSet, sessions: Option<Vec<SessionId>>, key: Option<String>) -> Principal {
+    let scopes = if user.role == Role::Admin {
+        scopes
+    } else {
+        ScopeSet::new(scopes.iter().filter(|s| *s != Scope::Admin))
+    };
+    Principal {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        role: user.role,
+        scopes,
+        sessions,
+        api_key_id: key,
+    }
+}
+
+/// 20 characters from an unambiguous alphabet (~115 bits).
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}

@@ -1,0 +1,40 @@
+//! The engines this build and configuration offer.
+
+use std::sync::Arc;
+
+use wagate_core::EngineKind;
+use wagate_engine::{Engine, EngineError};
+
+#[derive(Clone, Default)]
+pub struct Engines {
+    engines: Vec<Arc<dyn Engine>>,
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<Arc<wagate_engine::sandbox::SandboxNetwork>>,
+}
+
+impl Engines {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    #[cfg(feature = "sandbox")]
+    pub fn with_sandbox(mut self, engine: wagate_engine::sandbox::SandboxEngine) -> Self {
+        self.sandbox = Some(engine.network());
+        self.engines.push(Arc::new(engine));
+        self
+    }
+
+    pub fn get(&self, kind: EngineKind) -> Result<Arc<dyn Engine>, EngineError> {
+        self.engines.iter().find(|e| e.kind() == kind).cloned().ok_or(EngineError::NotAvailable(kind))
+    }
+
+    pub fn kinds(&self) -> Vec<EngineKind> {
+        self.engines.iter().map(|e| e.kind()).collect()
+    }
+
+    /// The simulated network, when the sandbox engine is enabled.
+    #[cfg(feature = "sandbox")]
+    pub fn sandbox(&self) -> Option<Arc<wagate_engine::sandbox::SandboxNetwork>> {
+        self.sandbox.clone()
+    }
+}

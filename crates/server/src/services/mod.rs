@@ -1,0 +1,5 @@
+//! Business logic. No HTTP types in here: handlers parse and authorize, services decide.
+
+pub mod accounts;
+pub mod engines;
+pub mod sessions;

@@ -1,0 +1,599 @@
+//! Session lifecycle: create, connect, link, disconnect, log out, delete — and the live state
+//! (QR code, pairing code, status) that streams to clients.
+//!
+//! Each session has a [`Runtime`]. Operations on one session are serialised by its `live`
+//! lock; the engine's events are handled by a pump task per connection. Every connection gets
+//! a new generation number, so late events of a closed connection are ignored.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+use utoipa::ToSchema;
+use wagate_core::{EngineKind, Phone, SessionId, SessionStatus};
+use wagate_engine::{Account, Connection, EngineError, EngineEvent, EventSink, InboundMessage, SessionSpec};
+use wagate_store::{LinkedAccount, NewSession, SessionRecord, Store, StoreError};
+
+use super::engines::Engines;
+use crate::time::{now_ms, rfc3339};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session not found")]
+    NotFound,
+    #[error("a session with id `{0}` already exists")]
+    Exists(SessionId),
+    #[error("the {0} engine is not available in this build or configuration")]
+    EngineUnavailable(EngineKind),
+    #[error("the session is already connected")]
+    AlreadyConnected,
+    #[error("the session is already linked to a phone; log out first")]
+    AlreadyLinked,
+    #[error("no QR code right now (session status: {0})")]
+    NoQr(SessionStatus),
+    #[error(transparent)]
+    Engine(EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<EngineError> for SessionError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::NotAvailable(kind) => SessionError::EngineUnavailable(kind),
+            EngineError::AlreadyLinked => SessionError::AlreadyLinked,
+            other => SessionError::Engine(other),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AccountView {
+    /// E.164.
+    pub phone: String,
+    pub lid: Option<String>,
+    pub push_name: Option<String>,
+}
+
+impl From<&LinkedAccount> for AccountView {
+    fn from(a: &LinkedAccount) -> Self {
+        AccountView { phone: a.phone.clone(), lid: a.lid.clone(), push_name: a.push_name.clone() }
+    }
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        AccountView { phone: a.phone.e164().to_owned(), lid: a.lid.clone(), push_name: a.push_name.clone() }
+    }
+}
+
+/// What a session's event stream (SSE or WebSocket) carries.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum StreamEvent {
+    Status {
+        session_id: String,
+        #[schema(value_type = String, example = "connected")]
+        status: SessionStatus,
+        reason: Option<String>,
+        account: Option<AccountView>,
+    },
+    Qr { session_id: String, qr: String, expires_at: String },
+    PairCode { session_id: String, code: String, expires_at: String },
+    Paired { session_id: String, account: AccountView },
+    Error { session_id: String, code: String, message: String },
+    MessageReceived { session_id: String, message_id: String, from: String, chat: String, timestamp: String },
+    MessageStatus { session_id: String, message_id: String, status: String, reason: Option<String> },
+    Deleted { session_id: String },
+}
+
+impl StreamEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamEvent::Status { .. } => "status",
+            StreamEvent::Qr { .. } => "qr",
+            StreamEvent::PairCode { .. } => "pair_code",
+            StreamEvent::Paired { .. } => "paired",
+            StreamEvent::Error { .. } => "error",
+            StreamEvent::MessageReceived { .. } => "message_received",
+            StreamEvent::MessageStatus { .. } => "message_status",
+            StreamEvent::Deleted { .. } => "deleted",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveCode {
+    pub code: String,
+    pub expires_at: i64,
+}
+
+#[derive(Default)]
+struct View {
+    qr: Option<LiveCode>,
+    pair_code: Option<LiveCode>,
+}
+
+struct Live {
+    connection: Option<Arc<dyn Connection>>,
+}
+
+struct Runtime {
+    id: SessionId,
+    events: broadcast::Sender<StreamEvent>,
+    live: tokio::sync::Mutex<Live>,
+    view: Mutex<View>,
+    generation: AtomicU64,
+}
+
+impl Runtime {
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, event: StreamEvent) {
+        let _ = self.events.send(event); // no subscribers is fine
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    engines: Engines,
+    sessions_dir: PathBuf,
+    runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+}
+
+pub struct CreateSession {
+    pub id: Option<SessionId>,
+    pub name: Option<String>,
+    pub engine: EngineKind,
+    pub webhook_url: Option<String>,
+}
+
+impl SessionManager {
+    pub fn new(store: Store, engines: Engines, data_dir: PathBuf) -> Self {
+        SessionManager {
+            inner: Arc::new(Inner {
+                store,
+                engines,
+                sessions_dir: data_dir.join("sessions"),
+                runtimes: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn engines(&self) -> &Engines {
+        &self.inner.engines
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn spec(&self, id: &SessionId) -> SessionSpec {
+        SessionSpec { id: id.clone(), store_dir: self.inner.sessions_dir.join(id.as_str()) }
+    }
+
+    fn runtime(&self, record: &SessionRecord) -> Arc<Runtime> {
+        let mut runtimes = self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+        runtimes
+            .entry(record.id.clone())
+            .or_insert_with(|| {
+                Arc::new(Runtime {
+                    id: record.id.clone(),
+                    events: broadcast::channel(64).0,
+                    live: tokio::sync::Mutex::new(Live { connection: None }),
+                    view: Mutex::new(View::default()),
+                    generation: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    pub async fn create(&self, owner_id: &str, request: CreateSession) -> Result<SessionRecord, SessionError> {
+        self.inner.engines.get(request.engine)?;
+        let id = request.id.unwrap_or_else(SessionId::generate);
+        let name = request.name.unwrap_or_else(|| id.to_string());
+        let record = self
+            .store()
+            .insert_session(NewSession {
+                id: &id,
+                owner_id,
+                name: &name,
+                engine: request.engine,
+                webhook_url: request.webhook_url.as_deref(),
+            })
+            .await
+            .map_err(|err| match err {
+                StoreError::Conflict { .. } => SessionError::Exists(id.clone()),
+                other => other.into(),
+            })?;
+        self.log(&id, "created", serde_json::json!({ "engine": request.engine })).await;
+        Ok(record)
+    }
+
+    pub async fn get(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        self.store().session(id).await?.ok_or(SessionError::NotFound)
+    }
+
+    pub async fn list(&self, owner_id: Option<&str>) -> Result<Vec<SessionRecord>, SessionError> {
+        Ok(self.store().sessions(owner_id).await?)
+    }
+
+    pub async fn rename(&self, id: &SessionId, name: &str) -> Result<SessionRecord, SessionError> {
+        if !self.store().rename_session(id, name).await? {
+            return Err(SessionError::NotFound);
+        }
+        self.get(id).await
+    }
+
+    pub async fn set_webhook(&self, id: &SessionId, url: Option<&str>) -> Result<SessionRecord, SessionError> {
+        if !self.store().set_session_webhook(id, url).await? {
+            return Err(SessionError::NotFound);
+        }
+        self.get(id).await
+    }
+
+    /// Opens the session's connection (QR codes, or a login with stored credentials). Does
+    /// nothing when it is already open.
+    pub async fn connect(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        let record = self.get(id).await?;
+        let engine = self.inner.engines.get(record.engine)?;
+        let runtime = self.runtime(&record);
+        let mut live = runtime.live.lock().await;
+        if live.connection.is_some() {
+            return Ok(record);
+        }
+        self.store().set_session_auto_connect(id, true).await?;
+        self.set_status(&runtime, SessionStatus::Connecting, None).await;
+        let generation = runtime.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let (sink, events) = EventSink::channel();
+        tokio::spawn(self.clone().pump(runtime.clone(), generation, events));
+        match engine.open(self.spec(id), sink).await {
+            Ok(connection) => live.connection = Some(connection),
+            Err(err) => {
+                runtime.generation.fetch_add(1, Ordering::SeqCst);
+                self.set_status(&runtime, SessionStatus::Disconnected, Some(&err.to_string())).await;
+                return Err(err.into());
+            }
+        }
+        drop(live);
+        self.get(id).await
+    }
+
+    /// Goes offline and stays offline (also across restarts) until the next connect.
+    pub async fn disconnect(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        let record = self.get(id).await?;
+        self.store().set_session_auto_connect(id, false).await?;
+        let runtime = self.runtime(&record);
+        self.close(&runtime, "disconnected by request").await;
+        self.get(id).await
+    }
+
+    pub async fn restart(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        let record = self.get(id).await?;
+        self.inner.engines.get(record.engine)?;
+        let runtime = self.runtime(&record);
+        self.close(&runtime, "restarting").await;
+        self.connect(id).await
+    }
+
+    /// Unlinks the device: its credentials are removed and the next connect shows a QR code.
+    pub async fn logout(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        let record = self.get(id).await?;
+        let runtime = self.runtime(&record);
+        let mut live = runtime.live.lock().await;
+        runtime.generation.fetch_add(1, Ordering::SeqCst);
+        match live.connection.take() {
+            Some(connection) => connection.logout().await?,
+            None => self.forget_credentials(&record).await?,
+        }
+        *runtime.view() = View::default();
+        self.store().set_session_auto_connect(id, false).await?;
+        self.store().set_session_account(id, None).await?;
+        self.set_status(&runtime, SessionStatus::LoggedOut, Some("logged out by request")).await;
+        self.log(id, "logged_out", serde_json::json!({ "reason": "logged out by request" })).await;
+        drop(live);
+        self.get(id).await
+    }
+
+    /// Stops the connection and removes the session with its credentials and activity log.
+    pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
+        let record = self.get(id).await?;
+        let runtime = self.runtime(&record);
+        let mut live = runtime.live.lock().await;
+        runtime.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(connection) = live.connection.take() {
+            connection.close().await;
+        }
+        self.forget_credentials(&record).await?;
+        self.store().delete_session(id).await?;
+        runtime.publish(StreamEvent::Deleted { session_id: id.to_string() });
+        self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        Ok(())
+    }
+
+    /// Asks for a pairing code for `phone` (opening the connection if needed).
+    pub async fn pair_code(&self, id: &SessionId, phone: &Phone) -> Result<LiveCode, SessionError> {
+        let record = self.get(id).await?;
+        if record.status == SessionStatus::Connected {
+            return Err(SessionError::AlreadyLinked);
+        }
+        self.connect(id).await?;
+        let runtime = self.runtime(&record);
+        let connection = runtime.live.lock().await.connection.clone().ok_or(SessionError::Engine(EngineError::Closed))?;
+        let code = connection.pair_with_code(phone).await?;
+        self.log(id, "pair_code_requested", serde_json::json!({ "phone": phone.e164() })).await;
+        // The engine reports the code with its validity; wait briefly for the pump to record it.
+        for _ in 0..50 {
+            if let Some(live) = runtime.view().pair_code.clone().filter(|live| live.code == code) {
+                return Ok(live);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(LiveCode { code, expires_at: now_ms() + 180_000 })
+    }
+
+    /// The QR code to scan right now.
+    pub async fn qr(&self, id: &SessionId) -> Result<LiveCode, SessionError> {
+        let record = self.get(id).await?;
+        if record.status == SessionStatus::Connected {
+            return Err(SessionError::AlreadyConnected);
+        }
+        let runtime = self.runtime(&record);
+        let qr = runtime.view().qr.clone();
+        qr.filter(|qr| qr.expires_at > now_ms()).ok_or(SessionError::NoQr(record.status))
+    }
+
+    /// The session's current state as events, then everything that happens next.
+    pub async fn subscribe(
+        &self,
+        id: &SessionId,
+    ) -> Result<(Vec<StreamEvent>, broadcast::Receiver<StreamEvent>), SessionError> {
+        let record = self.get(id).await?;
+        let runtime = self.runtime(&record);
+        let receiver = runtime.events.subscribe();
+        let mut snapshot = vec![StreamEvent::Status {
+            session_id: id.to_string(),
+            status: record.status,
+            reason: record.status_reason.clone(),
+            account: record.account.as_ref().map(AccountView::from),
+        }];
+        let view = runtime.view();
+        if let Some(qr) = view.qr.clone().filter(|_| record.status == SessionStatus::Qr) {
+            snapshot.push(StreamEvent::Qr { session_id: id.to_string(), qr: qr.code, expires_at: rfc3339(qr.expires_at) });
+        }
+        if let Some(code) = view.pair_code.clone().filter(|_| record.status == SessionStatus::PairingCode) {
+            snapshot.push(StreamEvent::PairCode {
+                session_id: id.to_string(),
+                code: code.code,
+                expires_at: rfc3339(code.expires_at),
+            });
+        }
+        Ok((snapshot, receiver))
+    }
+
+    /// At start-up: sessions that were online come back; the others are marked offline.
+    pub async fn restore(&self) -> Result<usize, SessionError> {
+        let mut restored = 0;
+        for record in self.store().sessions(None).await? {
+            if record.auto_connect {
+                match self.connect(&record.id).await {
+                    Ok(_) => restored += 1,
+                    Err(err) => tracing::warn!(session = %record.id, error = %err, "cannot restore session"),
+                }
+            } else if record.status.is_active() {
+                self.store().set_session_status(&record.id, SessionStatus::Disconnected, Some("server restarted")).await?;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Closes every connection, keeping credentials and `auto_connect`, so a restart restores them.
+    pub async fn shutdown(&self) {
+        let runtimes: Vec<Arc<Runtime>> =
+            self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let closing = runtimes.iter().map(|runtime| self.close(runtime, "server stopped"));
+        futures::future::join_all(closing).await;
+    }
+
+    async fn close(&self, runtime: &Runtime, reason: &str) {
+        let mut live = runtime.live.lock().await;
+        runtime.generation.fetch_add(1, Ordering::SeqCst);
+        let Some(connection) = live.connection.take() else { return };
+        connection.close().await;
+        *runtime.view() = View::default();
+        self.set_status(runtime, SessionStatus::Disconnected, Some(reason)).await;
+        self.log(&runtime.id, "disconnected", serde_json::json!({ "reason": reason })).await;
+    }
+
+    async fn forget_credentials(&self, record: &SessionRecord) -> Result<(), SessionError> {
+        let spec = self.spec(&record.id);
+        match self.inner.engines.get(record.engine) {
+            Ok(engine) => engine.forget(&spec).await?,
+            Err(_) => match tokio::fs::remove_dir_all(&spec.store_dir).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(SessionError::Engine(EngineError::Other(err.to_string()))),
+            },
+        }
+        Ok(())
+    }
+
+    async fn set_status(&self, runtime: &Runtime, status: SessionStatus, reason: Option<&str>) {
+        if let Err(err) = self.store().set_session_status(&runtime.id, status, reason).await {
+            tracing::error!(session = %runtime.id, error = %err, "cannot record session status");
+        }
+        let account = match self.store().session(&runtime.id).await {
+            Ok(Some(record)) => record.account.as_ref().map(AccountView::from),
+            _ => None,
+        };
+        runtime.publish(StreamEvent::Status {
+            session_id: runtime.id.to_string(),
+            status,
+            reason: reason.map(str::to_owned),
+            account,
+        });
+    }
+
+    async fn log(&self, id: &SessionId, kind: &str, detail: serde_json::Value) {
+        if let Err(err) = self.store().insert_session_event(id, kind, Some(&detail)).await {
+            tracing::error!(session = %id, error = %err, kind, "cannot record session event");
+        }
+    }
+
+    /// Handles one connection's events until it ends or a newer connection replaces it.
+    async fn pump(self, runtime: Arc<Runtime>, generation: u64, mut events: mpsc::UnboundedReceiver<EngineEvent>) {
+        while let Some(event) = events.recv().await {
+            if runtime.generation.load(Ordering::SeqCst) != generation {
+                break;
+            }
+            let terminal = self.on_event(&runtime, event).await;
+            if terminal {
+                let mut live = runtime.live.lock().await;
+                if runtime.generation.load(Ordering::SeqCst) == generation {
+                    live.connection = None;
+                    runtime.generation.fetch_add(1, Ordering::SeqCst);
+                }
+                break;
+            }
+        }
+    }
+
+    /// Returns true when the connection ended.
+    async fn on_event(&self, runtime: &Runtime, event: EngineEvent) -> bool {
+        let id = &runtime.id;
+        let session_id = id.to_string();
+        match event {
+            EngineEvent::Qr { code, valid_for } => {
+                let expires_at = now_ms() + valid_for.as_millis() as i64;
+                let first = {
+                    let mut view = runtime.view();
+                    let first = view.qr.is_none();
+                    view.qr = Some(LiveCode { code: code.clone(), expires_at });
+                    view.pair_code = None;
+                    first
+                };
+                if first {
+                    self.set_status(runtime, SessionStatus::Qr, None).await;
+                    self.log(id, "qr", serde_json::json!({ "valid_for_ms": valid_for.as_millis() as u64 })).await;
+                }
+                runtime.publish(StreamEvent::Qr { session_id, qr: code, expires_at: rfc3339(expires_at) });
+                false
+            }
+            EngineEvent::QrExhausted => {
+                *runtime.view() = View::default();
+                let _ = self.store().set_session_auto_connect(id, false).await;
+                self.set_status(runtime, SessionStatus::Disconnected, Some("qr_codes_exhausted")).await;
+                self.log(id, "qr_codes_exhausted", serde_json::json!({})).await;
+                runtime.publish(StreamEvent::Error {
+                    session_id,
+                    code: "qr_codes_exhausted".into(),
+                    message: "no QR code was scanned in time; connect again for new codes".into(),
+                });
+                true
+            }
+            EngineEvent::PairCode { code, valid_for } => {
+                let expires_at = now_ms() + valid_for.as_millis() as i64;
+                {
+                    let mut view = runtime.view();
+                    view.qr = None;
+                    view.pair_code = Some(LiveCode { code: code.clone(), expires_at });
+                }
+                self.set_status(runtime, SessionStatus::PairingCode, None).await;
+                runtime.publish(StreamEvent::PairCode { session_id, code, expires_at: rfc3339(expires_at) });
+                false
+            }
+            EngineEvent::Paired { account } => {
+                self.record_account(id, &account).await;
+                self.log(id, "paired", serde_json::json!({ "phone": account.phone.e164() })).await;
+                runtime.publish(StreamEvent::Paired { session_id, account: AccountView::from(&account) });
+                false
+            }
+            EngineEvent::Connected { account } => {
+                *runtime.view() = View::default();
+                self.record_account(id, &account).await;
+                self.set_status(runtime, SessionStatus::Connected, None).await;
+                self.log(id, "connected", serde_json::json!({ "phone": account.phone.e164() })).await;
+                false
+            }
+            EngineEvent::Disconnected { reason, reconnecting } => {
+                *runtime.view() = View::default();
+                let status = if reconnecting { SessionStatus::Connecting } else { SessionStatus::Disconnected };
+                self.set_status(runtime, status, Some(&reason)).await;
+                self.log(id, "disconnected", serde_json::json!({ "reason": reason, "reconnecting": reconnecting }))
+                    .await;
+                !reconnecting
+            }
+            EngineEvent::LoggedOut { reason } => {
+                *runtime.view() = View::default();
+                let _ = self.store().set_session_auto_connect(id, false).await;
+                let _ = self.store().set_session_account(id, None).await;
+                self.set_status(runtime, SessionStatus::LoggedOut, Some(&reason)).await;
+                self.log(id, "logged_out", serde_json::json!({ "reason": reason })).await;
+                true
+            }
+            EngineEvent::Sent { id: message_id } => {
+                runtime.publish(StreamEvent::MessageStatus { session_id, message_id, status: "sent".into(), reason: None });
+                false
+            }
+            EngineEvent::SendFailed { id: message_id, failure } => {
+                runtime.publish(StreamEvent::MessageStatus {
+                    session_id,
+                    message_id,
+                    status: "failed".into(),
+                    reason: Some(failure.to_string()),
+                });
+                false
+            }
+            EngineEvent::Receipt { ids, kind } => {
+                let status = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned));
+                for message_id in ids {
+                    runtime.publish(StreamEvent::MessageStatus {
+                        session_id: session_id.clone(),
+                        message_id,
+                        status: status.clone().unwrap_or_default(),
+                        reason: None,
+                    });
+                }
+                false
+            }
+            EngineEvent::Inbound(message) => {
+                self.on_inbound(runtime, message).await;
+                false
+            }
+        }
+    }
+
+    async fn on_inbound(&self, runtime: &Runtime, message: InboundMessage) {
+        self.log(&runtime.id, "message_received", serde_json::json!({ "id": message.id, "from": message.from.e164() }))
+            .await;
+        runtime.publish(StreamEvent::MessageReceived {
+            session_id: runtime.id.to_string(),
+            message_id: message.id,
+            from: message.from.e164().to_owned(),
+            chat: message.chat,
+            timestamp: rfc3339(message.timestamp),
+        });
+    }
+
+    async fn record_account(&self, id: &SessionId, account: &Account) {
+        let linked = LinkedAccount {
+            phone: account.phone.e164().to_owned(),
+            lid: account.lid.clone(),
+            push_name: account.push_name.clone(),
+        };
+        if let Err(err) = self.store().set_session_account(id, Some(&linked)).await {
+            tracing::error!(session = %id, error = %err, "cannot record the linked account");
+        }
+    }
+}
