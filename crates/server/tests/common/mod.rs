@@ -1,0 +1,255 @@
+//! Test helpers: a real server on 127.0.0.1:0 with a fresh data directory and fast sandbox
+//! timings, plus small HTTP, SSE and WebSocket clients.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use wagate_server::{App, Config};
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut config = Config::default();
+    config.host = [127, 0, 0, 1].into();
+    config.port = 0;
+    config.data_dir = data_dir;
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    config.secret = Some(SECRET.into());
+    config.shutdown_timeout_secs = 5;
+    config.sandbox_timings.qr_first_timeout_ms = 800;
+    config.sandbox_timings.qr_timeout_ms = 400;
+    config.sandbox_timings.qr_codes = 4;
+    config.sandbox_timings.delivery_delay_ms = 20;
+    config.sandbox_timings.read_delay_ms = 20;
+    config
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = Self::start_in(dir.path().to_path_buf(), adjust).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// Starts a server on an existing data directory (for restarts).
+    pub async fn start_in(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config(data_dir.clone());
+        adjust(&mut config);
+        let app = App::build(config).await.expect("server builds");
+        let base = format!("http://{}", app.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        let app = TestApp { base, client, data_dir, stop: Some(stop), task: Some(task), _dir: None };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if let Ok(r) = self.client.get(self.url("/ready")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("server never became ready");
+    }
+
+    /// Stops the server gracefully and keeps the data directory (returned with the temp dir guard).
+    pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task).await.expect("stops in time").unwrap();
+        }
+        (self.data_dir.clone(), self._dir.take())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws{}{}", self.base.trim_start_matches("http"), path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, credential: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match credential {
+            Some(c) => builder.bearer_auth(c),
+            None => builder,
+        }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let response = self
+            .request(Method::POST, "/api/v1/auth/login", None)
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(response).await;
+        assert_eq!(status, StatusCode::OK, "login failed: {body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn admin(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    pub async fn create_user(&self, admin: &str, username: &str) -> String {
+        let password = format!("{username}-password");
+        let (status, body) =
+            self.call(Method::POST, "/api/v1/users", admin, json!({ "username": username, "password": password })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.login(username, &password).await
+    }
+
+    pub async fn call(&self, method: Method, path: &str, credential: &str, body: Value) -> (StatusCode, Value) {
+        let mut builder = self.request(method, path, Some(credential));
+        if !body.is_null() {
+            builder = builder.json(&body);
+        }
+        read(builder.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, credential: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, credential, Value::Null).await
+    }
+
+    pub async fn post(&self, path: &str, credential: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, credential, body).await
+    }
+
+    pub async fn create_session(&self, credential: &str, id: &str) -> Value {
+        let (status, body) = self.post("/api/v1/sessions", credential, json!({ "id": id, "engine": "sandbox" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn events(&self, session: &str, credential: &str) -> Sse {
+        let response = self
+            .request(Method::GET, &format!("/api/v1/sessions/{session}/events"), Some(credential))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Sse::new(response)
+    }
+
+    pub async fn session_status(&self, session: &str, credential: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/sessions/{session}"), credential).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Status and JSON body (Null when empty).
+pub async fn read(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let text = response.text().await.unwrap();
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(content_type, "application/problem+json", "errors are problem+json: {status} {text}");
+    }
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    if status.is_client_error() || status.is_server_error() {
+        assert!(body["code"].is_string(), "problem has a code: {body}");
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "never a 500: {body}");
+    }
+    (status, body)
+}
+
+/// A minimal Server-Sent Events reader.
+pub struct Sse {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Sse {
+    fn new(response: Response) -> Sse {
+        Sse { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    /// The next event as (name, data), skipping comments.
+    pub async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Some((name, serde_json::from_str(&data).unwrap()));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()??.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Skips events until one named `name` arrives.
+    pub async fn until(&mut self, name: &str) -> Value {
+        loop {
+            let (event, data) = self.next().await.unwrap_or_else(|| panic!("stream ended before `{name}`"));
+            if event == name {
+                return data;
+            }
+        }
+    }
+
+    /// Skips events until a `status` event with this status.
+    pub async fn until_status(&mut self, status: &str) -> Value {
+        loop {
+            let data = self.until("status").await;
+            if data["status"] == status {
+                return data;
+            }
+        }
+    }
+}
