@@ -50,6 +50,8 @@ impl IntoResponse for CompatError {
         body["success"] = json!(false);
         body["message"] = json!(self.0.detail);
         let mut response = (self.0.status, JsonResponse(body)).into_response();
+        let problem_json = axum::http::HeaderValue::from_static("application/problem+json");
+        response.headers_mut().insert(axum::http::header::CONTENT_TYPE, problem_json);
         if let Some(secs) = self.0.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
