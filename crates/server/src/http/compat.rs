@@ -2,7 +2,8 @@
 //! adapters over the same services. All of them require authentication.
 
 use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
@@ -33,33 +34,32 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/connect", post(connect))
         .route("/api/sessions/{id}/disconnect", post(disconnect))
         .route("/api/ws/{id}", get(websocket))
+        .layer(middleware::from_fn(seed_error_fields))
 }
 
-/// Errors keep the problem+json fields and add the seeds' `success: false, message`.
-struct CompatError(ApiError);
-
-impl From<ApiError> for CompatError {
-    fn from(err: ApiError) -> Self {
-        CompatError(err)
+/// Errors stay problem+json and gain the seeds' `success: false` and `message` fields.
+async fn seed_error_fields(request: axum::extract::Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !is_problem {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return ApiError::internal("compat", "unreadable problem body").into_response();
+    };
+    let mut problem: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    problem["success"] = json!(false);
+    problem["message"] = problem["detail"].clone();
+    let bytes = serde_json::to_vec(&problem).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
-impl IntoResponse for CompatError {
-    fn into_response(self) -> Response {
-        let mut body = serde_json::to_value(self.0.problem()).unwrap_or_default();
-        body["success"] = json!(false);
-        body["message"] = json!(self.0.detail);
-        let mut response = (self.0.status, JsonResponse(body)).into_response();
-        let problem_json = axum::http::HeaderValue::from_static("application/problem+json");
-        response.headers_mut().insert(axum::http::header::CONTENT_TYPE, problem_json);
-        if let Some(secs) = self.0.retry_after {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
-        }
-        response
-    }
-}
-
-type CompatResult<T> = Result<T, CompatError>;
+type CompatResult<T> = Result<T, ApiError>;
 
 fn envelope(message: &str, data: Value) -> JsonResponse<Value> {
     JsonResponse(json!({ "success": true, "message": message, "data": data }))
@@ -86,7 +86,7 @@ struct LoginBody {
 }
 
 async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, Json(body): Json<LoginBody>) -> CompatResult<JsonResponse<Value>> {
-    let done = state.accounts.login(&ip, &body.username, &body.password).await.map_err(ApiError::from)?;
+    let done = state.accounts.login(&ip, &body.username, &body.password).await?;
     Ok(JsonResponse(json!({
         "success": true,
         "token": done.token,
@@ -142,7 +142,7 @@ async fn show(State(state): State<AppState>, Auth(principal): Auth, Path(id): Pa
 async fn remove(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
-    state.sessions.delete(&record.id).await.map_err(ApiError::from)?;
+    state.sessions.delete(&record.id).await?;
     Ok(JsonResponse(json!({ "success": true, "message": "Session deleted" })))
 }
 
@@ -161,7 +161,7 @@ async fn status(State(state): State<AppState>, Auth(principal): Auth, Path(id): 
 async fn qr(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
-    let live = state.sessions.qr(&record.id).await.map_err(ApiError::from)?;
+    let live = state.sessions.qr(&record.id).await?;
     let qr = qr_response(&live.code, live.expires_at);
     let data = json!({ "sessionId": record.id.as_str(), "qr": qr.qr, "qrImage": qr.png, "expiresAt": qr.expires_at });
     Ok(envelope("QR code", data))
@@ -176,7 +176,7 @@ async fn qr_page(State(state): State<AppState>, StreamAuth(principal): StreamAut
 async fn restart(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
-    let record = state.sessions.restart(&record.id).await.map_err(ApiError::from)?;
+    let record = state.sessions.restart(&record.id).await?;
     Ok(envelope("Session restarted", json!({ "sessionId": record.id.as_str(), "status": record.status })))
 }
 
@@ -189,7 +189,7 @@ async fn rename(State(state): State<AppState>, Auth(principal): Auth, Path(id): 
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let name = parse_name(&body.name)?;
-    let record = state.sessions.rename(&record.id, &name).await.map_err(ApiError::from)?;
+    let record = state.sessions.rename(&record.id, &name).await?;
     Ok(JsonResponse(session_object(&record)))
 }
 
@@ -202,14 +202,14 @@ async fn set_webhook(State(state): State<AppState>, Auth(principal): Auth, Path(
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let url = body.webhook_url.as_deref().filter(|u| !u.is_empty()).map(check_webhook_url).transpose()?;
-    let record = state.sessions.set_webhook(&record.id, url.as_deref()).await.map_err(ApiError::from)?;
+    let record = state.sessions.set_webhook(&record.id, url.as_deref()).await?;
     Ok(JsonResponse(session_object(&record)))
 }
 
 async fn connect(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
-    let record = state.sessions.connect(&record.id).await.map_err(ApiError::from)?;
+    let record = state.sessions.connect(&record.id).await?;
     let message = if record.status == SessionStatus::Connected { "Session connected" } else { "Scan the QR code (see /api/ws/{id})" };
     Ok(JsonResponse(json!({ "success": true, "message": message, "session": session_object(&record) })))
 }
@@ -217,7 +217,7 @@ async fn connect(State(state): State<AppState>, Auth(principal): Auth, Path(id):
 async fn disconnect(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
-    let record = state.sessions.disconnect(&record.id).await.map_err(ApiError::from)?;
+    let record = state.sessions.disconnect(&record.id).await?;
     Ok(JsonResponse(json!({ "success": true, "message": "Session disconnected", "session": session_object(&record) })))
 }
 
@@ -230,7 +230,7 @@ async fn websocket(
 ) -> CompatResult<Response> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
-    let (snapshot, receiver) = state.sessions.subscribe(&record.id).await.map_err(ApiError::from)?;
+    let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
     let events = live_events(&state, snapshot, receiver);
     Ok(upgrade.on_upgrade(move |socket| pump_websocket(socket, events, seed_frame)))
 }
