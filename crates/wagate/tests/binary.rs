@@ -1,0 +1,238 @@
+//! The `wagate` binary as users run it: a real process, its logs, its signals and its CLI.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wagate");
+
+fn wagate(data_dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WAGATE_DATA_DIR", data_dir)
+        .env("WAGATE_HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("WAGATE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
+    command
+}
+
+struct Server {
+    child: Child,
+    logs: Lines<BufReader<ChildStdout>>,
+    base: String,
+    seen: Vec<Value>,
+}
+
+impl Server {
+    async fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
+        let mut command = wagate(data_dir);
+        command.arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("wagate starts");
+        let logs = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut server = Server { child, logs, base: String::new(), seen: Vec::new() };
+        let listening = server.wait_for_log(|line| line["message"] == "listening").await;
+        server.base = format!("http://{}", listening["addr"].as_str().unwrap());
+        server.wait_for_log(|line| line["message"] == "sessions restored").await;
+        server
+    }
+
+    async fn wait_for_log(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(found) = self.seen.iter().find(|l| matches(l)) {
+            return found.clone();
+        }
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(20), self.logs.next_line())
+                .await
+                .expect("log line in time")
+                .unwrap()
+                .expect("process still running");
+            let parsed: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("a JSON log line: {line}"));
+            self.seen.push(parsed.clone());
+            if matches(&parsed) {
+                return parsed;
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    async fn terminate(mut self) -> Vec<Value> {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(20), self.logs.next_line()).await {
+            self.seen.push(serde_json::from_str(&line).unwrap());
+        }
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("exits in time").unwrap();
+        assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+        self.seen
+    }
+}
+
+async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> (u16, Value) {
+    let mut request = client.request(method, url).bearer_auth(token);
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn login(client: &reqwest::Client, base: &str, password: &str) -> String {
+    let response = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "username": "admin", "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn first_start_restart_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut server = Server::start(dir.path(), &[]).await;
+
+    // First start: a random admin password, logged exactly once.
+    let created = server.wait_for_log(|l| l["username"] == "admin" && l["password"].is_string()).await;
+    let password = created["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 16);
+    let token = login(&client, &server.base, &password).await;
+
+    let base = server.base.clone();
+    let (status, _) = call(&client, reqwest::Method::POST, format!("{base}/api/v1/sessions"), &token, json!({ "id": "shop", "engine": "sandbox", "connect": true })).await;
+    assert_eq!(status, 201);
+    let mut linked = false;
+    for _ in 0..100 {
+        let (status, _) = call(&client, reqwest::Method::POST, format!("{base}/api/v1/sandbox/sessions/shop/scan"), &token, json!({ "phone": "+6281234567890" })).await;
+        if status == 200 {
+            linked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(linked, "the session showed a QR code that could be scanned");
+    // Every request is logged with its request id.
+    server.wait_for_log(|l| l["span"]["request_id"].is_string() || l["request_id"].is_string()).await;
+
+    let logs = server.terminate().await;
+    assert!(logs.iter().any(|l| l["message"] == "stopped"), "shutdown completes");
+
+    // Second start on the same data: no new admin, the session logs in again without a QR code.
+    let mut server = Server::start(dir.path(), &[]).await;
+    let (status, session) = call(&client, reqwest::Method::GET, format!("{}/api/v1/sessions/shop", server.base), &token, Value::Null).await;
+    assert_eq!(status, 200, "tokens stay valid across restarts (the secret is kept): {session}");
+    let mut status_now = session["status"].clone();
+    for _ in 0..100 {
+        if status_now == "connected" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status_now = call(&client, reqwest::Method::GET, format!("{}/api/v1/sessions/shop", server.base), &token, Value::Null).await.1["status"].clone();
+    }
+    assert_eq!(status_now, "connected");
+    let (status, qr) = call(&client, reqwest::Method::GET, format!("{}/api/v1/sessions/shop/qr", server.base), &token, Value::Null).await;
+    assert_eq!((status, qr["code"].as_str()), (409, Some("already_connected")), "no new QR code");
+    server.wait_for_log(|l| l["message"] == "sessions restored" && l["restored"] == 1).await;
+    let logs = server.terminate().await;
+    assert!(!logs.iter().any(|l| l["password"].is_string()), "the password was shown only on first start");
+}
+
+#[tokio::test]
+async fn cli_manages_users_and_api_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(BIN);
+        command.env_clear().env("WAGATE_DATA_DIR", dir.path()).args(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let migrate = run(&["migrate"], &[]);
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+
+    let added = run(&["user", "add", "ops", "--role", "user"], &[("WAGATE_NEW_PASSWORD", "ops-password-1")]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let duplicate = run(&["user", "add", "ops"], &[]);
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+    let listed = String::from_utf8(run(&["user", "list"], &[]).stdout).unwrap();
+    assert!(listed.contains("ops\tuser\tactive"), "{listed}");
+
+    let created = run(&["apikey", "create", "--user", "ops", "--name", "backend", "--scopes", "sessions,read"], &[]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let out = String::from_utf8(created.stdout).unwrap();
+    let key = out.lines().find_map(|l| l.strip_prefix("key: ")).unwrap().to_owned();
+    let id = out.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().to_owned();
+    let admin_scope = run(&["apikey", "create", "--user", "ops", "--name", "x", "--scopes", "admin"], &[]);
+    assert!(!admin_scope.status.success(), "a user's key cannot get the admin scope");
+
+    let passwd = run(&["user", "passwd", "ops"], &[("WAGATE_NEW_PASSWORD", "ops-password-2")]);
+    assert!(passwd.status.success());
+
+    let server = Server::start(dir.path(), &[("WAGATE_ADMIN_PASSWORD", "unused-admin-password")]).await;
+    let client = reqwest::Client::new();
+    let (status, me) = call(&client, reqwest::Method::GET, format!("{}/api/v1/auth/me", server.base), &key, Value::Null).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["username"], "ops");
+    let response = client.post(format!("{}/api/v1/auth/login", server.base)).json(&json!({"username": "ops", "password": "ops-password-2"})).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "the new password works");
+
+    let revoked = run(&["apikey", "revoke", &id], &[]);
+    assert!(revoked.status.success());
+    let listing = String::from_utf8(run(&["apikey", "list"], &[]).stdout).unwrap();
+    assert!(listing.contains("revoked") && !listing.contains(&key), "{listing}");
+    let (status, _) = call(&client, reqwest::Method::GET, format!("{}/api/v1/auth/me", server.base), &key, Value::Null).await;
+    assert_eq!(status, 401, "a key revoked from the CLI stops working on the running server");
+    server.terminate().await;
+}
+
+#[test]
+fn version_names_the_features() {
+    let output = std::process::Command::new(BIN).arg("version").output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with(&format!("wagate {}", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains("features: sandbox"), "{text}");
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &str); 3] = [
+        ("PORT", "eighty", "PORT"),
+        ("WAGATE_LOG_FORMAT", "xml", "WAGATE_LOG_FORMAT"),
+        ("WAGATE_SANDBOX", "perhaps", "true or false"),
+    ];
+    for (name, value, expected) in cases {
+        let output = std::process::Command::new(BIN)
+            .env_clear()
+            .env("WAGATE_DATA_DIR", dir.path())
+            .env(name, value)
+            .arg("serve")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected) && stderr.contains(value), "{name}: {stderr}");
+    }
+    let file = dir.path().join("wagate.toml");
+    std::fs::write(&file, "port = \"high\"\n").unwrap();
+    let output = std::process::Command::new(BIN).env_clear().arg("--config").arg(&file).arg("migrate").output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("wagate.toml"));
+}
