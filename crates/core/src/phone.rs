@@ -122,7 +122,10 @@ mod tests {
     fn rejects_garbage_with_a_reason() {
         assert!(matches!(Phone::parse("hello", None), Err(PhoneError::Unparseable(_))));
         assert!(matches!(Phone::parse("", None), Err(PhoneError::Unparseable(_))));
-        assert!(matches!(Phone::parse("+999123", None), Err(PhoneError::Invalid(_) | PhoneError::Unparseable(_))));
+        assert!(matches!(
+            Phone::parse("+999123", None),
+            Err(PhoneError::Invalid(_) | PhoneError::Unparseable(_))
+        ));
         assert!(Phone::parse("0812345678", None).is_err(), "national number without a region");
         assert!(matches!(Phone::parse("0812", Some("XX")), Err(PhoneError::UnknownRegion(_))));
         assert!(Phone::parse(&"1".repeat(40), None).is_err());

@@ -30,8 +30,7 @@ impl SessionId {
     pub fn generate() -> Self {
         const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
         let mut rng = rand::rng();
-        let suffix: String =
-            (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+        let suffix: String = (0..12).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
         SessionId(format!("s-{suffix}"))
     }
 
@@ -171,7 +170,10 @@ impl SessionStatus {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            SessionStatus::Connecting | SessionStatus::Qr | SessionStatus::PairingCode | SessionStatus::Connected
+            SessionStatus::Connecting
+                | SessionStatus::Qr
+                | SessionStatus::PairingCode
+                | SessionStatus::Connected
         )
     }
 }

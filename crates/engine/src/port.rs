@@ -98,24 +98,47 @@ pub struct NumberCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineEvent {
     /// A new QR code to show; it is replaced after `valid_for`.
-    Qr { code: String, valid_for: Duration },
+    Qr {
+        code: String,
+        valid_for: Duration,
+    },
     /// Nobody scanned any QR code in time; the connection stopped.
     QrExhausted,
     /// A pairing code to type on the phone (8 characters).
-    PairCode { code: String, valid_for: Duration },
+    PairCode {
+        code: String,
+        valid_for: Duration,
+    },
     /// The phone accepted the link.
-    Paired { account: Account },
+    Paired {
+        account: Account,
+    },
     /// Online and ready to send.
-    Connected { account: Account },
+    Connected {
+        account: Account,
+    },
     /// The connection dropped; `reconnecting` tells whether the engine tries again by itself.
-    Disconnected { reason: String, reconnecting: bool },
+    Disconnected {
+        reason: String,
+        reconnecting: bool,
+    },
     /// The link was removed (from the phone or by a logout); credentials are gone.
-    LoggedOut { reason: String },
+    LoggedOut {
+        reason: String,
+    },
     /// The server accepted a message.
-    Sent { id: String },
+    Sent {
+        id: String,
+    },
     /// A message could not be sent.
-    SendFailed { id: String, failure: SendFailure },
-    Receipt { ids: Vec<String>, kind: ReceiptKind },
+    SendFailed {
+        id: String,
+        failure: SendFailure,
+    },
+    Receipt {
+        ids: Vec<String>,
+        kind: ReceiptKind,
+    },
     Inbound(InboundMessage),
 }
 

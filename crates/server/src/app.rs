@@ -132,7 +132,9 @@ impl App {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(err))) => return Err(StartError::Serve(err)),
             Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
-            Err(_) => tracing::warn!(?timeout, "requests still running at the shutdown deadline were dropped"),
+            Err(_) => {
+                tracing::warn!(?timeout, "requests still running at the shutdown deadline were dropped")
+            }
         }
         if tokio::time::timeout(timeout, state.sessions.shutdown()).await.is_err() {
             tracing::warn!("some sessions did not close in time");

@@ -150,7 +150,8 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
         toml::from_str(&text).map_err(|err| ConfigError::File { path: path.into(), message: err.to_string() })
     }
 
@@ -162,10 +163,11 @@ impl Config {
         ) -> Result<Option<T>, ConfigError> {
             match env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
                 None => Ok(None),
-                Some(value) => value
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| ConfigError::Env { name, value: value.to_owned(), expected }),
+                Some(value) => value.parse().map(Some).map_err(|_| ConfigError::Env {
+                    name,
+                    value: value.to_owned(),
+                    expected,
+                }),
             }
         }
         const PORT: &str = "a port number (0-65535)";
@@ -210,8 +212,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(region) = &self.default_region {
-            wagate_core::Phone::parse("+14155552671", Some(region))
-                .map_err(|_| ConfigError::Invalid(format!("default_region `{region}` is not a region code")))?;
+            wagate_core::Phone::parse("+14155552671", Some(region)).map_err(|_| {
+                ConfigError::Invalid(format!("default_region `{region}` is not a region code"))
+            })?;
         }
         if let Some(secret) = &self.secret
             && secret.len() < 32

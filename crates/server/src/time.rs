@@ -3,9 +3,7 @@
 use chrono::{DateTime, SecondsFormat};
 
 pub fn rfc3339(unix_ms: i64) -> String {
-    DateTime::from_timestamp_millis(unix_ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::from_timestamp_millis(unix_ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 pub fn now_ms() -> i64 {

@@ -14,7 +14,8 @@ fn code(body: &Value) -> &str {
 #[tokio::test]
 async fn everything_but_health_needs_credentials() {
     let app = TestApp::spawn().await;
-    for path in ["/api/v1/sessions", "/api/v1/api-keys", "/api/v1/users", "/api/sessions", "/api/v1/auth/me"] {
+    for path in ["/api/v1/sessions", "/api/v1/api-keys", "/api/v1/users", "/api/sessions", "/api/v1/auth/me"]
+    {
         let (status, problem) = read(app.client.get(app.url(path)).send().await.unwrap()).await;
         assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "missing_credentials"), "{path}");
     }
@@ -25,7 +26,13 @@ async fn everything_but_health_needs_credentials() {
     assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "invalid_token"));
     let (status, problem) = app.get("/api/v1/sessions", "wag_0000000000000000000000000000000000000000").await;
     assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "invalid_api_key"));
-    let response = app.client.get(app.url("/api/v1/sessions")).header("authorization", "Basic YWRtaW46YWRtaW4=").send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/v1/sessions"))
+        .header("authorization", "Basic YWRtaW46YWRtaW4=")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read(response).await.0, StatusCode::UNAUTHORIZED);
 }
 
@@ -36,7 +43,13 @@ async fn expired_and_forged_tokens_are_refused() {
     let (_, me) = app.get("/api/v1/auth/me", &admin).await;
     let key = Secrets::derive(SECRET).token_key;
     let now = chrono::Utc::now().timestamp();
-    let claims = |exp| TokenClaims { sub: me["user_id"].as_str().unwrap().into(), kind: TokenKind::Access, session: None, iat: now - 100, exp };
+    let claims = |exp| TokenClaims {
+        sub: me["user_id"].as_str().unwrap().into(),
+        kind: TokenKind::Access,
+        session: None,
+        iat: now - 100,
+        exp,
+    };
     let (status, problem) = app.get("/api/v1/sessions", &issue_token(&key, &claims(now - 1))).await;
     assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "token_expired"));
     let (status, _) = app.get("/api/v1/sessions", &issue_token(&key, &claims(now + 60))).await;
@@ -53,7 +66,9 @@ async fn wrong_passwords_and_login_rate_limits() {
     })
     .await;
     let attempt = |username: &str, password: &str| {
-        app.request(Method::POST, "/api/v1/auth/login", None).json(&json!({ "username": username, "password": password })).send()
+        app.request(Method::POST, "/api/v1/auth/login", None)
+            .json(&json!({ "username": username, "password": password }))
+            .send()
     };
     let (status, unknown_user) = read(attempt("nobody", "whatever-password").await.unwrap()).await;
     let (_, wrong_password) = read(attempt("admin", "whatever-password").await.unwrap()).await;
@@ -66,13 +81,27 @@ async fn wrong_passwords_and_login_rate_limits() {
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry_after > 0);
     let (status, problem) = read(response).await;
-    assert_eq!((status, code(&problem)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "locked even with the right password");
+    assert_eq!(
+        (status, code(&problem)),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "locked even with the right password"
+    );
 
     let per_ip = TestApp::spawn_with(|c| c.login_limits.per_ip = 2).await;
     for _ in 0..2 {
-        per_ip.request(Method::POST, "/api/v1/auth/login", None).json(&json!({"username": "a", "password": "b"})).send().await.unwrap();
+        per_ip
+            .request(Method::POST, "/api/v1/auth/login", None)
+            .json(&json!({"username": "a", "password": "b"}))
+            .send()
+            .await
+            .unwrap();
     }
-    let response = per_ip.request(Method::POST, "/api/v1/auth/login", None).json(&json!({"username": "c", "password": "d"})).send().await.unwrap();
+    let response = per_ip
+        .request(Method::POST, "/api/v1/auth/login", None)
+        .json(&json!({"username": "c", "password": "d"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
 }
@@ -81,7 +110,8 @@ async fn wrong_passwords_and_login_rate_limits() {
 async fn api_keys_are_shown_once_scoped_and_revocable() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    let (status, created) = app.post("/api/v1/api-keys", &admin, json!({ "name": "reader", "scopes": ["read"] })).await;
+    let (status, created) =
+        app.post("/api/v1/api-keys", &admin, json!({ "name": "reader", "scopes": ["read"] })).await;
     assert_eq!(status, StatusCode::CREATED);
     let key = created["key"].as_str().unwrap().to_owned();
     let (_, list) = app.get("/api/v1/api-keys", &admin).await;
@@ -90,26 +120,38 @@ async fn api_keys_are_shown_once_scoped_and_revocable() {
     assert!(listed.contains(created["prefix"].as_str().unwrap()));
 
     // Both header forms work.
-    let response = app.client.get(app.url("/api/v1/sessions")).header("x-api-key", &key).send().await.unwrap();
+    let response =
+        app.client.get(app.url("/api/v1/sessions")).header("x-api-key", &key).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (status, _) = app.get("/api/v1/sessions", &key).await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, problem) = app.post("/api/v1/sessions", &key, json!({ "id": "nope" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::FORBIDDEN, "missing_scope"));
-    let (status, problem) = app.post("/api/v1/api-keys", &key, json!({ "name": "escalate", "scopes": ["sessions"] })).await;
+    let (status, problem) =
+        app.post("/api/v1/api-keys", &key, json!({ "name": "escalate", "scopes": ["sessions"] })).await;
     assert_eq!((status, code(&problem)), (StatusCode::FORBIDDEN, "scope_not_grantable"));
-    let (status, problem) = app.post("/api/v1/api-keys", &admin, json!({ "name": "bad", "scopes": ["root"] })).await;
+    let (status, problem) =
+        app.post("/api/v1/api-keys", &admin, json!({ "name": "bad", "scopes": ["root"] })).await;
     assert_eq!((status, code(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
 
     let id = created["id"].as_str().unwrap();
-    let response = app.request(Method::DELETE, &format!("/api/v1/api-keys/{id}"), Some(&admin)).send().await.unwrap();
+    let response =
+        app.request(Method::DELETE, &format!("/api/v1/api-keys/{id}"), Some(&admin)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let (status, problem) = app.get("/api/v1/sessions", &key).await;
-    assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "invalid_api_key"), "revoked keys stop working");
+    assert_eq!(
+        (status, code(&problem)),
+        (StatusCode::UNAUTHORIZED, "invalid_api_key"),
+        "revoked keys stop working"
+    );
 
     let (status, expired) = app
-        .post("/api/v1/api-keys", &admin, json!({ "name": "old", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z" }))
+        .post(
+            "/api/v1/api-keys",
+            &admin,
+            json!({ "name": "old", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, problem) = app.get("/api/v1/sessions", expired["key"].as_str().unwrap()).await;
@@ -122,17 +164,25 @@ async fn keys_limited_to_sessions_see_only_those() {
     let admin = app.admin().await;
     app.create_session(&admin, "one").await;
     app.create_session(&admin, "two").await;
-    let (status, created) =
-        app.post("/api/v1/api-keys", &admin, json!({ "name": "one-only", "scopes": ["read", "sessions"], "sessions": ["one"] })).await;
+    let (status, created) = app
+        .post(
+            "/api/v1/api-keys",
+            &admin,
+            json!({ "name": "one-only", "scopes": ["read", "sessions"], "sessions": ["one"] }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let key = created["key"].as_str().unwrap();
     let (_, list) = app.get("/api/v1/sessions", key).await;
-    let ids: Vec<&str> = list["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        list["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["one"]);
     assert_eq!(app.get("/api/v1/sessions/two", key).await.0, StatusCode::NOT_FOUND);
     let (status, problem) = app.post("/api/v1/sessions", key, json!({ "id": "three" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::FORBIDDEN, "key_session_restricted"));
-    let (status, _) = app.post("/api/v1/api-keys", &admin, json!({ "name": "x", "scopes": ["read"], "sessions": ["ghost"] })).await;
+    let (status, _) = app
+        .post("/api/v1/api-keys", &admin, json!({ "name": "x", "scopes": ["read"], "sessions": ["ghost"] }))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -146,7 +196,8 @@ async fn tenants_are_isolated() {
     app.create_session(&bob, "bob-shop").await;
 
     let (_, list) = app.get("/api/v1/sessions", &alice).await;
-    let ids: Vec<&str> = list["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        list["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["alice-shop"]);
 
     // Bob's session looks exactly like a session that does not exist.
@@ -176,7 +227,8 @@ async fn tenants_are_isolated() {
     assert_eq!(all["sessions"].as_array().unwrap().len(), 2);
 
     // Alice cannot revoke Bob's keys, and does not see them.
-    let (_, bobs_key) = app.post("/api/v1/api-keys", &bob, json!({ "name": "bob", "scopes": ["read"] })).await;
+    let (_, bobs_key) =
+        app.post("/api/v1/api-keys", &bob, json!({ "name": "bob", "scopes": ["read"] })).await;
     let path = format!("/api/v1/api-keys/{}", bobs_key["id"].as_str().unwrap());
     assert_eq!(app.call(Method::DELETE, &path, &alice, Value::Null).await.0, StatusCode::NOT_FOUND);
     let (_, alices_keys) = app.get("/api/v1/api-keys", &alice).await;
@@ -184,8 +236,13 @@ async fn tenants_are_isolated() {
 
     // A disabled user is locked out at once.
     let (_, users) = app.get("/api/v1/users", &admin).await;
-    let bob_id = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "bob").unwrap()["id"].as_str().unwrap().to_owned();
-    let (status, _) = app.call(Method::PATCH, &format!("/api/v1/users/{bob_id}"), &admin, json!({ "disabled": true })).await;
+    let bob_id = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "bob").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = app
+        .call(Method::PATCH, &format!("/api/v1/users/{bob_id}"), &admin, json!({ "disabled": true }))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, problem) = app.get("/api/v1/sessions", &bob).await;
     assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "account_disabled"));

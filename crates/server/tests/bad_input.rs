@@ -6,7 +6,13 @@ use common::{TestApp, read};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn raw_post(app: &TestApp, path: &str, credential: &str, body: &str, content_type: &str) -> (StatusCode, Value) {
+async fn raw_post(
+    app: &TestApp,
+    path: &str,
+    credential: &str,
+    body: &str,
+    content_type: &str,
+) -> (StatusCode, Value) {
     let response = app
         .request(Method::POST, path, Some(credential))
         .header("content-type", content_type)
@@ -27,7 +33,12 @@ async fn malformed_bodies() {
     let admin = app.admin().await;
     let cases = [
         (r#"{"id": "x""#, "application/json", StatusCode::BAD_REQUEST, "malformed_json"),
-        (r#"{"id": "x", "colour": "red"}"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (
+            r#"{"id": "x", "colour": "red"}"#,
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
         (r#"{"id": 42}"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
         (r#"{"engine": "telegram"}"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
         (r#"[1, 2]"#, "application/json", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
@@ -37,7 +48,9 @@ async fn malformed_bodies() {
         let (got, problem) = raw_post(&app, "/api/v1/sessions", &admin, body, content_type).await;
         assert_eq!((got, code(&problem)), (status, expected), "{body}: {problem}");
     }
-    let unknown = raw_post(&app, "/api/v1/sessions", &admin, r#"{"id": "x", "colour": "red"}"#, "application/json").await;
+    let unknown =
+        raw_post(&app, "/api/v1/sessions", &admin, r#"{"id": "x", "colour": "red"}"#, "application/json")
+            .await;
     assert!(unknown.1["detail"].as_str().unwrap().contains("colour"), "the detail names the field");
 
     let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
@@ -58,26 +71,39 @@ async fn bad_session_ids_and_names() {
         assert_eq!((status, code(&problem)), (StatusCode::BAD_REQUEST, "invalid_session_id"), "{id:?}");
     }
     for name in ["x".repeat(101), "   ".into(), "tab\there".into()] {
-        let (status, problem) = app.post("/api/v1/sessions", &admin, json!({ "id": "ok", "name": name })).await;
+        let (status, problem) =
+            app.post("/api/v1/sessions", &admin, json!({ "id": "ok", "name": name })).await;
         assert_eq!((status, code(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"), "{name:?}");
     }
     // In paths: encoded slashes, dots and spaces never reach the data directory.
-    for path in ["/api/v1/sessions/a%2Fb", "/api/v1/sessions/..%2F..", "/api/v1/sessions/a%20b", &format!("/api/v1/sessions/{long}")] {
+    for path in [
+        "/api/v1/sessions/a%2Fb",
+        "/api/v1/sessions/..%2F..",
+        "/api/v1/sessions/a%20b",
+        &format!("/api/v1/sessions/{long}"),
+    ] {
         let (status, problem) = app.get(path, &admin).await;
-        assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{path}: {status} {problem}");
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {problem}"
+        );
     }
     let (status, problem) = app.get("/api/v1/sessions/missing", &admin).await;
     assert_eq!((status, code(&problem)), (StatusCode::NOT_FOUND, "session_not_found"));
     let (_, list) = app.get("/api/v1/sessions", &admin).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 0, "nothing half-created");
-    assert!(!app.data_dir.join("sessions").exists() || std::fs::read_dir(app.data_dir.join("sessions")).unwrap().count() == 0);
+    assert!(
+        !app.data_dir.join("sessions").exists()
+            || std::fs::read_dir(app.data_dir.join("sessions")).unwrap().count() == 0
+    );
 }
 
 #[tokio::test]
 async fn engine_not_in_this_build_is_a_clear_error() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    let (status, problem) = app.post("/api/v1/sessions", &admin, json!({ "id": "real", "engine": "web" })).await;
+    let (status, problem) =
+        app.post("/api/v1/sessions", &admin, json!({ "id": "real", "engine": "web" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::NOT_IMPLEMENTED, "engine_not_available"));
     assert!(problem["detail"].as_str().unwrap().contains("web"));
     let (status, _) = app.get("/api/v1/sessions/real", &admin).await;
@@ -88,7 +114,8 @@ async fn engine_not_in_this_build_is_a_clear_error() {
 async fn sandbox_can_be_switched_off() {
     let app = TestApp::spawn_with(|c| c.sandbox = false).await;
     let admin = app.admin().await;
-    let (status, problem) = app.post("/api/v1/sessions", &admin, json!({ "id": "s", "engine": "sandbox" })).await;
+    let (status, problem) =
+        app.post("/api/v1/sessions", &admin, json!({ "id": "s", "engine": "sandbox" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::NOT_IMPLEMENTED, "engine_not_available"));
     let (status, problem) = app.get("/api/v1/sandbox/inbox/+6281234567890", &admin).await;
     assert_eq!((status, code(&problem)), (StatusCode::NOT_FOUND, "sandbox_disabled"));
@@ -101,9 +128,16 @@ async fn state_conflicts() {
     app.create_session(&admin, "s1").await;
     let (status, problem) = app.get("/api/v1/sessions/s1/qr", &admin).await;
     assert_eq!((status, code(&problem)), (StatusCode::CONFLICT, "qr_not_available"), "not connected yet");
-    let (status, problem) = app.post("/api/v1/sandbox/sessions/s1/scan", &admin, json!({ "phone": "+6281234567890" })).await;
+    let (status, problem) =
+        app.post("/api/v1/sandbox/sessions/s1/scan", &admin, json!({ "phone": "+6281234567890" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::CONFLICT, "session_not_open"));
-    let (status, problem) = app.post("/api/v1/sandbox/sessions/s1/inbound", &admin, json!({ "from": "+6281234567890", "text": "hi" })).await;
+    let (status, problem) = app
+        .post(
+            "/api/v1/sandbox/sessions/s1/inbound",
+            &admin,
+            json!({ "from": "+6281234567890", "text": "hi" }),
+        )
+        .await;
     assert_eq!((status, code(&problem)), (StatusCode::CONFLICT, "session_not_open"));
     let (status, problem) = app.call(Method::PUT, "/api/v1/sessions/s1", &admin, Value::Null).await;
     assert_eq!((status, code(&problem)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
@@ -138,12 +172,15 @@ async fn patch_validates_and_applies() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     app.create_session(&admin, "named").await;
-    let (status, body) = app.call(Method::PATCH, "/api/v1/sessions/named", &admin, json!({ "name": "Sales <b>" })).await;
+    let (status, body) =
+        app.call(Method::PATCH, "/api/v1/sessions/named", &admin, json!({ "name": "Sales <b>" })).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["name"], "Sales <b>");
-    let (status, problem) = app.call(Method::PATCH, "/api/v1/sessions/named", &admin, json!({ "webhook_url": "ftp://x" })).await;
+    let (status, problem) =
+        app.call(Method::PATCH, "/api/v1/sessions/named", &admin, json!({ "webhook_url": "ftp://x" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook_url"));
-    let (status, problem) = app.call(Method::PATCH, "/api/v1/sessions/named", &admin, json!({ "owner": "me" })).await;
+    let (status, problem) =
+        app.call(Method::PATCH, "/api/v1/sessions/named", &admin, json!({ "owner": "me" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
     assert_eq!(app.session_status("named", &admin).await["name"], "Sales <b>");
 }

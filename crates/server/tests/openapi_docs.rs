@@ -76,7 +76,11 @@ async fn docs_page_renders_offline_in_a_browser() {
     .await
     .unwrap();
     let dom = String::from_utf8_lossy(&output.stdout);
-    assert!(dom.contains("data-rendered=\"true\""), "the page finished rendering: {}", &dom[..dom.len().min(2000)]);
+    assert!(
+        dom.contains("data-rendered=\"true\""),
+        "the page finished rendering: {}",
+        &dom[..dom.len().min(2000)]
+    );
     assert!(!dom.contains("data-load-error"), "the document loaded");
     for path in ["/api/v1/sessions", "/api/v1/sessions/{id}/qr", "/api/v1/sessions/{id}/pair-code"] {
         assert!(dom.contains(path), "{path} is listed on the docs page");

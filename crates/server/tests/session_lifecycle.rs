@@ -13,7 +13,11 @@ async fn qr_link_survives_a_restart_and_logout_shows_a_new_qr() {
 
     // A program uses an API key, not the admin's login.
     let (status, key) = app
-        .post("/api/v1/api-keys", &admin, json!({ "name": "backend", "scopes": ["sessions", "read", "send"] }))
+        .post(
+            "/api/v1/api-keys",
+            &admin,
+            json!({ "name": "backend", "scopes": ["sessions", "read", "send"] }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
     let key = key["key"].as_str().unwrap().to_owned();
@@ -42,7 +46,11 @@ async fn qr_link_survives_a_restart_and_logout_shows_a_new_qr() {
 
     // Scan the code shown right now, as a phone.
     let (status, account) = app
-        .post("/api/v1/sandbox/sessions/shop/scan", &key, json!({ "phone": "+62 812-3456-7890", "push_name": "Toko", "qr": qr["qr"] }))
+        .post(
+            "/api/v1/sandbox/sessions/shop/scan",
+            &key,
+            json!({ "phone": "+62 812-3456-7890", "push_name": "Toko", "qr": qr["qr"] }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{account}");
     assert_eq!(events.until("paired").await["account"]["phone"], "+6281234567890");
@@ -75,7 +83,8 @@ async fn qr_link_survives_a_restart_and_logout_shows_a_new_qr() {
 
     let (status, log) = app.get("/api/v1/sessions/shop/activity", &key).await;
     assert_eq!(status, StatusCode::OK);
-    let kinds: Vec<&str> = log["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        log["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     for kind in ["created", "qr", "paired", "connected", "logged_out"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
@@ -89,10 +98,12 @@ async fn pairing_code_flow() {
     app.create_session(&admin, "by-code").await;
     let mut events = app.events("by-code", &admin).await;
 
-    let (status, problem) = app.post("/api/v1/sessions/by-code/pair-code", &admin, json!({ "phone": "not a phone" })).await;
+    let (status, problem) =
+        app.post("/api/v1/sessions/by-code/pair-code", &admin, json!({ "phone": "not a phone" })).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_phone")));
 
-    let (status, pair) = app.post("/api/v1/sessions/by-code/pair-code", &admin, json!({ "phone": "6281234567891" })).await;
+    let (status, pair) =
+        app.post("/api/v1/sessions/by-code/pair-code", &admin, json!({ "phone": "6281234567891" })).await;
     assert_eq!(status, StatusCode::OK, "{pair}");
     let code = pair["code"].as_str().unwrap().to_owned();
     assert_eq!(code.len(), 8);
@@ -100,16 +111,23 @@ async fn pairing_code_flow() {
     assert_eq!(events.until("pair_code").await["code"], code);
     assert_eq!(app.session_status("by-code", &admin).await["status"], "pairing_code");
 
-    let (status, problem) =
-        app.post("/api/v1/sandbox/sessions/by-code/pair-code/confirm", &admin, json!({ "code": "ZZZZ-ZZZZ" })).await;
+    let (status, problem) = app
+        .post("/api/v1/sandbox/sessions/by-code/pair-code/confirm", &admin, json!({ "code": "ZZZZ-ZZZZ" }))
+        .await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("wrong_pair_code")));
-    let (status, account) =
-        app.post("/api/v1/sandbox/sessions/by-code/pair-code/confirm", &admin, json!({ "code": pair["display"] })).await;
+    let (status, account) = app
+        .post(
+            "/api/v1/sandbox/sessions/by-code/pair-code/confirm",
+            &admin,
+            json!({ "code": pair["display"] }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{account}");
     assert_eq!(account["phone"], "+6281234567891");
     events.until_status("connected").await;
 
-    let (status, problem) = app.post("/api/v1/sessions/by-code/pair-code", &admin, json!({ "phone": "6281234567891" })).await;
+    let (status, problem) =
+        app.post("/api/v1/sessions/by-code/pair-code", &admin, json!({ "phone": "6281234567891" })).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("already_linked")));
 }
 

@@ -14,7 +14,8 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 async fn next_json(socket: &mut Socket) -> Value {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a frame in time");
+        let message =
+            tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("a frame in time");
         match message.expect("socket open").expect("frame") {
             Message::Text(text) => return serde_json::from_str(&text).unwrap(),
             Message::Close(_) => panic!("socket closed"),
@@ -48,19 +49,31 @@ async fn seed_websocket_qr_flow() {
     assert_eq!(login["user"]["username"], "admin");
     let token = login["token"].as_str().unwrap().to_owned();
 
-    let (status, session) = app.post("/api/sessions", &token, json!({ "name": "Business Support", "webhook_url": "https://example.com/hook" })).await;
+    let (status, session) = app
+        .post(
+            "/api/sessions",
+            &token,
+            json!({ "name": "Business Support", "webhook_url": "https://example.com/hook" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
     assert_eq!(session["connected"], false);
     let id = session["id"].as_str().unwrap().to_owned();
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(app.ws_url(&format!("/api/ws/{id}?token={token}"))).await.unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(app.ws_url(&format!("/api/ws/{id}?token={token}"))).await.unwrap();
     let (status, connect) = app.post(&format!("/api/sessions/{id}/connect"), &token, Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(connect["success"], true);
 
     let qr = until_type(&mut socket, "qr").await;
     let code = qr["data"]["qr"].as_str().unwrap().to_owned();
-    app.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), &token, json!({ "phone": "6282260790996", "qr": code })).await;
+    app.post(
+        &format!("/api/v1/sandbox/sessions/{id}/scan"),
+        &token,
+        json!({ "phone": "6282260790996", "qr": code }),
+    )
+    .await;
     let success = until_type(&mut socket, "success").await;
     assert_eq!(success["data"]["account"]["phone"], "+6282260790996");
     socket.send(Message::Close(None)).await.unwrap();
@@ -71,11 +84,22 @@ async fn seed_websocket_qr_flow() {
     assert_eq!(list[0]["logged_in"], true);
     assert_eq!(list[0]["phone"], "6282260790996");
 
-    let (status, renamed) = app.call(Method::PUT, &format!("/api/sessions/{id}/name"), &token, json!({ "name": "Support" })).await;
+    let (status, renamed) = app
+        .call(Method::PUT, &format!("/api/sessions/{id}/name"), &token, json!({ "name": "Support" }))
+        .await;
     assert_eq!((status, renamed["name"].as_str()), (StatusCode::OK, Some("Support")));
-    let (status, hooked) =
-        app.call(Method::PUT, &format!("/api/sessions/{id}/webhook"), &token, json!({ "webhook_url": "https://myapp.test/webhook" })).await;
-    assert_eq!((status, hooked["webhook_url"].as_str()), (StatusCode::OK, Some("https://myapp.test/webhook")));
+    let (status, hooked) = app
+        .call(
+            Method::PUT,
+            &format!("/api/sessions/{id}/webhook"),
+            &token,
+            json!({ "webhook_url": "https://myapp.test/webhook" }),
+        )
+        .await;
+    assert_eq!(
+        (status, hooked["webhook_url"].as_str()),
+        (StatusCode::OK, Some("https://myapp.test/webhook"))
+    );
     let (status, shown) = app.get(&format!("/api/sessions/{id}"), &token).await;
     assert_eq!((status, shown["name"].as_str()), (StatusCode::OK, Some("Support")));
     let (status, body) = app.post(&format!("/api/sessions/{id}/disconnect"), &token, Value::Null).await;
@@ -94,7 +118,8 @@ async fn v1_websocket_carries_the_same_events_as_sse() {
     let admin = app.admin().await;
     app.create_session(&admin, "ws").await;
     let (_, token) = app.post("/api/v1/sessions/ws/stream-token", &admin, Value::Null).await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(app.ws_url(token["websocket_url"].as_str().unwrap())).await.unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(app.ws_url(token["websocket_url"].as_str().unwrap())).await.unwrap();
     assert_eq!(next_json(&mut socket).await["event"], "status", "the current state comes first");
     app.post("/api/v1/sessions/ws/connect", &admin, Value::Null).await;
     let mut qr = next_json(&mut socket).await;
@@ -109,12 +134,19 @@ async fn v1_websocket_carries_the_same_events_as_sse() {
 async fn seed_single_tenant_routes() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    let anonymous = app.client.post(app.url("/api/sessions/create")).json(&json!({ "sessionId": "my-session" })).send().await.unwrap();
+    let anonymous = app
+        .client
+        .post(app.url("/api/sessions/create"))
+        .json(&json!({ "sessionId": "my-session" }))
+        .send()
+        .await
+        .unwrap();
     let (status, problem) = common::read(anonymous).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(problem["success"], false, "seed clients read `success`");
 
-    let (status, created) = app.post("/api/sessions/create", &admin, json!({ "sessionId": "my-session" })).await;
+    let (status, created) =
+        app.post("/api/sessions/create", &admin, json!({ "sessionId": "my-session" })).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["success"], true);
     assert_eq!(created["data"]["sessionId"], "my-session");
@@ -133,9 +165,13 @@ async fn seed_single_tenant_routes() {
 
     let (status, body) = app.get("/api/sessions/my-session/status", &admin).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["data"]["status"].as_str(), body["data"]["connected"].as_bool()), (Some("qr"), Some(false)));
+    assert_eq!(
+        (body["data"]["status"].as_str(), body["data"]["connected"].as_bool()),
+        (Some("qr"), Some(false))
+    );
 
-    let page = app.request(Method::GET, "/api/sessions/my-session/qr-page", Some(&admin)).send().await.unwrap();
+    let page =
+        app.request(Method::GET, "/api/sessions/my-session/qr-page", Some(&admin)).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("<!doctype html>"));
 
@@ -143,7 +179,10 @@ async fn seed_single_tenant_routes() {
     assert_eq!((status, body["success"].as_bool()), (StatusCode::OK, Some(true)));
 
     let (status, dup) = app.post("/api/sessions/create", &admin, json!({ "sessionId": "my-session" })).await;
-    assert_eq!((status, dup["code"].as_str(), dup["success"].as_bool()), (StatusCode::CONFLICT, Some("session_exists"), Some(false)));
+    assert_eq!(
+        (status, dup["code"].as_str(), dup["success"].as_bool()),
+        (StatusCode::CONFLICT, Some("session_exists"), Some(false))
+    );
 
     let (status, body) = app.call(Method::DELETE, "/api/sessions/my-session", &admin, Value::Null).await;
     assert_eq!((status, body["success"].as_bool()), (StatusCode::OK, Some(true)));
@@ -164,8 +203,13 @@ async fn inbound_messages_and_the_sandbox_inbox() {
         events.until_status("connected").await;
     }
     let mut events = app.events("a", &admin).await;
-    let (status, injected) =
-        app.post("/api/v1/sandbox/sessions/a/inbound", &admin, json!({ "from": "+6281299999999", "text": "hello" })).await;
+    let (status, injected) = app
+        .post(
+            "/api/v1/sandbox/sessions/a/inbound",
+            &admin,
+            json!({ "from": "+6281299999999", "text": "hello" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{injected}");
     let received = events.until("message_received").await;
     assert_eq!(received["message_id"], injected["id"]);

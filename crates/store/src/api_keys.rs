@@ -55,7 +55,10 @@ fn from_row(row: &AnyRow) -> Result<ApiKeyRecord> {
 fn parse_session_list(csv: &str) -> Result<Vec<SessionId>> {
     csv.split(',')
         .filter(|s| !s.is_empty())
-        .map(|s| SessionId::parse(s).map_err(|_| StoreError::Corrupt { column: "api_keys.sessions", value: s.into() }))
+        .map(|s| {
+            SessionId::parse(s)
+                .map_err(|_| StoreError::Corrupt { column: "api_keys.sessions", value: s.into() })
+        })
         .collect()
 }
 
@@ -63,7 +66,8 @@ impl Store {
     pub async fn insert_api_key(&self, key: NewApiKey<'_>) -> Result<ApiKeyRecord> {
         let id = wagate_core::new_id();
         let now = now_ms();
-        let sessions = key.sessions.map(|ids| ids.iter().map(SessionId::as_str).collect::<Vec<_>>().join(","));
+        let sessions =
+            key.sessions.map(|ids| ids.iter().map(SessionId::as_str).collect::<Vec<_>>().join(","));
         sqlx::query(self.sql(
             "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, scopes, sessions, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -123,11 +127,12 @@ impl Store {
 
     /// Returns false when the key does not exist or was already revoked.
     pub async fn revoke_api_key(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query(self.sql("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query(self.sql("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -73,9 +73,14 @@ impl Store {
                     .await?
             }
             None => {
-                let sql =
-                    format!("SELECT {columns} FROM session_events WHERE session_id = ? ORDER BY id DESC LIMIT ?");
-                sqlx::query(self.sql(&sql)).bind(session.as_str()).bind(i64::from(limit)).fetch_all(&self.pool).await?
+                let sql = format!(
+                    "SELECT {columns} FROM session_events WHERE session_id = ? ORDER BY id DESC LIMIT ?"
+                );
+                sqlx::query(self.sql(&sql))
+                    .bind(session.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         rows.iter().map(from_row).collect()

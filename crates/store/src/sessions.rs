@@ -109,7 +109,8 @@ impl Store {
     pub async fn sessions(&self, owner_id: Option<&str>) -> Result<Vec<SessionRecord>> {
         let rows = match owner_id {
             Some(owner) => {
-                let sql = format!("SELECT {COLUMNS} FROM sessions WHERE owner_id = ? ORDER BY created_at, id");
+                let sql =
+                    format!("SELECT {COLUMNS} FROM sessions WHERE owner_id = ? ORDER BY created_at, id");
                 sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&self.pool).await?
             }
             None => {
@@ -146,9 +147,11 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<bool> {
         let connected_at = (status == SessionStatus::Connected).then(now_ms);
-        self.update_session(id, "status = ?, status_reason = ?, connected_at = COALESCE(?, connected_at)", |q| {
-            q.bind(status.as_str()).bind(reason.map(str::to_owned)).bind(connected_at)
-        })
+        self.update_session(
+            id,
+            "status = ?, status_reason = ?, connected_at = COALESCE(?, connected_at)",
+            |q| q.bind(status.as_str()).bind(reason.map(str::to_owned)).bind(connected_at),
+        )
         .await
     }
 
@@ -158,8 +161,10 @@ impl Store {
             Some(a) => (Some(a.phone.clone()), a.lid.clone(), a.push_name.clone()),
             None => (None, None, None),
         };
-        self.update_session(id, "phone = ?, lid = ?, push_name = ?", |q| q.bind(phone).bind(lid).bind(push_name))
-            .await
+        self.update_session(id, "phone = ?, lid = ?, push_name = ?", |q| {
+            q.bind(phone).bind(lid).bind(push_name)
+        })
+        .await
     }
 
     /// Deletes the session and its activity log; returns false when it did not exist.
@@ -169,7 +174,10 @@ impl Store {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        let done = sqlx::query(self.sql("DELETE FROM sessions WHERE id = ?")).bind(id.as_str()).execute(&mut *tx).await?;
+        let done = sqlx::query(self.sql("DELETE FROM sessions WHERE id = ?"))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }

@@ -221,13 +221,24 @@ async fn apikey(config: Config, command: ApiKeyCommand) -> anyhow::Result<()> {
         ApiKeyCommand::List { user } => {
             let users = accounts.users().await?;
             let owner = match &user {
-                Some(name) => Some(users.iter().find(|u| &u.username == name).context("no such user")?.id.clone()),
+                Some(name) => {
+                    Some(users.iter().find(|u| &u.username == name).context("no such user")?.id.clone())
+                }
                 None => None,
             };
             for key in accounts.api_keys(owner.as_deref()).await? {
-                let username = users.iter().find(|u| u.id == key.user_id).map_or("?", |u| u.username.as_str());
+                let username =
+                    users.iter().find(|u| u.id == key.user_id).map_or("?", |u| u.username.as_str());
                 let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}…\t{}\t{}\t{}", key.id, username, key.prefix, key.name, key.scopes.to_csv(), state);
+                println!(
+                    "{}\t{}\t{}…\t{}\t{}\t{}",
+                    key.id,
+                    username,
+                    key.prefix,
+                    key.name,
+                    key.scopes.to_csv(),
+                    state
+                );
             }
         }
         ApiKeyCommand::Revoke { id } => {

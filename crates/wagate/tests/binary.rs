@@ -57,7 +57,8 @@ impl Server {
                 .expect("log line in time")
                 .unwrap()
                 .expect("process still running");
-            let parsed: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("a JSON log line: {line}"));
+            let parsed: Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("a JSON log line: {line}"));
             self.seen.push(parsed.clone());
             if matches(&parsed) {
                 return parsed;
@@ -70,16 +71,27 @@ impl Server {
         let pid = self.child.id().unwrap().to_string();
         let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
-        while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(20), self.logs.next_line()).await {
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(20), self.logs.next_line()).await
+        {
             self.seen.push(serde_json::from_str(&line).unwrap());
         }
-        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.expect("exits in time").unwrap();
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("exits in time")
+            .unwrap();
         assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
         self.seen
     }
 }
 
-async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Value) -> (u16, Value) {
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
     let mut request = client.request(method, url).bearer_auth(token);
     if !body.is_null() {
         request = request.json(&body);
@@ -114,11 +126,25 @@ async fn first_start_restart_and_graceful_shutdown() {
     let token = login(&client, &server.base, &password).await;
 
     let base = server.base.clone();
-    let (status, _) = call(&client, reqwest::Method::POST, format!("{base}/api/v1/sessions"), &token, json!({ "id": "shop", "engine": "sandbox", "connect": true })).await;
+    let (status, _) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/sessions"),
+        &token,
+        json!({ "id": "shop", "engine": "sandbox", "connect": true }),
+    )
+    .await;
     assert_eq!(status, 201);
     let mut linked = false;
     for _ in 0..100 {
-        let (status, _) = call(&client, reqwest::Method::POST, format!("{base}/api/v1/sandbox/sessions/shop/scan"), &token, json!({ "phone": "+6281234567890" })).await;
+        let (status, _) = call(
+            &client,
+            reqwest::Method::POST,
+            format!("{base}/api/v1/sandbox/sessions/shop/scan"),
+            &token,
+            json!({ "phone": "+6281234567890" }),
+        )
+        .await;
         if status == 200 {
             linked = true;
             break;
@@ -134,7 +160,14 @@ async fn first_start_restart_and_graceful_shutdown() {
 
     // Second start on the same data: no new admin, the session logs in again without a QR code.
     let mut server = Server::start(dir.path(), &[]).await;
-    let (status, session) = call(&client, reqwest::Method::GET, format!("{}/api/v1/sessions/shop", server.base), &token, Value::Null).await;
+    let (status, session) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/api/v1/sessions/shop", server.base),
+        &token,
+        Value::Null,
+    )
+    .await;
     assert_eq!(status, 200, "tokens stay valid across restarts (the secret is kept): {session}");
     let mut status_now = session["status"].clone();
     for _ in 0..100 {
@@ -142,10 +175,26 @@ async fn first_start_restart_and_graceful_shutdown() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        status_now = call(&client, reqwest::Method::GET, format!("{}/api/v1/sessions/shop", server.base), &token, Value::Null).await.1["status"].clone();
+        status_now = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/api/v1/sessions/shop", server.base),
+            &token,
+            Value::Null,
+        )
+        .await
+        .1["status"]
+            .clone();
     }
     assert_eq!(status_now, "connected");
-    let (status, qr) = call(&client, reqwest::Method::GET, format!("{}/api/v1/sessions/shop/qr", server.base), &token, Value::Null).await;
+    let (status, qr) = call(
+        &client,
+        reqwest::Method::GET,
+        format!("{}/api/v1/sessions/shop/qr", server.base),
+        &token,
+        Value::Null,
+    )
+    .await;
     assert_eq!((status, qr["code"].as_str()), (409, Some("already_connected")), "no new QR code");
     server.wait_for_log(|l| l["message"] == "sessions restored" && l["restored"] == 1).await;
     let logs = server.terminate().await;
@@ -174,7 +223,8 @@ async fn cli_manages_users_and_api_keys() {
     let listed = String::from_utf8(run(&["user", "list"], &[]).stdout).unwrap();
     assert!(listed.contains("ops\tuser\tactive"), "{listed}");
 
-    let created = run(&["apikey", "create", "--user", "ops", "--name", "backend", "--scopes", "sessions,read"], &[]);
+    let created =
+        run(&["apikey", "create", "--user", "ops", "--name", "backend", "--scopes", "sessions,read"], &[]);
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let out = String::from_utf8(created.stdout).unwrap();
     let key = out.lines().find_map(|l| l.strip_prefix("key: ")).unwrap().to_owned();
@@ -187,17 +237,26 @@ async fn cli_manages_users_and_api_keys() {
 
     let server = Server::start(dir.path(), &[("WAGATE_ADMIN_PASSWORD", "unused-admin-password")]).await;
     let client = reqwest::Client::new();
-    let (status, me) = call(&client, reqwest::Method::GET, format!("{}/api/v1/auth/me", server.base), &key, Value::Null).await;
+    let (status, me) =
+        call(&client, reqwest::Method::GET, format!("{}/api/v1/auth/me", server.base), &key, Value::Null)
+            .await;
     assert_eq!(status, 200);
     assert_eq!(me["username"], "ops");
-    let response = client.post(format!("{}/api/v1/auth/login", server.base)).json(&json!({"username": "ops", "password": "ops-password-2"})).send().await.unwrap();
+    let response = client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "ops", "password": "ops-password-2"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status().as_u16(), 200, "the new password works");
 
     let revoked = run(&["apikey", "revoke", &id], &[]);
     assert!(revoked.status.success());
     let listing = String::from_utf8(run(&["apikey", "list"], &[]).stdout).unwrap();
     assert!(listing.contains("revoked") && !listing.contains(&key), "{listing}");
-    let (status, _) = call(&client, reqwest::Method::GET, format!("{}/api/v1/auth/me", server.base), &key, Value::Null).await;
+    let (status, _) =
+        call(&client, reqwest::Method::GET, format!("{}/api/v1/auth/me", server.base), &key, Value::Null)
+            .await;
     assert_eq!(status, 401, "a key revoked from the CLI stops working on the running server");
     server.terminate().await;
 }
@@ -232,7 +291,13 @@ fn bad_configuration_is_a_clear_error() {
     }
     let file = dir.path().join("wagate.toml");
     std::fs::write(&file, "port = \"high\"\n").unwrap();
-    let output = std::process::Command::new(BIN).env_clear().arg("--config").arg(&file).arg("migrate").output().unwrap();
+    let output = std::process::Command::new(BIN)
+        .env_clear()
+        .arg("--config")
+        .arg(&file)
+        .arg("migrate")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("wagate.toml"));
 }

@@ -103,7 +103,8 @@ impl SandboxSession {
             Phase::Qr { shown, .. } if *shown < config.qr_codes => {
                 let code = codes::qr_string();
                 self.events.emit(EngineEvent::Qr { code: code.clone(), valid_for: config.qr_timeout });
-                self.phase = Phase::Qr { code, shown: shown + 1, expires: Instant::now() + config.qr_timeout };
+                self.phase =
+                    Phase::Qr { code, shown: shown + 1, expires: Instant::now() + config.qr_timeout };
                 Flow::Continue
             }
             Phase::Qr { .. } => {
@@ -175,7 +176,8 @@ impl SandboxSession {
                         let code = codes::pair_code();
                         let valid_for = self.network.config.pair_code_timeout;
                         self.events.emit(EngineEvent::PairCode { code: code.clone(), valid_for });
-                        self.phase = Phase::Pairing { phone, code: code.clone(), expires: Instant::now() + valid_for };
+                        self.phase =
+                            Phase::Pairing { phone, code: code.clone(), expires: Instant::now() + valid_for };
                         Ok(code)
                     }
                 };

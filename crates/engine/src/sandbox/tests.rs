@@ -36,12 +36,16 @@ async fn open(engine: &SandboxEngine, dir: &tempfile::TempDir, id: &str) -> Open
 }
 
 async fn next(events: &mut UnboundedReceiver<EngineEvent>) -> EngineEvent {
-    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("an event in time").expect("open")
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event in time")
+        .expect("open")
 }
 
 async fn link(engine: &SandboxEngine, opened: &mut Opened, number: &str) -> Account {
     assert!(matches!(next(&mut opened.events).await, EngineEvent::Qr { .. }));
-    let account = engine.network().scan(&opened.spec.id, phone(number), Some("Shop".into()), None).await.unwrap();
+    let account =
+        engine.network().scan(&opened.spec.id, phone(number), Some("Shop".into()), None).await.unwrap();
     let mut event = next(&mut opened.events).await;
     while matches!(event, EngineEvent::Qr { .. }) {
         event = next(&mut opened.events).await; // rotated before the scan
@@ -98,7 +102,8 @@ async fn a_stale_qr_code_is_refused() {
     let mut s = open(&engine, &dir, "stale").await;
     let EngineEvent::Qr { code: first, .. } = next(&mut s.events).await else { panic!() };
     let EngineEvent::Qr { .. } = next(&mut s.events).await else { panic!() };
-    let err = engine.network().scan(&s.spec.id, phone("+6281234567890"), None, Some(first)).await.unwrap_err();
+    let err =
+        engine.network().scan(&s.spec.id, phone("+6281234567890"), None, Some(first)).await.unwrap_err();
     assert_eq!(err, SandboxError::QrMismatch);
 }
 
@@ -114,7 +119,10 @@ async fn pairing_code_flow() {
     assert!(matches!(next(&mut s.events).await, EngineEvent::PairCode { .. }));
 
     let network = engine.network();
-    assert_eq!(network.confirm_pair_code(&s.spec.id, "WRONG123").await.unwrap_err(), SandboxError::WrongPairCode);
+    assert_eq!(
+        network.confirm_pair_code(&s.spec.id, "WRONG123").await.unwrap_err(),
+        SandboxError::WrongPairCode
+    );
     let typed = format!("{}-{}", &code[..4].to_lowercase(), &code[4..]);
     let account = network.confirm_pair_code(&s.spec.id, &typed).await.unwrap();
     assert_eq!(account.phone.e164(), "+6281234567890");
@@ -137,8 +145,14 @@ async fn sends_reach_the_inbox_with_receipts() {
     };
     s.connection.send(message).await.unwrap();
     assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "MSG1".into() });
-    assert_eq!(next(&mut s.events).await, EngineEvent::Receipt { ids: vec!["MSG1".into()], kind: ReceiptKind::Delivered });
-    assert_eq!(next(&mut s.events).await, EngineEvent::Receipt { ids: vec!["MSG1".into()], kind: ReceiptKind::Read });
+    assert_eq!(
+        next(&mut s.events).await,
+        EngineEvent::Receipt { ids: vec!["MSG1".into()], kind: ReceiptKind::Delivered }
+    );
+    assert_eq!(
+        next(&mut s.events).await,
+        EngineEvent::Receipt { ids: vec!["MSG1".into()], kind: ReceiptKind::Read }
+    );
     let inbox = engine.network().inbox(&to);
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].from, "+6281234567890");
@@ -163,16 +177,23 @@ async fn magic_numbers_fail_like_the_network() {
             content: MessageContent::Text { body: "x".into() },
         };
         s.connection.send(message).await.unwrap();
-        assert_eq!(next(&mut s.events).await, EngineEvent::SendFailed { id: number.into(), failure: expected });
+        assert_eq!(
+            next(&mut s.events).await,
+            EngineEvent::SendFailed { id: number.into(), failure: expected }
+        );
         assert!(engine.network().inbox(&phone(number)).is_empty());
     }
-    let checks = s.connection.check_numbers(&[phone("+6281234560000"), phone("+6281234567777")]).await.unwrap();
+    let checks =
+        s.connection.check_numbers(&[phone("+6281234560000"), phone("+6281234567777")]).await.unwrap();
     assert!(!checks[0].on_whatsapp && checks[0].jid.is_none());
     assert!(checks[1].on_whatsapp);
 
     let slow = phone("+6281234560999");
-    let message =
-        OutgoingMessage { id: "SLOW".into(), to: Chat::Phone(slow), content: MessageContent::Text { body: "x".into() } };
+    let message = OutgoingMessage {
+        id: "SLOW".into(),
+        to: Chat::Phone(slow),
+        content: MessageContent::Text { body: "x".into() },
+    };
     let started = tokio::time::Instant::now();
     s.connection.send(message).await.unwrap();
     assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "SLOW".into() });
@@ -189,8 +210,11 @@ async fn inbound_messages_and_session_to_session_delivery() {
     link(&engine, &mut a, "+6281200000001").await;
     link(&engine, &mut b, "+6281200000002").await;
 
-    let injected =
-        engine.network().inject(&a.spec.id, phone("+6281299999999"), "hi".into(), Some("Cust".into())).await.unwrap();
+    let injected = engine
+        .network()
+        .inject(&a.spec.id, phone("+6281299999999"), "hi".into(), Some("Cust".into()))
+        .await
+        .unwrap();
     match next(&mut a.events).await {
         EngineEvent::Inbound(message) => assert_eq!(message, injected),
         other => panic!("expected inbound, got {other:?}"),

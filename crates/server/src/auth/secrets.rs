@@ -10,7 +10,10 @@ pub struct Secrets {
 
 impl Secrets {
     pub fn derive(master: &str) -> Self {
-        Secrets { token_key: derive(master, b"wagate token signing"), api_key_pepper: derive(master, b"wagate api keys") }
+        Secrets {
+            token_key: derive(master, b"wagate token signing"),
+            api_key_pepper: derive(master, b"wagate api keys"),
+        }
     }
 
     /// A fresh master secret: 32 random bytes, hex.

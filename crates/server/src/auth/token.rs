@@ -49,7 +49,8 @@ pub fn issue_token(key: &[u8; 32], claims: &TokenClaims) -> String {
 /// Checks signature and expiry at `now` (Unix seconds).
 pub fn verify_token(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims, TokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::Malformed);
     };
@@ -63,8 +64,11 @@ pub fn verify_token(key: &[u8; 32], token: &str, now: i64) -> Result<TokenClaims
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
     mac.update(signed.as_bytes());
     mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
-    let claims: TokenClaims =
-        B64.decode(payload).ok().and_then(|p| serde_json::from_slice(&p).ok()).ok_or(TokenError::Malformed)?;
+    let claims: TokenClaims = B64
+        .decode(payload)
+        .ok()
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .ok_or(TokenError::Malformed)?;
     if claims.exp <= now {
         return Err(TokenError::Expired);
     }

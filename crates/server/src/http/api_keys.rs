@@ -70,7 +70,10 @@ pub async fn create(
         .accounts
         .create_api_key(&principal, &request.name, ScopeSet::new(request.scopes), sessions, expires_at)
         .await?;
-    Ok((StatusCode::CREATED, JsonResponse(CreatedApiKey { key: created.key, api_key: ApiKeyView::from(&created.record) })))
+    Ok((
+        StatusCode::CREATED,
+        JsonResponse(CreatedApiKey { key: created.key, api_key: ApiKeyView::from(&created.record) }),
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,7 +84,10 @@ pub struct ApiKeyList {
 /// List API keys (your own; admins see all). Keys themselves are never shown again.
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api keys", responses((status = 200, body = ApiKeyList)),
     security(("bearer" = []), ("api_key" = [])))]
-pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiResult<JsonResponse<ApiKeyList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+) -> ApiResult<JsonResponse<ApiKeyList>> {
     principal.require(Scope::Read)?;
     let keys = state.accounts.api_keys(principal.owner_filter()).await?;
     Ok(JsonResponse(ApiKeyList { api_keys: keys.iter().map(ApiKeyView::from).collect() }))
@@ -90,7 +96,11 @@ pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiRe
 /// Revoke an API key; it stops working at once.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api keys", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
-pub async fn revoke(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let not_found = || ApiError::not_found("api_key_not_found", "API key not found");
     let key = state.accounts.api_key(&id).await.map_err(|_| not_found())?;
     if !(principal.sees_all() || key.user_id == principal.user_id) {

@@ -13,7 +13,9 @@ use wagate_core::{Scope, SessionStatus};
 use wagate_store::SessionRecord;
 
 use super::extract::{Auth, ClientIp, Json, StreamAuth};
-use super::sessions::{CreateSessionRequest, check_webhook_url, create_session, parse_name, visible_session, visible_sessions};
+use super::sessions::{
+    CreateSessionRequest, check_webhook_url, create_session, parse_name, visible_session, visible_sessions,
+};
 use super::streams::{live_events, pump_websocket, qr_response, render_qr_page};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -85,7 +87,11 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, ClientIp(ip): ClientIp, Json(body): Json<LoginBody>) -> CompatResult<JsonResponse<Value>> {
+async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<LoginBody>,
+) -> CompatResult<JsonResponse<Value>> {
     let done = state.accounts.login(&ip, &body.username, &body.password).await?;
     Ok(JsonResponse(json!({
         "success": true,
@@ -105,8 +111,18 @@ struct CreateBody {
     webhook_url: Option<String>,
 }
 
-async fn create(State(state): State<AppState>, Auth(principal): Auth, Json(body): Json<CreateBody>) -> CompatResult<(StatusCode, JsonResponse<Value>)> {
-    let request = CreateSessionRequest { id: None, name: body.name, engine: None, webhook_url: body.webhook_url, connect: false };
+async fn create(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Json(body): Json<CreateBody>,
+) -> CompatResult<(StatusCode, JsonResponse<Value>)> {
+    let request = CreateSessionRequest {
+        id: None,
+        name: body.name,
+        engine: None,
+        webhook_url: body.webhook_url,
+        connect: false,
+    };
     let record = create_session(&state, &principal, request).await?;
     Ok((StatusCode::CREATED, JsonResponse(session_object(&record))))
 }
@@ -122,7 +138,13 @@ async fn create_and_connect(
     Auth(principal): Auth,
     Json(body): Json<CreateAndConnectBody>,
 ) -> CompatResult<(StatusCode, JsonResponse<Value>)> {
-    let request = CreateSessionRequest { id: body.session_id, name: None, engine: None, webhook_url: None, connect: true };
+    let request = CreateSessionRequest {
+        id: body.session_id,
+        name: None,
+        engine: None,
+        webhook_url: None,
+        connect: true,
+    };
     let record = create_session(&state, &principal, request).await?;
     let data = json!({
         "sessionId": record.id.as_str(),
@@ -133,20 +155,32 @@ async fn create_and_connect(
     Ok((StatusCode::CREATED, envelope("Session created; scan the QR code to link it", data)))
 }
 
-async fn show(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+async fn show(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     Ok(JsonResponse(session_object(&record)))
 }
 
-async fn remove(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+async fn remove(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     state.sessions.delete(&record.id).await?;
     Ok(JsonResponse(json!({ "success": true, "message": "Session deleted" })))
 }
 
-async fn status(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+async fn status(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     let data = json!({
@@ -158,7 +192,11 @@ async fn status(State(state): State<AppState>, Auth(principal): Auth, Path(id): 
     Ok(envelope("Session status", data))
 }
 
-async fn qr(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+async fn qr(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     let live = state.sessions.qr(&record.id).await?;
@@ -167,13 +205,21 @@ async fn qr(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path
     Ok(envelope("QR code", data))
 }
 
-async fn qr_page(State(state): State<AppState>, StreamAuth(principal): StreamAuth, Path(id): Path<String>) -> CompatResult<Response> {
+async fn qr_page(
+    State(state): State<AppState>,
+    StreamAuth(principal): StreamAuth,
+    Path(id): Path<String>,
+) -> CompatResult<Response> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     Ok(render_qr_page(&state, &principal, &record.id))
 }
 
-async fn restart(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+async fn restart(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let record = state.sessions.restart(&record.id).await?;
@@ -185,7 +231,12 @@ struct NameBody {
     name: String,
 }
 
-async fn rename(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>, Json(body): Json<NameBody>) -> CompatResult<JsonResponse<Value>> {
+async fn rename(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<NameBody>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let name = parse_name(&body.name)?;
@@ -198,7 +249,12 @@ struct WebhookBody {
     webhook_url: Option<String>,
 }
 
-async fn set_webhook(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>, Json(body): Json<WebhookBody>) -> CompatResult<JsonResponse<Value>> {
+async fn set_webhook(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<WebhookBody>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let url = body.webhook_url.as_deref().filter(|u| !u.is_empty()).map(check_webhook_url).transpose()?;
@@ -206,19 +262,33 @@ async fn set_webhook(State(state): State<AppState>, Auth(principal): Auth, Path(
     Ok(JsonResponse(session_object(&record)))
 }
 
-async fn connect(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+async fn connect(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let record = state.sessions.connect(&record.id).await?;
-    let message = if record.status == SessionStatus::Connected { "Session connected" } else { "Scan the QR code (see /api/ws/{id})" };
+    let message = if record.status == SessionStatus::Connected {
+        "Session connected"
+    } else {
+        "Scan the QR code (see /api/ws/{id})"
+    };
     Ok(JsonResponse(json!({ "success": true, "message": message, "session": session_object(&record) })))
 }
 
-async fn disconnect(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> CompatResult<JsonResponse<Value>> {
+async fn disconnect(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> CompatResult<JsonResponse<Value>> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let record = state.sessions.disconnect(&record.id).await?;
-    Ok(JsonResponse(json!({ "success": true, "message": "Session disconnected", "session": session_object(&record) })))
+    Ok(JsonResponse(
+        json!({ "success": true, "message": "Session disconnected", "session": session_object(&record) }),
+    ))
 }
 
 /// Seed 003's QR WebSocket: `{type: "qr", data: {qr}}`, `{type: "success"}`, `{type: "error"}`.
@@ -237,11 +307,15 @@ async fn websocket(
 
 fn seed_frame(event: &StreamEvent) -> Option<Value> {
     Some(match event {
-        StreamEvent::Qr { qr, expires_at, .. } => json!({ "type": "qr", "data": { "qr": qr, "expires_at": expires_at } }),
+        StreamEvent::Qr { qr, expires_at, .. } => {
+            json!({ "type": "qr", "data": { "qr": qr, "expires_at": expires_at } })
+        }
         StreamEvent::Status { status: SessionStatus::Connected, account, session_id, .. } => {
             json!({ "type": "success", "data": { "session_id": session_id, "account": account } })
         }
-        StreamEvent::Error { message, code, .. } => json!({ "type": "error", "data": { "error": message, "code": code } }),
+        StreamEvent::Error { message, code, .. } => {
+            json!({ "type": "error", "data": { "error": message, "code": code } })
+        }
         other => json!({ "type": other.name(), "data": other }),
     })
 }

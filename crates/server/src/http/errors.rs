@@ -21,14 +21,18 @@ impl From<SessionError> for ApiError {
             SessionError::AlreadyLinked => ApiError::conflict("already_linked", message),
             SessionError::NoQr(status) => ApiError::conflict(
                 "qr_not_available",
-                format!("{message}; a QR code is shown after POST /api/v1/sessions/{{id}}/connect (status now: {status})"),
+                format!(
+                    "{message}; a QR code is shown after POST /api/v1/sessions/{{id}}/connect (status now: {status})"
+                ),
             ),
             SessionError::Engine(EngineError::NotConnected | EngineError::Closed) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "session_not_connected",
                 "the session is not connected",
             ),
-            SessionError::Engine(other) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string()),
+            SessionError::Engine(other) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
+            }
             SessionError::Store(err) => ApiError::from(err),
         }
     }
@@ -43,7 +47,9 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidToken(TokenError::Expired) => {
                 ApiError::unauthorized("token_expired", "the token expired; log in again")
             }
-            AccountError::InvalidToken(_) => ApiError::unauthorized("invalid_token", "the token is not valid"),
+            AccountError::InvalidToken(_) => {
+                ApiError::unauthorized("invalid_token", "the token is not valid")
+            }
             AccountError::InvalidApiKey => ApiError::unauthorized("invalid_api_key", message),
             AccountError::ApiKeyExpired => ApiError::unauthorized("api_key_expired", message),
             AccountError::UserDisabled => ApiError::unauthorized("account_disabled", message),

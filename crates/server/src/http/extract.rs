@@ -29,7 +29,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonSyntaxError(err) => ApiError::bad_request("malformed_json", format!("malformed JSON: {}", source(&err))),
+        JsonRejection::JsonSyntaxError(err) => {
+            ApiError::bad_request("malformed_json", format!("malformed JSON: {}", source(&err)))
+        }
         JsonRejection::JsonDataError(err) => ApiError::unprocessable("invalid_body", source(&err)),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -119,16 +121,22 @@ impl FromRequestParts<AppState> for StreamAuth {
 
 fn credential_from_headers(parts: &Parts) -> Result<Option<String>, ApiError> {
     if let Some(key) = parts.headers.get("x-api-key") {
-        let key = key.to_str().map_err(|_| ApiError::unauthorized("invalid_credentials", "invalid X-API-Key"))?;
+        let key =
+            key.to_str().map_err(|_| ApiError::unauthorized("invalid_credentials", "invalid X-API-Key"))?;
         return Ok(Some(key.trim().to_owned()));
     }
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
     let value = value.to_str().unwrap_or_default();
     match value.split_once(' ') {
-        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() => {
+        Some((scheme, credential))
+            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
+        {
             Ok(Some(credential.trim().to_owned()))
         }
-        _ => Err(ApiError::unauthorized("invalid_credentials", "expected `Authorization: Bearer <token or key>`")),
+        _ => Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "expected `Authorization: Bearer <token or key>`",
+        )),
     }
 }
 

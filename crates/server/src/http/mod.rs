@@ -72,7 +72,8 @@ async fn problem_for_bare_errors(request: Request<axum::body::Body>, next: Next)
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         _ => "http_error",
     };
-    let mut problem = ApiError::new(status, code, status.canonical_reason().unwrap_or("error")).into_response();
+    let mut problem =
+        ApiError::new(status, code, status.canonical_reason().unwrap_or("error")).into_response();
     if let Some(allow) = response.headers().get(header::ALLOW) {
         problem.headers_mut().insert(header::ALLOW, allow.clone());
     }

@@ -10,9 +10,19 @@ use crate::services::sessions::{AccountView, StreamEvent};
 #[cfg(feature = "sandbox")]
 #[derive(OpenApi)]
 #[openapi(
-    paths(super::sandbox::scan, super::sandbox::confirm_pair_code, super::sandbox::inbound, super::sandbox::inbox),
-    components(schemas(super::sandbox::ScanRequest, super::sandbox::ConfirmPairCodeRequest,
-        super::sandbox::InboundRequest, super::sandbox::InjectedMessage, super::sandbox::Inbox))
+    paths(
+        super::sandbox::scan,
+        super::sandbox::confirm_pair_code,
+        super::sandbox::inbound,
+        super::sandbox::inbox
+    ),
+    components(schemas(
+        super::sandbox::ScanRequest,
+        super::sandbox::ConfirmPairCodeRequest,
+        super::sandbox::InboundRequest,
+        super::sandbox::InjectedMessage,
+        super::sandbox::Inbox
+    ))
 )]
 struct SandboxDoc;
 
@@ -73,7 +83,10 @@ impl Modify for Security {
                     .build(),
             ),
         );
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
         components.add_security_scheme(
             "query_token",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(

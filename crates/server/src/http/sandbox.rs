@@ -29,18 +29,19 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn network(state: &AppState) -> ApiResult<Arc<SandboxNetwork>> {
-    state
-        .sessions
-        .engines()
-        .sandbox()
-        .ok_or_else(|| ApiError::not_found("sandbox_disabled", "the sandbox engine is disabled (WAGATE_SANDBOX=false)"))
+    state.sessions.engines().sandbox().ok_or_else(|| {
+        ApiError::not_found("sandbox_disabled", "the sandbox engine is disabled (WAGATE_SANDBOX=false)")
+    })
 }
 
 async fn sandbox_session(state: &AppState, principal: &Principal, id: &str) -> ApiResult<SessionRecord> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(state, principal, id).await?;
     if record.engine != EngineKind::Sandbox {
-        return Err(ApiError::conflict("not_a_sandbox_session", "sandbox actions work only on sandbox sessions"));
+        return Err(ApiError::conflict(
+            "not_a_sandbox_session",
+            "sandbox actions work only on sandbox sessions",
+        ));
     }
     Ok(record)
 }
@@ -82,7 +83,8 @@ pub async fn scan(
     let network = network(&state)?;
     let record = sandbox_session(&state, &principal, &id).await?;
     let phone = parse_phone(&state, &request.phone)?;
-    let account = network.scan(&record.id, phone, request.push_name, request.qr).await.map_err(sandbox_error)?;
+    let account =
+        network.scan(&record.id, phone, request.push_name, request.qr).await.map_err(sandbox_error)?;
     Ok(JsonResponse(AccountView::from(&account)))
 }
 
@@ -142,7 +144,8 @@ pub async fn inbound(
     if request.text.is_empty() || request.text.len() > 65_536 {
         return Err(ApiError::unprocessable("invalid_field", "text must be 1 to 65536 bytes"));
     }
-    let message = network.inject(&record.id, from, request.text, request.push_name).await.map_err(sandbox_error)?;
+    let message =
+        network.inject(&record.id, from, request.text, request.push_name).await.map_err(sandbox_error)?;
     Ok((
         StatusCode::ACCEPTED,
         JsonResponse(InjectedMessage {
@@ -165,10 +168,15 @@ pub struct Inbox {
 /// What sandbox sessions sent to `phone`, newest last.
 #[utoipa::path(get, path = "/api/v1/sandbox/inbox/{phone}", tag = "sandbox", params(("phone" = String, Path)),
     responses((status = 200, body = Inbox), (status = 400, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
-pub async fn inbox(State(state): State<AppState>, Auth(principal): Auth, Path(phone): Path<String>) -> ApiResult<JsonResponse<Inbox>> {
+pub async fn inbox(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(phone): Path<String>,
+) -> ApiResult<JsonResponse<Inbox>> {
     let network = network(&state)?;
     let phone = parse_phone(&state, &phone)?;
-    let visible: Vec<String> = visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect();
+    let visible: Vec<String> =
+        visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect();
     let messages = network.inbox(&phone).into_iter().filter(|m| visible.contains(&m.session_id)).collect();
     Ok(JsonResponse(Inbox { phone: phone.e164().to_owned(), messages }))
 }

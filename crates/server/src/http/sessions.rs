@@ -31,7 +31,11 @@ pub fn routes() -> Router<AppState> {
 
 /// Parses the id and returns the session if the caller may see it; 404 otherwise, so other
 /// tenants' ids do not leak.
-pub(crate) async fn visible_session(state: &AppState, principal: &Principal, raw: &str) -> ApiResult<SessionRecord> {
+pub(crate) async fn visible_session(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+) -> ApiResult<SessionRecord> {
     let id = parse_session_id(raw)?;
     let record = state.sessions.get(&id).await?;
     if !principal.can_see(&record) {
@@ -50,12 +54,20 @@ pub(crate) fn parse_phone(state: &AppState, raw: &str) -> ApiResult<Phone> {
 }
 
 pub(crate) fn parse_name(raw: &str) -> ApiResult<String> {
-    SessionName::parse(raw).map(SessionName::into_inner).map_err(|err| ApiError::unprocessable("invalid_name", err.to_string()))
+    SessionName::parse(raw)
+        .map(SessionName::into_inner)
+        .map_err(|err| ApiError::unprocessable("invalid_name", err.to_string()))
 }
 
 pub(crate) fn check_webhook_url(raw: &str) -> ApiResult<String> {
-    let ok = (raw.starts_with("https://") || raw.starts_with("http://")) && raw.len() <= 2048 && !raw.contains(char::is_whitespace);
-    if ok { Ok(raw.to_owned()) } else { Err(ApiError::unprocessable("invalid_webhook_url", "webhook_url must be an http(s) URL")) }
+    let ok = (raw.starts_with("https://") || raw.starts_with("http://"))
+        && raw.len() <= 2048
+        && !raw.contains(char::is_whitespace);
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::unprocessable("invalid_webhook_url", "webhook_url must be an http(s) URL"))
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -83,7 +95,10 @@ pub(crate) async fn create_session(
 ) -> ApiResult<SessionRecord> {
     principal.require(Scope::Sessions)?;
     if principal.sessions.is_some() {
-        return Err(ApiError::forbidden("key_session_restricted", "a key limited to some sessions cannot create sessions"));
+        return Err(ApiError::forbidden(
+            "key_session_restricted",
+            "a key limited to some sessions cannot create sessions",
+        ));
     }
     let id = request.id.as_deref().map(parse_session_id).transpose()?;
     let name = request.name.as_deref().map(parse_name).transpose()?;
@@ -94,10 +109,8 @@ pub(crate) async fn create_session(
     } else {
         available.first().copied().unwrap_or(EngineKind::Web)
     });
-    let record = state
-        .sessions
-        .create(&principal.user_id, CreateSession { id, name, engine, webhook_url })
-        .await?;
+    let record =
+        state.sessions.create(&principal.user_id, CreateSession { id, name, engine, webhook_url }).await?;
     if request.connect {
         return Ok(state.sessions.connect(&record.id).await?);
     }
@@ -123,7 +136,10 @@ pub struct SessionList {
     pub sessions: Vec<SessionView>,
 }
 
-pub(crate) async fn visible_sessions(state: &AppState, principal: &Principal) -> ApiResult<Vec<SessionRecord>> {
+pub(crate) async fn visible_sessions(
+    state: &AppState,
+    principal: &Principal,
+) -> ApiResult<Vec<SessionRecord>> {
     principal.require(Scope::Read)?;
     let records = state.sessions.list(principal.owner_filter()).await?;
     Ok(records.into_iter().filter(|r| principal.can_see(r)).collect())
@@ -132,7 +148,10 @@ pub(crate) async fn visible_sessions(state: &AppState, principal: &Principal) ->
 /// List the sessions the caller can see, with their status.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
     responses((status = 200, body = SessionList)), security(("bearer" = []), ("api_key" = [])))]
-pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiResult<JsonResponse<SessionList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+) -> ApiResult<JsonResponse<SessionList>> {
     let sessions = visible_sessions(&state, &principal).await?;
     Ok(JsonResponse(SessionList { sessions: sessions.iter().map(SessionView::from).collect() }))
 }
@@ -141,7 +160,11 @@ pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiRe
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
     responses((status = 200, body = SessionView), (status = 404, body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
-pub async fn show(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> ApiResult<JsonResponse<SessionView>> {
+pub async fn show(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<JsonResponse<SessionView>> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     Ok(JsonResponse(SessionView::from(&record)))
@@ -175,7 +198,8 @@ pub async fn update(
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     let name = request.name.as_deref().map(parse_name).transpose()?;
-    let webhook = request.webhook_url.map(|url| url.as_deref().map(check_webhook_url).transpose()).transpose()?;
+    let webhook =
+        request.webhook_url.map(|url| url.as_deref().map(check_webhook_url).transpose()).transpose()?;
     let mut record = record;
     if let Some(name) = name {
         record = state.sessions.rename(&record.id, &name).await?;
@@ -189,7 +213,11 @@ pub async fn update(
 /// Delete a session: stops its connection and removes its stored credentials.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
-pub async fn remove(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     principal.require(Scope::Sessions)?;
     let record = visible_session(&state, &principal, &id).await?;
     state.sessions.delete(&record.id).await?;
@@ -215,13 +243,25 @@ macro_rules! lifecycle_action {
     };
 }
 
-lifecycle_action!(connect, connect, "/api/v1/sessions/{id}/connect",
-    "Connect: shows QR codes (or logs in with stored credentials); the session reconnects after restarts.");
-lifecycle_action!(disconnect, disconnect, "/api/v1/sessions/{id}/disconnect",
-    "Disconnect and stay offline (the link is kept).");
+lifecycle_action!(
+    connect,
+    connect,
+    "/api/v1/sessions/{id}/connect",
+    "Connect: shows QR codes (or logs in with stored credentials); the session reconnects after restarts."
+);
+lifecycle_action!(
+    disconnect,
+    disconnect,
+    "/api/v1/sessions/{id}/disconnect",
+    "Disconnect and stay offline (the link is kept)."
+);
 lifecycle_action!(restart, restart, "/api/v1/sessions/{id}/restart", "Close and reopen the connection.");
-lifecycle_action!(logout, logout, "/api/v1/sessions/{id}/logout",
-    "Unlink the phone and remove the credentials; the next connect shows a new QR code.");
+lifecycle_action!(
+    logout,
+    logout,
+    "/api/v1/sessions/{id}/logout",
+    "Unlink the phone and remove the credentials; the next connect shows a new QR code."
+);
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -254,7 +294,8 @@ pub async fn pair_code(
     let record = visible_session(&state, &principal, &id).await?;
     let phone = parse_phone(&state, &request.phone)?;
     let live = state.sessions.pair_code(&record.id, &phone).await?;
-    let display = format!("{}-{}", &live.code[..4.min(live.code.len())], &live.code[4.min(live.code.len())..]);
+    let display =
+        format!("{}-{}", &live.code[..4.min(live.code.len())], &live.code[4.min(live.code.len())..]);
     Ok(JsonResponse(PairCodeResponse { code: live.code, display, expires_at: rfc3339(live.expires_at) }))
 }
 

@@ -51,7 +51,11 @@ pub struct QrResponse {
         (status = 409, description = "`qr_not_available` (not waiting for a scan) or `already_connected`", body = Problem),
         (status = 404, body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
-pub async fn qr(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> ApiResult<JsonResponse<QrResponse>> {
+pub async fn qr(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<JsonResponse<QrResponse>> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     let live = state.sessions.qr(&record.id).await?;
@@ -73,12 +77,19 @@ pub(crate) fn qr_response(code: &str, expires_at: i64) -> QrResponse {
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/qr.png", tag = "linking", params(("id" = String, Path), ("token" = Option<String>, Query)),
     responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 409, body = Problem)),
     security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
-pub async fn qr_png(State(state): State<AppState>, StreamAuth(principal): StreamAuth, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn qr_png(
+    State(state): State<AppState>,
+    StreamAuth(principal): StreamAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     let live = state.sessions.qr(&record.id).await?;
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("image/png")), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/png")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
         crate::qr::png(&live.code),
     )
         .into_response())
@@ -90,16 +101,26 @@ const QR_PAGE: &str = include_str!("../../assets/qr_page.html");
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/qr-page", tag = "linking", params(("id" = String, Path), ("token" = Option<String>, Query)),
     responses((status = 200, content_type = "text/html", body = String), (status = 401, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
-pub async fn qr_page(State(state): State<AppState>, StreamAuth(principal): StreamAuth, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn qr_page(
+    State(state): State<AppState>,
+    StreamAuth(principal): StreamAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     principal.require(Scope::Read)?;
     let record = visible_session(&state, &principal, &id).await?;
     Ok(render_qr_page(&state, &principal, &record.id))
 }
 
-pub(crate) fn render_qr_page(state: &AppState, principal: &Principal, id: &wagate_core::SessionId) -> Response {
+pub(crate) fn render_qr_page(
+    state: &AppState,
+    principal: &Principal,
+    id: &wagate_core::SessionId,
+) -> Response {
     // The page's own requests use a fresh short-lived token, never the caller's credential.
     let (token, _) = state.accounts.stream_token(principal, id);
-    let page = QR_PAGE.replace("{{SESSION_ID}}", &escape_html(id.as_str())).replace("{{TOKEN}}", &escape_html(&token));
+    let page = QR_PAGE
+        .replace("{{SESSION_ID}}", &escape_html(id.as_str()))
+        .replace("{{TOKEN}}", &escape_html(&token));
     let csp = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'";
     (
         [
@@ -113,7 +134,11 @@ pub(crate) fn render_qr_page(state: &AppState, principal: &Principal, id: &wagat
 }
 
 fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// The session's events, starting with its current state, until it is deleted or the server stops.
@@ -128,14 +153,11 @@ pub(crate) fn live_events(
     };
     let live = BroadcastStream::new(receiver).filter_map(|item| async move { item.ok() });
     let mut ended = false;
-    futures::stream::iter(snapshot)
-        .chain(live)
-        .take_until(Box::pin(stopped))
-        .take_while(move |event| {
-            let keep = !ended;
-            ended = matches!(event, StreamEvent::Deleted { .. });
-            futures::future::ready(keep)
-        })
+    futures::stream::iter(snapshot).chain(live).take_until(Box::pin(stopped)).take_while(move |event| {
+        let keep = !ended;
+        ended = matches!(event, StreamEvent::Deleted { .. });
+        futures::future::ready(keep)
+    })
 }
 
 /// Server-Sent Events: `status`, `qr`, `pair_code`, `paired`, `error`, `message_received`,
@@ -152,7 +174,10 @@ pub async fn events(
     let record = visible_session(&state, &principal, &id).await?;
     let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
     let stream = live_events(&state, snapshot, receiver).map(|event| {
-        Ok(Event::default().event(event.name()).json_data(&event).unwrap_or_else(|_| Event::default().comment("unserializable")))
+        Ok(Event::default()
+            .event(event.name())
+            .json_data(&event)
+            .unwrap_or_else(|_| Event::default().comment("unserializable")))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(super::KEEP_ALIVE)))
 }
@@ -171,7 +196,8 @@ pub async fn websocket(
     let record = visible_session(&state, &principal, &id).await?;
     let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
     let events = live_events(&state, snapshot, receiver);
-    Ok(upgrade.on_upgrade(move |socket| pump_websocket(socket, events, |event| serde_json::to_value(event).ok())))
+    Ok(upgrade
+        .on_upgrade(move |socket| pump_websocket(socket, events, |event| serde_json::to_value(event).ok())))
 }
 
 /// Sends events as JSON text frames until the stream ends or the client goes away.

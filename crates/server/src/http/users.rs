@@ -86,7 +86,11 @@ pub async fn update(
     Json(request): Json<UpdateUserRequest>,
 ) -> ApiResult<JsonResponse<UserView>> {
     require_admin(&principal)?;
-    let user = state.accounts.user(&id).await.map_err(|_| ApiError::not_found("user_not_found", "user not found"))?;
+    let user = state
+        .accounts
+        .user(&id)
+        .await
+        .map_err(|_| ApiError::not_found("user_not_found", "user not found"))?;
     if let Some(password) = &request.password {
         state.accounts.set_password(&user.username, password).await?;
     }

@@ -97,13 +97,22 @@ impl Accounts {
         let password = password.or(generated.as_deref()).expect("one of them is set");
         check_password_policy(password)?;
         let hash = hash_password(password);
-        match self.store.insert_user(NewUser { username: "admin", password_hash: &hash, role: Role::Admin }).await {
+        match self
+            .store
+            .insert_user(NewUser { username: "admin", password_hash: &hash, role: Role::Admin })
+            .await
+        {
             Ok(_) | Err(StoreError::Conflict { .. }) => Ok(generated),
             Err(other) => Err(other.into()),
         }
     }
 
-    pub async fn login(&self, client_ip: &str, username: &str, password: &str) -> Result<LoginSuccess, AccountError> {
+    pub async fn login(
+        &self,
+        client_ip: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<LoginSuccess, AccountError> {
         let ip_key = format!("ip:{client_ip}");
         let user_key = format!("user:{username}");
         self.logins_per_ip.check(&ip_key).map_err(AccountError::RateLimited)?;
@@ -150,13 +159,14 @@ impl Accounts {
 
     /// A login token (`Authorization: Bearer`, or `?token=` where streams allow it).
     pub async fn authenticate_token(&self, token: &str) -> Result<Principal, AccountError> {
-        let claims =
-            verify_token(&self.secrets.token_key, token, now_ms() / 1000).map_err(AccountError::InvalidToken)?;
+        let claims = verify_token(&self.secrets.token_key, token, now_ms() / 1000)
+            .map_err(AccountError::InvalidToken)?;
         let user = self.active_user(&claims.sub).await?;
         Ok(match (claims.kind, claims.session) {
             (TokenKind::Access, _) => principal(&user, ScopeSet::all(), None, None),
             (TokenKind::Stream, Some(session)) => {
-                let session = SessionId::parse(&session).map_err(|_| AccountError::InvalidToken(TokenError::Malformed))?;
+                let session = SessionId::parse(&session)
+                    .map_err(|_| AccountError::InvalidToken(TokenError::Malformed))?;
                 principal(&user, ScopeSet::new([Scope::Read]), Some(vec![session]), None)
             }
             (TokenKind::Stream, None) => return Err(AccountError::InvalidToken(TokenError::Malformed)),
@@ -192,7 +202,12 @@ impl Accounts {
         Ok(user)
     }
 
-    pub async fn create_user(&self, username: &str, password: &str, role: Role) -> Result<UserRecord, AccountError> {
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<UserRecord, AccountError> {
         let username = Username::parse(username).map_err(|e| AccountError::InvalidInput(e.to_string()))?;
         check_password_policy(password)?;
         let hash = hash_password(password);
@@ -242,7 +257,9 @@ impl Accounts {
         let sessions = match (&principal.sessions, sessions) {
             (Some(own), None) => Some(own.clone()),
             (Some(own), Some(wanted)) if wanted.iter().any(|s| !own.contains(s)) => {
-                return Err(AccountError::InvalidInput("a key cannot reach sessions its creator cannot".into()));
+                return Err(AccountError::InvalidInput(
+                    "a key cannot reach sessions its creator cannot".into(),
+                ));
             }
             (_, wanted) => wanted,
         };
@@ -250,7 +267,12 @@ impl Accounts {
     }
 
     /// For the command line: a key for `username` with exactly `scopes`.
-    pub async fn create_api_key_for(&self, username: &str, name: &str, scopes: ScopeSet) -> Result<NewKey, AccountError> {
+    pub async fn create_api_key_for(
+        &self,
+        username: &str,
+        name: &str,
+        scopes: ScopeSet,
+    ) -> Result<NewKey, AccountError> {
         let user = self.store.user_by_username(username).await?.ok_or(AccountError::NotFound)?;
         if scopes.contains_exactly(Scope::Admin) && user.role != Role::Admin {
             return Err(AccountError::ScopeNotGrantable(Scope::Admin));
@@ -307,7 +329,12 @@ impl Accounts {
     }
 }
 
-fn principal(user: &UserRecord, scopes: ScopeSet, sessions: Option<Vec<SessionId>>, key: Option<String>) -> Principal {
+fn principal(
+    user: &UserRecord,
+    scopes: ScopeSet,
+    sessions: Option<Vec<SessionId>>,
+    key: Option<String>,
+) -> Principal {
     let scopes = if user.role == Role::Admin {
         scopes
     } else {

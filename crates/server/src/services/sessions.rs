@@ -82,13 +82,41 @@ pub enum StreamEvent {
         reason: Option<String>,
         account: Option<AccountView>,
     },
-    Qr { session_id: String, qr: String, expires_at: String },
-    PairCode { session_id: String, code: String, expires_at: String },
-    Paired { session_id: String, account: AccountView },
-    Error { session_id: String, code: String, message: String },
-    MessageReceived { session_id: String, message_id: String, from: String, chat: String, timestamp: String },
-    MessageStatus { session_id: String, message_id: String, status: String, reason: Option<String> },
-    Deleted { session_id: String },
+    Qr {
+        session_id: String,
+        qr: String,
+        expires_at: String,
+    },
+    PairCode {
+        session_id: String,
+        code: String,
+        expires_at: String,
+    },
+    Paired {
+        session_id: String,
+        account: AccountView,
+    },
+    Error {
+        session_id: String,
+        code: String,
+        message: String,
+    },
+    MessageReceived {
+        session_id: String,
+        message_id: String,
+        from: String,
+        chat: String,
+        timestamp: String,
+    },
+    MessageStatus {
+        session_id: String,
+        message_id: String,
+        status: String,
+        reason: Option<String>,
+    },
+    Deleted {
+        session_id: String,
+    },
 }
 
 impl StreamEvent {
@@ -199,7 +227,11 @@ impl SessionManager {
             .clone()
     }
 
-    pub async fn create(&self, owner_id: &str, request: CreateSession) -> Result<SessionRecord, SessionError> {
+    pub async fn create(
+        &self,
+        owner_id: &str,
+        request: CreateSession,
+    ) -> Result<SessionRecord, SessionError> {
         self.inner.engines.get(request.engine)?;
         let id = request.id.unwrap_or_else(SessionId::generate);
         let name = request.name.unwrap_or_else(|| id.to_string());
@@ -236,7 +268,11 @@ impl SessionManager {
         self.get(id).await
     }
 
-    pub async fn set_webhook(&self, id: &SessionId, url: Option<&str>) -> Result<SessionRecord, SessionError> {
+    pub async fn set_webhook(
+        &self,
+        id: &SessionId,
+        url: Option<&str>,
+    ) -> Result<SessionRecord, SessionError> {
         if !self.store().set_session_webhook(id, url).await? {
             return Err(SessionError::NotFound);
         }
@@ -330,7 +366,8 @@ impl SessionManager {
         }
         self.connect(id).await?;
         let runtime = self.runtime(&record);
-        let connection = runtime.live.lock().await.connection.clone().ok_or(SessionError::Engine(EngineError::Closed))?;
+        let connection =
+            runtime.live.lock().await.connection.clone().ok_or(SessionError::Engine(EngineError::Closed))?;
         let code = connection.pair_with_code(phone).await?;
         self.log(id, "pair_code_requested", serde_json::json!({ "phone": phone.e164() })).await;
         // The engine reports the code with its validity; wait briefly for the pump to record it.
@@ -370,7 +407,11 @@ impl SessionManager {
         }];
         let view = runtime.view();
         if let Some(qr) = view.qr.clone().filter(|_| record.status == SessionStatus::Qr) {
-            snapshot.push(StreamEvent::Qr { session_id: id.to_string(), qr: qr.code, expires_at: rfc3339(qr.expires_at) });
+            snapshot.push(StreamEvent::Qr {
+                session_id: id.to_string(),
+                qr: qr.code,
+                expires_at: rfc3339(qr.expires_at),
+            });
         }
         if let Some(code) = view.pair_code.clone().filter(|_| record.status == SessionStatus::PairingCode) {
             snapshot.push(StreamEvent::PairCode {
@@ -392,7 +433,9 @@ impl SessionManager {
                     Err(err) => tracing::warn!(session = %record.id, error = %err, "cannot restore session"),
                 }
             } else if record.status.is_active() {
-                self.store().set_session_status(&record.id, SessionStatus::Disconnected, Some("server restarted")).await?;
+                self.store()
+                    .set_session_status(&record.id, SessionStatus::Disconnected, Some("server restarted"))
+                    .await?;
             }
         }
         Ok(restored)
@@ -452,7 +495,12 @@ impl SessionManager {
     }
 
     /// Handles one connection's events until it ends or a newer connection replaces it.
-    async fn pump(self, runtime: Arc<Runtime>, generation: u64, mut events: mpsc::UnboundedReceiver<EngineEvent>) {
+    async fn pump(
+        self,
+        runtime: Arc<Runtime>,
+        generation: u64,
+        mut events: mpsc::UnboundedReceiver<EngineEvent>,
+    ) {
         while let Some(event) = events.recv().await {
             if runtime.generation.load(Ordering::SeqCst) != generation {
                 break;
@@ -485,7 +533,8 @@ impl SessionManager {
                 };
                 if first {
                     self.set_status(runtime, SessionStatus::Qr, None).await;
-                    self.log(id, "qr", serde_json::json!({ "valid_for_ms": valid_for.as_millis() as u64 })).await;
+                    self.log(id, "qr", serde_json::json!({ "valid_for_ms": valid_for.as_millis() as u64 }))
+                        .await;
                 }
                 runtime.publish(StreamEvent::Qr { session_id, qr: code, expires_at: rfc3339(expires_at) });
                 false
@@ -528,10 +577,15 @@ impl SessionManager {
             }
             EngineEvent::Disconnected { reason, reconnecting } => {
                 *runtime.view() = View::default();
-                let status = if reconnecting { SessionStatus::Connecting } else { SessionStatus::Disconnected };
+                let status =
+                    if reconnecting { SessionStatus::Connecting } else { SessionStatus::Disconnected };
                 self.set_status(runtime, status, Some(&reason)).await;
-                self.log(id, "disconnected", serde_json::json!({ "reason": reason, "reconnecting": reconnecting }))
-                    .await;
+                self.log(
+                    id,
+                    "disconnected",
+                    serde_json::json!({ "reason": reason, "reconnecting": reconnecting }),
+                )
+                .await;
                 !reconnecting
             }
             EngineEvent::LoggedOut { reason } => {
@@ -543,7 +597,12 @@ impl SessionManager {
                 true
             }
             EngineEvent::Sent { id: message_id } => {
-                runtime.publish(StreamEvent::MessageStatus { session_id, message_id, status: "sent".into(), reason: None });
+                runtime.publish(StreamEvent::MessageStatus {
+                    session_id,
+                    message_id,
+                    status: "sent".into(),
+                    reason: None,
+                });
                 false
             }
             EngineEvent::SendFailed { id: message_id, failure } => {
@@ -575,8 +634,12 @@ impl SessionManager {
     }
 
     async fn on_inbound(&self, runtime: &Runtime, message: InboundMessage) {
-        self.log(&runtime.id, "message_received", serde_json::json!({ "id": message.id, "from": message.from.e164() }))
-            .await;
+        self.log(
+            &runtime.id,
+            "message_received",
+            serde_json::json!({ "id": message.id, "from": message.from.e164() }),
+        )
+        .await;
         runtime.publish(StreamEvent::MessageReceived {
             session_id: runtime.id.to_string(),
             message_id: message.id,

@@ -15,18 +15,21 @@ pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 
 pub fn test_config(data_dir: PathBuf) -> Config {
-    let mut config = Config::default();
-    config.host = [127, 0, 0, 1].into();
-    config.port = 0;
-    config.data_dir = data_dir;
-    config.admin_password = Some(ADMIN_PASSWORD.into());
-    config.secret = Some(SECRET.into());
-    config.shutdown_timeout_secs = 5;
-    config.sandbox_timings.qr_first_timeout_ms = 800;
-    config.sandbox_timings.qr_timeout_ms = 400;
-    config.sandbox_timings.qr_codes = 4;
-    config.sandbox_timings.delivery_delay_ms = 20;
-    config.sandbox_timings.read_delay_ms = 20;
+    let mut config = Config {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+        data_dir,
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        secret: Some(SECRET.into()),
+        shutdown_timeout_secs: 5,
+        ..Config::default()
+    };
+    let timings = &mut config.sandbox_timings;
+    timings.qr_first_timeout_ms = 800;
+    timings.qr_timeout_ms = 400;
+    timings.qr_codes = 4;
+    timings.delivery_delay_ms = 20;
+    timings.read_delay_ms = 20;
     config
 }
 
@@ -128,13 +131,20 @@ impl TestApp {
 
     pub async fn create_user(&self, admin: &str, username: &str) -> String {
         let password = format!("{username}-password");
-        let (status, body) =
-            self.call(Method::POST, "/api/v1/users", admin, json!({ "username": username, "password": password })).await;
+        let (status, body) = self
+            .call(Method::POST, "/api/v1/users", admin, json!({ "username": username, "password": password }))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.login(username, &password).await
     }
 
-    pub async fn call(&self, method: Method, path: &str, credential: &str, body: Value) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        credential: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let mut builder = self.request(method, path, Some(credential));
         if !body.is_null() {
             builder = builder.json(&body);
@@ -151,7 +161,8 @@ impl TestApp {
     }
 
     pub async fn create_session(&self, credential: &str, id: &str) -> Value {
-        let (status, body) = self.post("/api/v1/sessions", credential, json!({ "id": id, "engine": "sandbox" })).await;
+        let (status, body) =
+            self.post("/api/v1/sessions", credential, json!({ "id": id, "engine": "sandbox" })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body
     }
@@ -185,12 +196,17 @@ impl Drop for TestApp {
 /// Status and JSON body (Null when empty).
 pub async fn read(response: Response) -> (StatusCode, Value) {
     let status = response.status();
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let text = response.text().await.unwrap();
     if status.is_client_error() || status.is_server_error() {
         assert_eq!(content_type, "application/problem+json", "errors are problem+json: {status} {text}");
     }
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     if status.is_client_error() || status.is_server_error() {
         assert!(body["code"].is_string(), "problem has a code: {body}");
         assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "never a 500: {body}");
@@ -228,7 +244,8 @@ impl Sse {
                 }
                 return Some((name, serde_json::from_str(&data).unwrap()));
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()??.ok()?;
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()??.ok()?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of wagate on a fresh Debian machine: installs what the tests need (Chromium
+# for the browser tests, the database servers), starts the servers, then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+ls /etc/postgresql/*/main >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Database servers (the store's PostgreSQL and MariaDB tests use them); starting twice is harmless.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+if ! mariadb-admin --protocol=tcp -h 127.0.0.1 -u root status >/dev/null 2>&1; then
+  as_root mkdir -p /run/mysqld && as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql || true
+fi
+
+cargo test --workspace "$@"
