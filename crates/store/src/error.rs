@@ -1,13 +1,9 @@
-use crate::Dialect;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot connect to the database at {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("unsupported database URL `{0}` (expected sqlite://, postgres:// or mysql://)")]
     UnsupportedUrl(String),
-    #[error("the {0:?} database is not supported by this version yet")]
-    UnsupportedDialect(Dialect),
     #[error("database migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("{entity} already exists")]

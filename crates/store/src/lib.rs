@@ -68,11 +68,8 @@ impl Store {
 
     /// Applies the embedded migrations that have not run yet.
     pub async fn migrate(&self) -> Result<()> {
-        let migrator = match self.dialect {
-            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            other => return Err(StoreError::UnsupportedDialect(other)),
-        };
-        migrator.run(&self.pool).await.map_err(StoreError::Migrate)
+        // The schema uses only types and statements all three databases share.
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(StoreError::Migrate)
     }
 
     /// Checks that the database answers.
