@@ -27,8 +27,14 @@ async fn scenario(store: Store) {
     assert_eq!(store.setting_or_insert("server_secret", "two").await.unwrap(), "one");
 
     // Users.
-    let admin = store.insert_user(NewUser { username: "admin", password_hash: "h1", role: Role::Admin }).await.unwrap();
-    let err = store.insert_user(NewUser { username: "admin", password_hash: "h2", role: Role::User }).await.unwrap_err();
+    let admin = store
+        .insert_user(NewUser { username: "admin", password_hash: "h1", role: Role::Admin })
+        .await
+        .unwrap();
+    let err = store
+        .insert_user(NewUser { username: "admin", password_hash: "h2", role: Role::User })
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     assert_eq!(store.count_users().await.unwrap(), 1);
     assert!(store.set_user_password(&admin.id, "h3").await.unwrap());
@@ -53,7 +59,10 @@ async fn scenario(store: Store) {
         .await
         .unwrap();
     let found = store.api_key_by_hash("hash-1").await.unwrap().unwrap();
-    assert_eq!((found.id.as_str(), found.scopes.clone(), found.sessions.clone()), (key.id.as_str(), scopes, Some(vec![one.clone()])));
+    assert_eq!(
+        (found.id.as_str(), found.scopes.clone(), found.sessions.clone()),
+        (key.id.as_str(), scopes, Some(vec![one.clone()]))
+    );
     assert!(store.revoke_api_key(&key.id).await.unwrap());
     assert!(!store.revoke_api_key(&key.id).await.unwrap(), "revoking twice changes nothing");
     assert!(store.api_key(&key.id).await.unwrap().unwrap().revoked_at.is_some());
@@ -61,11 +70,21 @@ async fn scenario(store: Store) {
     assert_eq!(store.api_keys(Some(&admin.id)).await.unwrap().len(), 1);
 
     // Sessions.
-    let new = |id| NewSession { id, owner_id: &admin.id, name: "Shop", engine: EngineKind::Sandbox, webhook_url: None };
+    let new = |id| NewSession {
+        id,
+        owner_id: &admin.id,
+        name: "Shop",
+        engine: EngineKind::Sandbox,
+        webhook_url: None,
+    };
     store.insert_session(new(&one)).await.unwrap();
     assert!(matches!(store.insert_session(new(&one)).await.unwrap_err(), StoreError::Conflict { .. }));
     assert!(store.set_session_status(&one, SessionStatus::Connected, None).await.unwrap());
-    let account = LinkedAccount { phone: "+6281234567890".into(), lid: Some("1@lid".into()), push_name: Some("Toko ✓".into()) };
+    let account = LinkedAccount {
+        phone: "+6281234567890".into(),
+        lid: Some("1@lid".into()),
+        push_name: Some("Toko ✓".into()),
+    };
     assert!(store.set_session_account(&one, Some(&account)).await.unwrap());
     assert!(store.set_session_auto_connect(&one, true).await.unwrap());
     assert!(store.rename_session(&one, "Shop 2").await.unwrap());
@@ -108,23 +127,38 @@ async fn sqlite() {
 
 #[tokio::test]
 async fn postgres() {
-    let server = std::env::var("WAGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let server = std::env::var("WAGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = unique_name();
-    let mut admin = sqlx::PgConnection::connect(&server).await.expect("PostgreSQL is running (scripts/test.sh starts it)");
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("PostgreSQL is running (scripts/test.sh starts it)");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
     let separator = if server.contains('?') { '&' } else { '?' };
     let url = format!("{server}{separator}options=-c%20search_path%3D{schema}");
     scenario(Store::connect(&url).await.unwrap()).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn mysql() {
-    let server = std::env::var("WAGATE_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let server =
+        std::env::var("WAGATE_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
     let database = unique_name();
-    let mut admin = sqlx::MySqlConnection::connect(&server).await.expect("MariaDB is running (scripts/test.sh starts it)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&mut admin).await.unwrap();
+    let mut admin = sqlx::MySqlConnection::connect(&server)
+        .await
+        .expect("MariaDB is running (scripts/test.sh starts it)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     let base = server.rsplit_once('/').map(|(base, _)| base).unwrap();
     scenario(Store::connect(&format!("{base}/{database}")).await.unwrap()).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}"))).execute(&mut admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

@@ -9,6 +9,7 @@ use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use wagate_core::{Scope, SessionStatus};
 use wagate_store::SessionRecord;
 
@@ -81,13 +82,16 @@ fn session_object(record: &SessionRecord) -> Value {
     })
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    password: String,
+#[derive(Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub username: String,
+    pub password: String,
 }
 
-async fn login(
+/// Log in (seed shape: `{success, token, user}`).
+#[utoipa::path(post, path = "/api/login", tag = "compat", request_body = LoginBody,
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(body): Json<LoginBody>,
@@ -100,18 +104,24 @@ async fn login(
     })))
 }
 
-async fn list(State(state): State<AppState>, Auth(principal): Auth) -> CompatResult<JsonResponse<Value>> {
+/// List sessions as a bare array of session objects.
+#[utoipa::path(get, path = "/api/sessions", tag = "compat",
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> CompatResult<JsonResponse<Value>> {
     let sessions = visible_sessions(&state, &principal).await?;
     Ok(JsonResponse(Value::Array(sessions.iter().map(session_object).collect())))
 }
 
-#[derive(Deserialize)]
-struct CreateBody {
-    name: Option<String>,
-    webhook_url: Option<String>,
+#[derive(Deserialize, ToSchema)]
+pub struct CreateBody {
+    pub name: Option<String>,
+    pub webhook_url: Option<String>,
 }
 
-async fn create(
+/// Create a session (`{name, webhook_url}`); answers a session object.
+#[utoipa::path(post, path = "/api/sessions", tag = "compat", request_body = CreateBody,
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Json(body): Json<CreateBody>,
@@ -127,13 +137,16 @@ async fn create(
     Ok((StatusCode::CREATED, JsonResponse(session_object(&record))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CreateAndConnectBody {
-    session_id: Option<String>,
+pub struct CreateAndConnectBody {
+    pub session_id: Option<String>,
 }
 
-async fn create_and_connect(
+/// Create a session (`{sessionId}`) and start showing QR codes.
+#[utoipa::path(post, path = "/api/sessions/create", tag = "compat", request_body = CreateAndConnectBody,
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn create_and_connect(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Json(body): Json<CreateAndConnectBody>,
@@ -155,7 +168,10 @@ async fn create_and_connect(
     Ok((StatusCode::CREATED, envelope("Session created; scan the QR code to link it", data)))
 }
 
-async fn show(
+/// Get a session object.
+#[utoipa::path(get, path = "/api/sessions/{id}", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn show(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -165,7 +181,10 @@ async fn show(
     Ok(JsonResponse(session_object(&record)))
 }
 
-async fn remove(
+/// Delete a session.
+#[utoipa::path(delete, path = "/api/sessions/{id}", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn remove(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -176,7 +195,10 @@ async fn remove(
     Ok(JsonResponse(json!({ "success": true, "message": "Session deleted" })))
 }
 
-async fn status(
+/// Session status in the `{success, message, data}` envelope.
+#[utoipa::path(get, path = "/api/sessions/{id}/status", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn status(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -192,7 +214,10 @@ async fn status(
     Ok(envelope("Session status", data))
 }
 
-async fn qr(
+/// The current QR code (`data.qr`, `data.qrImage`).
+#[utoipa::path(get, path = "/api/sessions/{id}/qr", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn qr(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -205,7 +230,10 @@ async fn qr(
     Ok(envelope("QR code", data))
 }
 
-async fn qr_page(
+/// HTML page with the live QR code (accepts `?token=`).
+#[utoipa::path(get, path = "/api/sessions/{id}/qr-page", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn qr_page(
     State(state): State<AppState>,
     StreamAuth(principal): StreamAuth,
     Path(id): Path<String>,
@@ -215,7 +243,10 @@ async fn qr_page(
     Ok(render_qr_page(&state, &principal, &record.id))
 }
 
-async fn restart(
+/// Restart the session.
+#[utoipa::path(put, path = "/api/sessions/{id}/restart", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn restart(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -226,12 +257,15 @@ async fn restart(
     Ok(envelope("Session restarted", json!({ "sessionId": record.id.as_str(), "status": record.status })))
 }
 
-#[derive(Deserialize)]
-struct NameBody {
-    name: String,
+#[derive(Deserialize, ToSchema)]
+pub struct NameBody {
+    pub name: String,
 }
 
-async fn rename(
+/// Rename (`{name}`).
+#[utoipa::path(put, path = "/api/sessions/{id}/name", tag = "compat", request_body = NameBody, params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn rename(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -244,12 +278,15 @@ async fn rename(
     Ok(JsonResponse(session_object(&record)))
 }
 
-#[derive(Deserialize)]
-struct WebhookBody {
-    webhook_url: Option<String>,
+#[derive(Deserialize, ToSchema)]
+pub struct WebhookBody {
+    pub webhook_url: Option<String>,
 }
 
-async fn set_webhook(
+/// Set the webhook URL (`{webhook_url}`).
+#[utoipa::path(put, path = "/api/sessions/{id}/webhook", tag = "compat", request_body = WebhookBody, params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn set_webhook(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -262,7 +299,10 @@ async fn set_webhook(
     Ok(JsonResponse(session_object(&record)))
 }
 
-async fn connect(
+/// Start linking (QR codes over `/api/ws/{id}`).
+#[utoipa::path(post, path = "/api/sessions/{id}/connect", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn connect(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -278,7 +318,10 @@ async fn connect(
     Ok(JsonResponse(json!({ "success": true, "message": message, "session": session_object(&record) })))
 }
 
-async fn disconnect(
+/// Disconnect.
+#[utoipa::path(post, path = "/api/sessions/{id}/disconnect", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn disconnect(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(id): Path<String>,
@@ -291,8 +334,10 @@ async fn disconnect(
     ))
 }
 
-/// Seed 003's QR WebSocket: `{type: "qr", data: {qr}}`, `{type: "success"}`, `{type: "error"}`.
-async fn websocket(
+/// WebSocket of `{type, data}` frames: `qr`, `success`, `error` (accepts `?token=`).
+#[utoipa::path(get, path = "/api/ws/{id}", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+pub async fn websocket(
     State(state): State<AppState>,
     StreamAuth(principal): StreamAuth,
     Path(id): Path<String>,

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, auth, health, sessions, streams, users};
+use super::{api_keys, auth, compat, health, sessions, streams, users};
 use crate::error::Problem;
 use crate::services::sessions::{AccountView, StreamEvent};
 
@@ -41,6 +41,9 @@ struct SandboxDoc;
         sessions::activity,
         streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
         health::health, health::ready,
+        compat::login, compat::list, compat::create, compat::create_and_connect, compat::show, compat::remove,
+        compat::status, compat::qr, compat::qr_page, compat::restart, compat::rename, compat::set_webhook,
+        compat::connect, compat::disconnect, compat::websocket,
     ),
     components(schemas(Problem, AccountView, StreamEvent)),
     modifiers(&Security),
@@ -52,6 +55,7 @@ struct SandboxDoc;
         (name = "api keys", description = "Scoped keys for programs"),
         (name = "users", description = "Accounts of this server (admin)"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "compat", description = "Routes of the gateways wagate replaces, in their original shapes (docs/compat.md)"),
     )
 )]
 pub struct ApiDoc;
