@@ -85,6 +85,14 @@ pub enum SendFailure {
     Permanent { detail: String },
 }
 
+/// A code to type on the phone (WhatsApp → Linked devices → Link with phone number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingCode {
+    /// 8 characters.
+    pub code: String,
+    pub valid_for: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NumberCheck {
     pub phone: Phone,
@@ -180,7 +188,7 @@ pub trait Connection: Send + Sync {
     async fn send(&self, message: OutgoingMessage) -> Result<(), EngineError>;
 
     /// Switches an unlinked session from QR codes to a pairing code for `phone`.
-    async fn pair_with_code(&self, phone: &Phone) -> Result<String, EngineError>;
+    async fn pair_with_code(&self, phone: &Phone) -> Result<PairingCode, EngineError>;
 
     async fn check_numbers(&self, phones: &[Phone]) -> Result<Vec<NumberCheck>, EngineError>;
 

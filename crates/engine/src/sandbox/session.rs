@@ -13,7 +13,7 @@ use super::network::{InboxEntry, SandboxError, SandboxNetwork};
 use super::{codes, device, magic::MagicNumber};
 use crate::{
     Account, Chat, Connection, EngineError, EngineEvent, EventSink, InboundMessage, MessageContent,
-    NumberCheck, OutgoingMessage, ReceiptKind, SendFailure, SessionSpec,
+    NumberCheck, OutgoingMessage, PairingCode, ReceiptKind, SendFailure, SessionSpec,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SandboxError>>;
@@ -24,7 +24,7 @@ pub(crate) enum Command {
     ConfirmPairCode { code: String, reply: Reply<Account> },
     Inject { from: Phone, text: String, push_name: Option<String>, reply: Reply<InboundMessage> },
     Receive(InboundMessage),
-    RequestPairCode { phone: Phone, reply: EngineReply<String> },
+    RequestPairCode { phone: Phone, reply: EngineReply<PairingCode> },
     Send { message: OutgoingMessage, reply: EngineReply<()> },
     CheckNumbers { phones: Vec<Phone>, reply: EngineReply<Vec<NumberCheck>> },
     Logout { reply: EngineReply<()> },
@@ -178,7 +178,7 @@ impl SandboxSession {
                         self.events.emit(EngineEvent::PairCode { code: code.clone(), valid_for });
                         self.phase =
                             Phase::Pairing { phone, code: code.clone(), expires: Instant::now() + valid_for };
-                        Ok(code)
+                        Ok(PairingCode { code, valid_for })
                     }
                 };
                 let _ = reply.send(result);
@@ -325,7 +325,7 @@ impl Connection for SandboxConnection {
         self.ask(|reply| Command::Send { message, reply }).await
     }
 
-    async fn pair_with_code(&self, phone: &Phone) -> Result<String, EngineError> {
+    async fn pair_with_code(&self, phone: &Phone) -> Result<PairingCode, EngineError> {
         let phone = phone.clone();
         self.ask(|reply| Command::RequestPairCode { phone, reply }).await
     }

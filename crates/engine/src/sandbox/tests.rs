@@ -113,7 +113,7 @@ async fn pairing_code_flow() {
     let engine = SandboxEngine::new(fast());
     let mut s = open(&engine, &dir, "paircode").await;
     assert!(matches!(next(&mut s.events).await, EngineEvent::Qr { .. }));
-    let code = s.connection.pair_with_code(&phone("+6281234567890")).await.unwrap();
+    let code = s.connection.pair_with_code(&phone("+6281234567890")).await.unwrap().code;
     assert_eq!(code.len(), 8);
     assert!(code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
     assert!(matches!(next(&mut s.events).await, EngineEvent::PairCode { .. }));

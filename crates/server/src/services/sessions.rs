@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
@@ -368,16 +367,9 @@ impl SessionManager {
         let runtime = self.runtime(&record);
         let connection =
             runtime.live.lock().await.connection.clone().ok_or(SessionError::Engine(EngineError::Closed))?;
-        let code = connection.pair_with_code(phone).await?;
+        let pairing = connection.pair_with_code(phone).await?;
         self.log(id, "pair_code_requested", serde_json::json!({ "phone": phone.e164() })).await;
-        // The engine reports the code with its validity; wait briefly for the pump to record it.
-        for _ in 0..50 {
-            if let Some(live) = runtime.view().pair_code.clone().filter(|live| live.code == code) {
-                return Ok(live);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(LiveCode { code, expires_at: now_ms() + 180_000 })
+        Ok(LiveCode { code: pairing.code, expires_at: now_ms() + pairing.valid_for.as_millis() as i64 })
     }
 
     /// The QR code to scan right now.
