@@ -15,7 +15,7 @@ use wagate_store::SessionRecord;
 
 use super::extract::{Auth, ClientIp, Json, StreamAuth};
 use super::sessions::{
-    CreateSessionRequest, check_webhook_url, create_session, parse_name, visible_session, visible_sessions,
+    CreateSessionRequest, authorized_session, check_webhook_url, create_session, parse_name, visible_sessions,
 };
 use super::streams::{live_events, pump_websocket, qr_response, render_qr_page};
 use crate::app::AppState;
@@ -176,8 +176,7 @@ pub async fn show(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     Ok(JsonResponse(session_object(&record)))
 }
 
@@ -189,8 +188,7 @@ pub async fn remove(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     state.sessions.delete(&record.id).await?;
     Ok(JsonResponse(json!({ "success": true, "message": "Session deleted" })))
 }
@@ -203,8 +201,7 @@ pub async fn status(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let data = json!({
         "sessionId": record.id.as_str(),
         "status": record.status,
@@ -222,8 +219,7 @@ pub async fn qr(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let live = state.sessions.qr(&record.id).await?;
     let qr = qr_response(&live.code, live.expires_at);
     let data = json!({ "sessionId": record.id.as_str(), "qr": qr.qr, "qrImage": qr.png, "expiresAt": qr.expires_at });
@@ -238,8 +234,7 @@ pub async fn qr_page(
     StreamAuth(principal): StreamAuth,
     Path(id): Path<String>,
 ) -> CompatResult<Response> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     Ok(render_qr_page(&state, &principal, &record.id))
 }
 
@@ -251,8 +246,7 @@ pub async fn restart(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let record = state.sessions.restart(&record.id).await?;
     Ok(envelope("Session restarted", json!({ "sessionId": record.id.as_str(), "status": record.status })))
 }
@@ -271,8 +265,7 @@ pub async fn rename(
     Path(id): Path<String>,
     Json(body): Json<NameBody>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let name = parse_name(&body.name)?;
     let record = state.sessions.rename(&record.id, &name).await?;
     Ok(JsonResponse(session_object(&record)))
@@ -292,8 +285,7 @@ pub async fn set_webhook(
     Path(id): Path<String>,
     Json(body): Json<WebhookBody>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let url = body.webhook_url.as_deref().filter(|u| !u.is_empty()).map(check_webhook_url).transpose()?;
     let record = state.sessions.set_webhook(&record.id, url.as_deref()).await?;
     Ok(JsonResponse(session_object(&record)))
@@ -307,8 +299,7 @@ pub async fn connect(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let record = state.sessions.connect(&record.id).await?;
     let message = if record.status == SessionStatus::Connected {
         "Session connected"
@@ -326,8 +317,7 @@ pub async fn disconnect(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> CompatResult<JsonResponse<Value>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let record = state.sessions.disconnect(&record.id).await?;
     Ok(JsonResponse(
         json!({ "success": true, "message": "Session disconnected", "session": session_object(&record) }),
@@ -343,8 +333,7 @@ pub async fn websocket(
     Path(id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> CompatResult<Response> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
     let events = live_events(&state, snapshot, receiver);
     Ok(upgrade.on_upgrade(move |socket| pump_websocket(socket, events, seed_frame)))

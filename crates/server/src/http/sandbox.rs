@@ -13,7 +13,7 @@ use wagate_engine::sandbox::{InboxEntry, SandboxError, SandboxNetwork};
 use wagate_store::SessionRecord;
 
 use super::extract::{Auth, Json};
-use super::sessions::{parse_phone, visible_session, visible_sessions};
+use super::sessions::{authorized_session, parse_phone, visible_sessions};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -35,8 +35,7 @@ fn network(state: &AppState) -> ApiResult<Arc<SandboxNetwork>> {
 }
 
 async fn sandbox_session(state: &AppState, principal: &Principal, id: &str) -> ApiResult<SessionRecord> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(state, principal, id).await?;
+    let record = authorized_session(state, principal, id, Scope::Sessions).await?;
     if record.engine != EngineKind::Sandbox {
         return Err(ApiError::conflict(
             "not_a_sandbox_session",

@@ -44,6 +44,17 @@ pub(crate) async fn visible_session(
     Ok(record)
 }
 
+/// [`visible_session`] for a caller that needs `scope` on it.
+pub(crate) async fn authorized_session(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+    scope: Scope,
+) -> ApiResult<SessionRecord> {
+    principal.require(scope)?;
+    visible_session(state, principal, raw).await
+}
+
 pub(crate) fn parse_session_id(raw: &str) -> ApiResult<SessionId> {
     SessionId::parse(raw).map_err(|err| ApiError::bad_request("invalid_session_id", err.to_string()))
 }
@@ -165,8 +176,7 @@ pub async fn show(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<JsonResponse<SessionView>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     Ok(JsonResponse(SessionView::from(&record)))
 }
 
@@ -195,8 +205,7 @@ pub async fn update(
     Path(id): Path<String>,
     Json(request): Json<UpdateSessionRequest>,
 ) -> ApiResult<JsonResponse<SessionView>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let name = request.name.as_deref().map(parse_name).transpose()?;
     let webhook =
         request.webhook_url.map(|url| url.as_deref().map(check_webhook_url).transpose()).transpose()?;
@@ -218,8 +227,7 @@ pub async fn remove(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     state.sessions.delete(&record.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -235,8 +243,7 @@ macro_rules! lifecycle_action {
             Auth(principal): Auth,
             Path(id): Path<String>,
         ) -> ApiResult<JsonResponse<SessionView>> {
-            principal.require(Scope::Sessions)?;
-            let record = visible_session(&state, &principal, &id).await?;
+            let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
             let record = state.sessions.$method(&record.id).await?;
             Ok(JsonResponse(SessionView::from(&record)))
         }
@@ -290,8 +297,7 @@ pub async fn pair_code(
     Path(id): Path<String>,
     Json(request): Json<PairCodeRequest>,
 ) -> ApiResult<JsonResponse<PairCodeResponse>> {
-    principal.require(Scope::Sessions)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let phone = parse_phone(&state, &request.phone)?;
     let live = state.sessions.pair_code(&record.id, &phone).await?;
     let display =
@@ -334,8 +340,7 @@ pub async fn activity(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<ActivityQuery>,
 ) -> ApiResult<JsonResponse<ActivityPage>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use wagate_core::Scope;
 
 use super::extract::{Auth, StreamAuth};
-use super::sessions::visible_session;
+use super::sessions::authorized_session;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiResult, Problem};
@@ -56,8 +56,7 @@ pub async fn qr(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<JsonResponse<QrResponse>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let live = state.sessions.qr(&record.id).await?;
     Ok(JsonResponse(qr_response(&live.code, live.expires_at)))
 }
@@ -82,8 +81,7 @@ pub async fn qr_png(
     StreamAuth(principal): StreamAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let live = state.sessions.qr(&record.id).await?;
     Ok((
         [
@@ -106,8 +104,7 @@ pub async fn qr_page(
     StreamAuth(principal): StreamAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     Ok(render_qr_page(&state, &principal, &record.id))
 }
 
@@ -170,8 +167,7 @@ pub async fn events(
     StreamAuth(principal): StreamAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
     let stream = live_events(&state, snapshot, receiver).map(|event| {
         Ok(Event::default()
@@ -192,8 +188,7 @@ pub async fn websocket(
     Path(id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
     let events = live_events(&state, snapshot, receiver);
     Ok(upgrade
@@ -244,8 +239,7 @@ pub async fn stream_token(
     Auth(principal): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<JsonResponse<StreamTokenResponse>> {
-    principal.require(Scope::Read)?;
-    let record = visible_session(&state, &principal, &id).await?;
+    let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let (token, expires_at) = state.accounts.stream_token(&principal, &record.id);
     let base = format!("/api/v1/sessions/{}", record.id);
     Ok(JsonResponse(StreamTokenResponse {
