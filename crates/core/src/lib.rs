@@ -4,11 +4,15 @@
 //! `SessionId` or a `Phone` that exists is valid, so the layers below never re-check them.
 
 pub mod access;
+pub mod message;
+pub mod pacing;
 pub mod phone;
 pub mod session;
 pub mod user;
 
 pub use access::{Role, Scope, ScopeSet};
+pub use message::{MessageContent, MessageStatus};
+pub use pacing::Pacing;
 pub use phone::{Phone, PhoneError};
 pub use session::{EngineKind, SessionId, SessionIdError, SessionName, SessionStatus};
 pub use user::{Username, UsernameError};

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::mpsc;
+pub use wagate_core::MessageContent;
 use wagate_core::{EngineKind, Phone, SessionId};
 
 /// What an engine needs to open a session.
@@ -32,13 +33,6 @@ pub enum Chat {
     Group(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MessageContent {
-    Text { body: String },
-}
-
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
     /// Chosen by wagate before the first attempt and reused on retries, so the network can
@@ -46,9 +40,23 @@ pub struct OutgoingMessage {
     pub id: String,
     pub to: Chat,
     pub content: MessageContent,
+    /// The media's bytes, for media messages (fetched or read from storage by the caller).
+    pub media: Option<MediaData>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone)]
+pub struct MediaData {
+    pub bytes: Arc<Vec<u8>>,
+    pub mimetype: String,
+}
+
+impl std::fmt::Debug for MediaData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MediaData({} bytes of {})", self.bytes.len(), self.mimetype)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InboundMessage {
     pub id: String,
     pub from: Phone,
@@ -85,6 +93,24 @@ pub enum SendFailure {
     Permanent { detail: String },
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupInfo {
+    /// `…@g.us`
+    pub jid: String,
+    pub subject: String,
+    pub description: Option<String>,
+    pub owner: Option<String>,
+    pub participants: Vec<GroupParticipant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupParticipant {
+    pub jid: String,
+    pub phone: Option<String>,
+    pub is_admin: bool,
+    pub is_super_admin: bool,
+}
+
 /// A code to type on the phone (WhatsApp → Linked devices → Link with phone number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairingCode {
@@ -103,7 +129,7 @@ pub struct NumberCheck {
 }
 
 /// Everything an engine reports about a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
     /// A new QR code to show; it is replaced after `valid_for`.
     Qr {
@@ -191,6 +217,12 @@ pub trait Connection: Send + Sync {
     async fn pair_with_code(&self, phone: &Phone) -> Result<PairingCode, EngineError>;
 
     async fn check_numbers(&self, phones: &[Phone]) -> Result<Vec<NumberCheck>, EngineError>;
+
+    /// Shows "typing…" in the chat (before a message, for a more human pace).
+    async fn set_typing(&self, chat: &Chat) -> Result<(), EngineError>;
+
+    /// The groups the account is in.
+    async fn groups(&self) -> Result<Vec<GroupInfo>, EngineError>;
 
     /// Unlinks the device and removes its credentials; the connection ends.
     async fn logout(&self) -> Result<(), EngineError>;

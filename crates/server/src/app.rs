@@ -11,8 +11,10 @@ use wagate_store::Store;
 use crate::auth::Secrets;
 use crate::config::Config;
 use crate::services::accounts::Accounts;
+use crate::services::delivery::Delivery;
 use crate::services::engines::Engines;
-use crate::services::sessions::SessionManager;
+use crate::services::sessions::{SessionManager, SessionPacing};
+use wagate_core::Pacing;
 
 /// Everything a request handler may need; cheap to clone.
 #[derive(Clone)]
@@ -78,11 +80,24 @@ impl App {
             Ok(None) => {}
             Err(err) => return Err(StartError::Admin(err.to_string())),
         }
+        let released = store.release_message_leases().await?;
+        if released > 0 {
+            tracing::info!(released, "messages of the previous run are queued again");
+        }
         let engines = engines(&config);
-        let sessions = SessionManager::new(store.clone(), engines, config.data_dir.clone());
+        let (stop, shutdown) = watch::channel(false);
+        let delivery = Arc::new(Delivery::new(store.clone(), config.delivery.clone()));
+        let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
+        let sessions = SessionManager::new(
+            store.clone(),
+            engines,
+            config.data_dir.clone(),
+            delivery,
+            pacing,
+            shutdown.clone(),
+        );
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        let (stop, shutdown) = watch::channel(false);
         let state = AppState {
             config: Arc::new(config),
             store,

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use wagate_core::Pacing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -70,6 +71,37 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     pub login_limits: LoginLimits,
     pub sandbox_timings: SandboxTimings,
+    pub delivery: DeliveryConfig,
+    /// Default pacing of `web` sessions (sandbox sessions default to none).
+    pub pacing: Pacing,
+    /// Pacing of one-time-password messages, which also jump the queue.
+    pub otp_pacing: Pacing,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How long a message may stay `sending` before another attempt may take it.
+    pub lease_ms: u64,
+    /// How long to wait for the server's acknowledgement of a sent message.
+    pub ack_timeout_ms: u64,
+    /// Attempts before a transient failure becomes `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with every attempt up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            lease_ms: 60_000,
+            ack_timeout_ms: 30_000,
+            max_attempts: 5,
+            retry_base_ms: 2_000,
+            retry_max_ms: 300_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +165,22 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             login_limits: LoginLimits::default(),
             sandbox_timings: SandboxTimings::default(),
+            delivery: DeliveryConfig::default(),
+            // Seed 004's protection: a random 5–20 s between two messages, typing shown.
+            pacing: Pacing {
+                min_delay_ms: 5_000,
+                max_delay_ms: 20_000,
+                typing: true,
+                hourly_cap: None,
+                daily_cap: None,
+            },
+            otp_pacing: Pacing {
+                min_delay_ms: 0,
+                max_delay_ms: 1_000,
+                typing: false,
+                hourly_cap: None,
+                daily_cap: None,
+            },
         }
     }
 }
@@ -233,6 +281,13 @@ impl Config {
             && axum::http::HeaderName::from_str(header).is_err()
         {
             return Err(ConfigError::Invalid(format!("trusted_ip_header `{header}` is not a header name")));
+        }
+        self.pacing.validate().map_err(|e| ConfigError::Invalid(format!("pacing: {e}")))?;
+        self.otp_pacing.validate().map_err(|e| ConfigError::Invalid(format!("otp_pacing: {e}")))?;
+        if self.delivery.max_attempts == 0 || self.delivery.lease_ms <= self.delivery.ack_timeout_ms {
+            return Err(ConfigError::Invalid(
+                "delivery: max_attempts must be positive and lease_ms longer than ack_timeout_ms".into(),
+            ));
         }
         let t = &self.sandbox_timings;
         if t.qr_codes == 0 || t.qr_first_timeout_ms == 0 || t.qr_timeout_ms == 0 {

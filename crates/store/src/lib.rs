@@ -8,6 +8,7 @@ mod api_keys;
 mod dialect;
 mod error;
 mod events;
+mod messages;
 mod sessions;
 mod settings;
 mod users;
@@ -23,6 +24,7 @@ pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use dialect::Dialect;
 pub use error::StoreError;
 pub use events::SessionEventRecord;
+pub use messages::{Claim, Inserted, MessageEventRecord, MessageFilter, MessageRecord, NewMessage};
 pub use sessions::{LinkedAccount, NewSession, SessionRecord};
 pub use users::{NewUser, UserRecord};
 

@@ -1,6 +1,6 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use wagate_core::{EngineKind, SessionId, SessionStatus};
+use wagate_core::{EngineKind, Pacing, SessionId, SessionStatus};
 
 use crate::{Result, Store, StoreError, now_ms, parse_column};
 
@@ -15,6 +15,10 @@ pub struct SessionRecord {
     pub auto_connect: bool,
     pub account: Option<LinkedAccount>,
     pub webhook_url: Option<String>,
+    /// Overrides the engine's default pacing.
+    pub pacing: Option<Pacing>,
+    /// The pool this session sends for.
+    pub pool: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub connected_at: Option<i64>,
@@ -38,7 +42,7 @@ pub struct NewSession<'a> {
 }
 
 const COLUMNS: &str = "id, owner_id, name, engine, status, status_reason, auto_connect, phone, lid, \
-                       push_name, webhook_url, created_at, updated_at, connected_at";
+                       push_name, webhook_url, pacing, pool, created_at, updated_at, connected_at";
 
 fn from_row(row: &AnyRow) -> Result<SessionRecord> {
     let id: String = row.try_get("id")?;
@@ -58,6 +62,14 @@ fn from_row(row: &AnyRow) -> Result<SessionRecord> {
             None => None,
         },
         webhook_url: row.try_get("webhook_url")?,
+        pacing: match row.try_get::<Option<String>, _>("pacing")? {
+            Some(json) => Some(
+                serde_json::from_str(&json)
+                    .map_err(|_| StoreError::Corrupt { column: "sessions.pacing", value: json })?,
+            ),
+            None => None,
+        },
+        pool: row.try_get("pool")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         connected_at: row.try_get("connected_at")?,
@@ -93,6 +105,8 @@ impl Store {
             auto_connect: false,
             account: None,
             webhook_url: new.webhook_url.map(str::to_owned),
+            pacing: None,
+            pool: None,
             created_at: now,
             updated_at: now,
             connected_at: None,
@@ -134,6 +148,44 @@ impl Store {
 
     pub async fn set_session_webhook(&self, id: &SessionId, url: Option<&str>) -> Result<bool> {
         self.update_session(id, "webhook_url = ?", |q| q.bind(url.map(str::to_owned))).await
+    }
+
+    pub async fn set_session_pacing(&self, id: &SessionId, pacing: Option<&Pacing>) -> Result<bool> {
+        let json = pacing.map(|p| serde_json::to_string(p).expect("pacing serializes"));
+        self.update_session(id, "pacing = ?", |q| q.bind(json)).await
+    }
+
+    pub async fn set_session_pool(&self, id: &SessionId, pool: Option<&str>) -> Result<bool> {
+        self.update_session(id, "pool = ?", |q| q.bind(pool.map(str::to_owned))).await
+    }
+
+    /// Sessions of one owner in a pool, oldest first.
+    pub async fn pool_sessions(&self, owner_id: &str, pool: &str) -> Result<Vec<SessionRecord>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM sessions WHERE owner_id = ? AND pool = ? ORDER BY created_at, id");
+        let rows = sqlx::query(self.sql(&sql)).bind(owner_id).bind(pool).fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The owner's session linked to this phone number (E.164), if any.
+    pub async fn session_by_phone(
+        &self,
+        owner_id: Option<&str>,
+        phone: &str,
+    ) -> Result<Option<SessionRecord>> {
+        let rows = match owner_id {
+            Some(owner) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM sessions WHERE owner_id = ? AND phone = ? ORDER BY created_at"
+                );
+                sqlx::query(self.sql(&sql)).bind(owner).bind(phone).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM sessions WHERE phone = ? ORDER BY created_at");
+                sqlx::query(self.sql(&sql)).bind(phone).fetch_all(&self.pool).await?
+            }
+        };
+        rows.first().map(from_row).transpose()
     }
 
     pub async fn set_session_auto_connect(&self, id: &SessionId, auto_connect: bool) -> Result<bool> {

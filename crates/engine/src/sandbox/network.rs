@@ -12,7 +12,7 @@ use super::session::Command;
 use crate::{Account, InboundMessage, MessageContent};
 
 /// A message the sandbox delivered to a phone number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InboxEntry {
     pub id: String,
     /// The sending account's number (E.164).
@@ -20,6 +20,8 @@ pub struct InboxEntry {
     pub session_id: String,
     /// E.164.
     pub to: String,
+    /// The group it was sent to, for group messages.
+    pub group: Option<String>,
     pub content: MessageContent,
     /// Unix milliseconds.
     pub received_at: i64,
@@ -53,6 +55,14 @@ struct NetworkState {
     /// Phone (E.164) → the connected session linked to it.
     online: HashMap<String, SessionId>,
     inboxes: HashMap<String, Vec<InboxEntry>>,
+    groups: HashMap<String, SandboxGroup>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct SandboxGroup {
+    pub subject: String,
+    /// E.164 numbers; the first one created the group and is its super admin.
+    pub members: Vec<String>,
 }
 
 impl SandboxNetwork {
@@ -82,15 +92,51 @@ impl SandboxNetwork {
     }
 
     /// Puts a message into the recipient's inbox and, when the recipient is itself a connected
-    /// sandbox session, hands it over as an inbound message.
+    /// sandbox session, hands it over as an inbound message. Like WhatsApp, a message id that
+    /// already reached this recipient is not delivered twice.
     pub(super) fn deliver(&self, entry: InboxEntry, inbound: InboundMessage) {
         let mut state = self.state();
+        if state.inboxes.get(&entry.to).is_some_and(|inbox| inbox.iter().any(|m| m.id == entry.id)) {
+            return;
+        }
         if let Some(session) = state.online.get(&entry.to)
             && let Some(commands) = state.sessions.get(session)
         {
             let _ = commands.send(Command::Receive(inbound));
         }
         state.inboxes.entry(entry.to.clone()).or_default().push(entry);
+    }
+
+    pub(super) fn group(&self, jid: &str) -> Option<SandboxGroup> {
+        self.state().groups.get(jid).cloned()
+    }
+
+    pub(super) fn groups_of(&self, phone: &str) -> Vec<(String, SandboxGroup)> {
+        let state = self.state();
+        let mut groups: Vec<_> = state
+            .groups
+            .iter()
+            .filter(|(_, g)| g.members.iter().any(|m| m == phone))
+            .map(|(jid, g)| (jid.clone(), g.clone()))
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        groups
+    }
+
+    /// Creates a group of the session's account and `members`; returns its JID.
+    pub async fn create_group(
+        &self,
+        id: &SessionId,
+        subject: String,
+        members: Vec<Phone>,
+    ) -> Result<String, SandboxError> {
+        let owner = self.ask(id, |reply| Command::Whoami { reply }).await?;
+        let jid = format!("120363{:012}@g.us", rand::random::<u64>() % 1_000_000_000_000);
+        let owner = owner.phone.e164().to_owned();
+        let mut all = vec![owner.clone()];
+        all.extend(members.iter().map(|m| m.e164().to_owned()).filter(|m| *m != owner));
+        self.state().groups.insert(jid.clone(), SandboxGroup { subject, members: all });
+        Ok(jid)
     }
 
     fn commands(&self, id: &SessionId) -> Result<mpsc::UnboundedSender<Command>, SandboxError> {

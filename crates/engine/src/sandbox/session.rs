@@ -12,8 +12,9 @@ use wagate_core::{Phone, SessionId};
 use super::network::{InboxEntry, SandboxError, SandboxNetwork};
 use super::{codes, device, magic::MagicNumber};
 use crate::{
-    Account, Chat, Connection, EngineError, EngineEvent, EventSink, InboundMessage, MessageContent,
-    NumberCheck, OutgoingMessage, PairingCode, ReceiptKind, SendFailure, SessionSpec,
+    Account, Chat, Connection, EngineError, EngineEvent, EventSink, GroupInfo, GroupParticipant,
+    InboundMessage, MessageContent, NumberCheck, OutgoingMessage, PairingCode, ReceiptKind, SendFailure,
+    SessionSpec,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SandboxError>>;
@@ -24,9 +25,11 @@ pub(crate) enum Command {
     ConfirmPairCode { code: String, reply: Reply<Account> },
     Inject { from: Phone, text: String, push_name: Option<String>, reply: Reply<InboundMessage> },
     Receive(InboundMessage),
+    Whoami { reply: Reply<Account> },
     RequestPairCode { phone: Phone, reply: EngineReply<PairingCode> },
     Send { message: OutgoingMessage, reply: EngineReply<()> },
     CheckNumbers { phones: Vec<Phone>, reply: EngineReply<Vec<NumberCheck>> },
+    Groups { reply: EngineReply<Vec<GroupInfo>> },
     Logout { reply: EngineReply<()> },
     Close { reply: oneshot::Sender<()> },
 }
@@ -153,13 +156,24 @@ impl SandboxSession {
                             from,
                             from_lid: None,
                             push_name,
-                            content: MessageContent::Text { body: text },
+                            content: MessageContent::Text {
+                                body: text,
+                                mentions: Vec::new(),
+                                reply_to: None,
+                            },
                             quoted_id: None,
                             timestamp: now_ms(),
                         };
                         self.events.emit(EngineEvent::Inbound(message.clone()));
                         Ok(message)
                     }
+                    _ => Err(SandboxError::NotConnected),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Whoami { reply } => {
+                let result = match &self.phase {
+                    Phase::Connected(account) => Ok(account.clone()),
                     _ => Err(SandboxError::NotConnected),
                 };
                 let _ = reply.send(result);
@@ -200,6 +214,13 @@ impl SandboxSession {
                 };
                 let _ = reply.send(result);
             }
+            Command::Groups { reply } => {
+                let result = match &self.phase {
+                    Phase::Connected(account) => Ok(self.groups(account)),
+                    _ => Err(EngineError::NotConnected),
+                };
+                let _ = reply.send(result);
+            }
             Command::Logout { reply } => {
                 let result = device::remove(&self.spec.store_dir).await;
                 if result.is_ok() {
@@ -231,57 +252,99 @@ impl SandboxSession {
 
     fn send(&self, account: Account, message: OutgoingMessage) {
         let id = message.id.clone();
-        let to = match message.to {
-            Chat::Phone(phone) => phone,
-            Chat::Group(jid) => {
-                let failure = SendFailure::Permanent { detail: format!("unknown group {jid}") };
-                self.events.emit(EngineEvent::SendFailed { id, failure });
-                return;
-            }
+        let (recipients, group) = match &message.to {
+            Chat::Phone(phone) => (vec![phone.clone()], None),
+            Chat::Group(jid) => match self.network.group(jid) {
+                Some(group) if group.members.contains(&account.phone.e164().to_owned()) => {
+                    let members = group
+                        .members
+                        .iter()
+                        .filter(|m| **m != account.phone.e164())
+                        .filter_map(|m| Phone::parse(m, None).ok())
+                        .collect();
+                    (members, Some(jid.clone()))
+                }
+                _ => {
+                    let failure = SendFailure::Permanent { detail: format!("unknown group {jid}") };
+                    self.events.emit(EngineEvent::SendFailed { id, failure });
+                    return;
+                }
+            },
         };
         let config = &self.network.config;
-        let delivered_after = match MagicNumber::of(&to) {
-            Some(MagicNumber::NotOnWhatsApp) => {
-                self.events.emit(EngineEvent::SendFailed { id, failure: SendFailure::NotOnWhatsApp });
-                return;
+        let mut delivered_after = config.delivery_delay;
+        if group.is_none() {
+            match MagicNumber::of(&recipients[0]) {
+                Some(MagicNumber::NotOnWhatsApp) => {
+                    self.events.emit(EngineEvent::SendFailed { id, failure: SendFailure::NotOnWhatsApp });
+                    return;
+                }
+                Some(MagicNumber::ReachOutRestricted) => {
+                    self.events
+                        .emit(EngineEvent::SendFailed { id, failure: SendFailure::ReachOutRestricted });
+                    return;
+                }
+                Some(MagicNumber::SendFailure) => {
+                    let failure = SendFailure::Transient { detail: "sandbox: simulated send failure".into() };
+                    self.events.emit(EngineEvent::SendFailed { id, failure });
+                    return;
+                }
+                Some(MagicNumber::SlowDelivery) => delivered_after = config.slow_delivery,
+                None => {}
             }
-            Some(MagicNumber::ReachOutRestricted) => {
-                self.events.emit(EngineEvent::SendFailed { id, failure: SendFailure::ReachOutRestricted });
-                return;
-            }
-            Some(MagicNumber::SendFailure) => {
-                let failure = SendFailure::Transient { detail: "sandbox: simulated send failure".into() };
-                self.events.emit(EngineEvent::SendFailed { id, failure });
-                return;
-            }
-            Some(MagicNumber::SlowDelivery) => config.slow_delivery,
-            None => config.delivery_delay,
-        };
+        }
         let received_at = now_ms();
-        self.network.deliver(
-            InboxEntry {
-                id: id.clone(),
-                from: account.phone.e164().to_owned(),
-                session_id: self.id.to_string(),
-                to: to.e164().to_owned(),
-                content: message.content.clone(),
-                received_at,
-            },
-            InboundMessage {
-                id: id.clone(),
-                chat: account.phone.jid(),
-                from: account.phone.clone(),
-                from_lid: account.lid.clone(),
-                push_name: account.push_name.clone(),
-                content: message.content,
-                quoted_id: None,
-                timestamp: received_at,
-            },
-        );
+        for to in recipients {
+            self.network.deliver(
+                InboxEntry {
+                    id: id.clone(),
+                    from: account.phone.e164().to_owned(),
+                    session_id: self.id.to_string(),
+                    to: to.e164().to_owned(),
+                    group: group.clone(),
+                    content: message.content.clone(),
+                    received_at,
+                },
+                InboundMessage {
+                    id: id.clone(),
+                    chat: group.clone().unwrap_or_else(|| account.phone.jid()),
+                    from: account.phone.clone(),
+                    from_lid: account.lid.clone(),
+                    push_name: account.push_name.clone(),
+                    content: message.content.clone(),
+                    quoted_id: None,
+                    timestamp: received_at,
+                },
+            );
+        }
         self.events.emit(EngineEvent::Sent { id: id.clone() });
         let events = self.events.clone();
         let read_after = config.read_delay;
         tokio::spawn(receipts(events, id, delivered_after, read_after));
+    }
+
+    fn groups(&self, account: &Account) -> Vec<GroupInfo> {
+        self.network
+            .groups_of(account.phone.e164())
+            .into_iter()
+            .map(|(jid, group)| GroupInfo {
+                jid,
+                subject: group.subject.clone(),
+                description: None,
+                owner: group.members.first().map(|m| format!("{}@s.whatsapp.net", m.trim_start_matches('+'))),
+                participants: group
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| GroupParticipant {
+                        jid: format!("{}@s.whatsapp.net", m.trim_start_matches('+')),
+                        phone: Some(m.clone()),
+                        is_admin: i == 0,
+                        is_super_admin: i == 0,
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 }
 
@@ -333,6 +396,14 @@ impl Connection for SandboxConnection {
     async fn check_numbers(&self, phones: &[Phone]) -> Result<Vec<NumberCheck>, EngineError> {
         let phones = phones.to_vec();
         self.ask(|reply| Command::CheckNumbers { phones, reply }).await
+    }
+
+    async fn set_typing(&self, _chat: &Chat) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, EngineError> {
+        self.ask(|reply| Command::Groups { reply }).await
     }
 
     async fn logout(&self) -> Result<(), EngineError> {

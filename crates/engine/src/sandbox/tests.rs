@@ -141,7 +141,8 @@ async fn sends_reach_the_inbox_with_receipts() {
     let message = OutgoingMessage {
         id: "MSG1".into(),
         to: Chat::Phone(to.clone()),
-        content: MessageContent::Text { body: "hello".into() },
+        content: MessageContent::Text { body: "hello".into(), mentions: vec![], reply_to: None },
+        media: None,
     };
     s.connection.send(message).await.unwrap();
     assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "MSG1".into() });
@@ -156,7 +157,10 @@ async fn sends_reach_the_inbox_with_receipts() {
     let inbox = engine.network().inbox(&to);
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].from, "+6281234567890");
-    assert_eq!(inbox[0].content, MessageContent::Text { body: "hello".into() });
+    assert_eq!(
+        inbox[0].content,
+        MessageContent::Text { body: "hello".into(), mentions: vec![], reply_to: None }
+    );
 }
 
 #[tokio::test]
@@ -174,7 +178,8 @@ async fn magic_numbers_fail_like_the_network() {
         let message = OutgoingMessage {
             id: number.into(),
             to: Chat::Phone(phone(number)),
-            content: MessageContent::Text { body: "x".into() },
+            content: MessageContent::Text { body: "x".into(), mentions: vec![], reply_to: None },
+            media: None,
         };
         s.connection.send(message).await.unwrap();
         assert_eq!(
@@ -192,7 +197,8 @@ async fn magic_numbers_fail_like_the_network() {
     let message = OutgoingMessage {
         id: "SLOW".into(),
         to: Chat::Phone(slow),
-        content: MessageContent::Text { body: "x".into() },
+        content: MessageContent::Text { body: "x".into(), mentions: vec![], reply_to: None },
+        media: None,
     };
     let started = tokio::time::Instant::now();
     s.connection.send(message).await.unwrap();
@@ -223,7 +229,8 @@ async fn inbound_messages_and_session_to_session_delivery() {
     let message = OutgoingMessage {
         id: "A2B".into(),
         to: Chat::Phone(phone("+6281200000002")),
-        content: MessageContent::Text { body: "hello bob".into() },
+        content: MessageContent::Text { body: "hello bob".into(), mentions: vec![], reply_to: None },
+        media: None,
     };
     a.connection.send(message).await.unwrap();
     match next(&mut b.events).await {
@@ -258,14 +265,16 @@ async fn sending_needs_a_connection() {
     let message = OutgoingMessage {
         id: "X".into(),
         to: Chat::Phone(phone("+6281234567890")),
-        content: MessageContent::Text { body: "x".into() },
+        content: MessageContent::Text { body: "x".into(), mentions: vec![], reply_to: None },
+        media: None,
     };
     assert_eq!(s.connection.send(message).await, Err(EngineError::NotConnected));
     s.connection.close().await;
     let message = OutgoingMessage {
         id: "Y".into(),
         to: Chat::Phone(phone("+6281234567890")),
-        content: MessageContent::Text { body: "x".into() },
+        content: MessageContent::Text { body: "x".into(), mentions: vec![], reply_to: None },
+        media: None,
     };
     assert_eq!(s.connection.send(message).await, Err(EngineError::Closed));
 }

@@ -7,6 +7,7 @@ mod docs;
 mod errors;
 pub mod extract;
 mod health;
+mod messages;
 pub mod openapi;
 #[cfg(feature = "sandbox")]
 mod sandbox;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(api_keys::routes())
         .merge(sessions::routes())
+        .merge(messages::routes())
         .merge(streams::routes());
     #[cfg(feature = "sandbox")]
     let api = api.merge(sandbox::routes());

@@ -1,5 +1,6 @@
 //! Business logic. No HTTP types in here: handlers parse and authorize, services decide.
 
 pub mod accounts;
+pub mod delivery;
 pub mod engines;
 pub mod sessions;

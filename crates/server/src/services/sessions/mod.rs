@@ -5,18 +5,21 @@
 //! lock; the engine's events are handled by a pump task per connection. Every connection gets
 //! a new generation number, so late events of a closed connection are ignored.
 
+mod dispatcher;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use utoipa::ToSchema;
-use wagate_core::{EngineKind, Phone, SessionId, SessionStatus};
+use wagate_core::{EngineKind, MessageStatus, Pacing, Phone, SessionId, SessionStatus};
 use wagate_engine::{Account, Connection, EngineError, EngineEvent, EventSink, InboundMessage, SessionSpec};
 use wagate_store::{LinkedAccount, NewSession, SessionRecord, Store, StoreError};
 
+use super::delivery::{Delivery, Outcome};
 use super::engines::Engines;
 use crate::time::{now_ms, rfc3339};
 
@@ -155,9 +158,23 @@ struct Runtime {
     live: tokio::sync::Mutex<Live>,
     view: Mutex<View>,
     generation: AtomicU64,
+    /// Wakes the dispatcher: a message was queued.
+    work: Notify,
+    /// Whether the session is connected (the dispatcher sends only then).
+    online: watch::Sender<bool>,
+    deleted: Notify,
+    is_deleted: AtomicBool,
 }
 
 impl Runtime {
+    fn is_deleted(&self) -> bool {
+        self.is_deleted.load(Ordering::SeqCst)
+    }
+
+    async fn connection(&self) -> Option<Arc<dyn Connection>> {
+        self.live.lock().await.connection.clone()
+    }
+
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -177,6 +194,17 @@ struct Inner {
     engines: Engines,
     sessions_dir: PathBuf,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    delivery: Arc<Delivery>,
+    pacing: SessionPacing,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Pacing defaults: per engine, and for one-time passwords.
+#[derive(Debug, Clone)]
+pub struct SessionPacing {
+    pub web: Pacing,
+    pub sandbox: Pacing,
+    pub otp: Pacing,
 }
 
 pub struct CreateSession {
@@ -187,22 +215,69 @@ pub struct CreateSession {
 }
 
 impl SessionManager {
-    pub fn new(store: Store, engines: Engines, data_dir: PathBuf) -> Self {
+    pub fn new(
+        store: Store,
+        engines: Engines,
+        data_dir: PathBuf,
+        delivery: Arc<Delivery>,
+        pacing: SessionPacing,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         SessionManager {
             inner: Arc::new(Inner {
                 store,
                 engines,
                 sessions_dir: data_dir.join("sessions"),
                 runtimes: Mutex::new(HashMap::new()),
+                delivery,
+                pacing,
+                shutdown,
             }),
         }
+    }
+
+    pub fn delivery(&self) -> &Delivery {
+        &self.inner.delivery
+    }
+
+    /// Wakes the session's dispatcher after a message was queued for it.
+    pub fn notify_work(&self, record: &SessionRecord) {
+        self.runtime(record).work.notify_one();
+    }
+
+    /// The pacing that applies to `message`: one-time passwords have their own; otherwise the
+    /// session's own policy, or its engine's default.
+    async fn pacing_for(&self, message: &wagate_store::MessageRecord) -> Pacing {
+        if message.priority > 0 {
+            return self.inner.pacing.otp;
+        }
+        match self.store().session(&message.session_id).await {
+            Ok(Some(record)) => record.pacing.unwrap_or(match record.engine {
+                EngineKind::Web => self.inner.pacing.web,
+                EngineKind::Sandbox => self.inner.pacing.sandbox,
+            }),
+            _ => self.inner.pacing.web,
+        }
+    }
+
+    /// WhatsApp refused a message with a reach-out restriction (463): the account may not
+    /// start new conversations for a while.
+    async fn on_send_restricted(&self, runtime: &Runtime) {
+        self.log(&runtime.id, "send_restricted", serde_json::json!({ "code": 463 })).await;
+        runtime.publish(StreamEvent::Error {
+            session_id: runtime.id.to_string(),
+            code: "reach_out_restricted".into(),
+            message:
+                "WhatsApp refused a message to a new contact (463); the account is restricted for a while"
+                    .into(),
+        });
     }
 
     pub fn engines(&self) -> &Engines {
         &self.inner.engines
     }
 
-    fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
 
@@ -212,18 +287,23 @@ impl SessionManager {
 
     fn runtime(&self, record: &SessionRecord) -> Arc<Runtime> {
         let mut runtimes = self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner());
-        runtimes
-            .entry(record.id.clone())
-            .or_insert_with(|| {
-                Arc::new(Runtime {
-                    id: record.id.clone(),
-                    events: broadcast::channel(64).0,
-                    live: tokio::sync::Mutex::new(Live { connection: None }),
-                    view: Mutex::new(View::default()),
-                    generation: AtomicU64::new(0),
-                })
-            })
-            .clone()
+        if let Some(runtime) = runtimes.get(&record.id) {
+            return runtime.clone();
+        }
+        let runtime = Arc::new(Runtime {
+            id: record.id.clone(),
+            events: broadcast::channel(256).0,
+            live: tokio::sync::Mutex::new(Live { connection: None }),
+            view: Mutex::new(View::default()),
+            generation: AtomicU64::new(0),
+            work: Notify::new(),
+            online: watch::Sender::new(false),
+            deleted: Notify::new(),
+            is_deleted: AtomicBool::new(false),
+        });
+        runtimes.insert(record.id.clone(), runtime.clone());
+        tokio::spawn(dispatcher::run(self.clone(), runtime.clone(), self.inner.shutdown.clone()));
+        runtime
     }
 
     pub async fn create(
@@ -353,6 +433,8 @@ impl SessionManager {
         self.forget_credentials(&record).await?;
         self.store().delete_session(id).await?;
         runtime.publish(StreamEvent::Deleted { session_id: id.to_string() });
+        runtime.is_deleted.store(true, Ordering::SeqCst);
+        runtime.deleted.notify_waiters();
         self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         Ok(())
     }
@@ -465,6 +547,7 @@ impl SessionManager {
     }
 
     async fn set_status(&self, runtime: &Runtime, status: SessionStatus, reason: Option<&str>) {
+        runtime.online.send_replace(status == SessionStatus::Connected);
         if let Err(err) = self.store().set_session_status(&runtime.id, status, reason).await {
             tracing::error!(session = %runtime.id, error = %err, "cannot record session status");
         }
@@ -589,32 +672,18 @@ impl SessionManager {
                 true
             }
             EngineEvent::Sent { id: message_id } => {
-                runtime.publish(StreamEvent::MessageStatus {
-                    session_id,
-                    message_id,
-                    status: "sent".into(),
-                    reason: None,
-                });
+                let status = self.delivery().on_outcome(&message_id, Outcome::Sent).await;
+                self.publish_message_status(runtime, message_id, status, None);
                 false
             }
             EngineEvent::SendFailed { id: message_id, failure } => {
-                runtime.publish(StreamEvent::MessageStatus {
-                    session_id,
-                    message_id,
-                    status: "failed".into(),
-                    reason: Some(failure.to_string()),
-                });
+                self.delivery().on_outcome(&message_id, Outcome::Failed(failure)).await;
                 false
             }
             EngineEvent::Receipt { ids, kind } => {
-                let status = serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned));
                 for message_id in ids {
-                    runtime.publish(StreamEvent::MessageStatus {
-                        session_id: session_id.clone(),
-                        message_id,
-                        status: status.clone().unwrap_or_default(),
-                        reason: None,
-                    });
+                    let status = self.delivery().on_receipt(&message_id, kind).await;
+                    self.publish_message_status(runtime, message_id, status, None);
                 }
                 false
             }
@@ -622,6 +691,23 @@ impl SessionManager {
                 self.on_inbound(runtime, message).await;
                 false
             }
+        }
+    }
+
+    fn publish_message_status(
+        &self,
+        runtime: &Runtime,
+        message_id: String,
+        status: Option<MessageStatus>,
+        reason: Option<String>,
+    ) {
+        if let Some(status) = status {
+            runtime.publish(StreamEvent::MessageStatus {
+                session_id: runtime.id.to_string(),
+                message_id,
+                status: status.to_string(),
+                reason,
+            });
         }
     }
 

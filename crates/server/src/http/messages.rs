@@ -1,0 +1,592 @@
+//! `/api/v1/…/messages`: accept messages into the outbox, follow them, retry or cancel them.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json as JsonResponse, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use wagate_core::message::{Button, ListRow, ListSection};
+use wagate_core::{MessageContent, MessageStatus, Phone, Scope};
+use wagate_store::{MessageFilter, MessageRecord, SessionRecord};
+
+use super::extract::{Auth, Json, QueryParams};
+use super::sessions::{authorized_session, parse_phone, visible_sessions};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::services::delivery::{DeliveryError, NewOutgoing};
+use crate::time::rfc3339;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions/{id}/messages", post(send_from_session))
+        .route("/messages", get(list).post(send))
+        .route("/messages/{id}", get(show).delete(cancel))
+        .route("/messages/{id}/retry", post(retry))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocationBody {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    /// The contact's name as shown in the chat.
+    pub name: String,
+    /// A full vCard; or give `phone` and one is made.
+    pub vcard: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReactionBody {
+    pub message_id: String,
+    /// An emoji; empty removes the reaction.
+    pub emoji: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollBody {
+    pub question: String,
+    pub options: Vec<String>,
+    #[serde(default = "one")]
+    pub selectable_count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonsBody {
+    pub text: String,
+    pub footer: Option<String>,
+    pub buttons: Vec<ButtonBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonBody {
+    pub id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListBody {
+    pub text: String,
+    pub button_text: String,
+    pub sections: Vec<ListSectionBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListSectionBody {
+    pub title: String,
+    pub rows: Vec<ListRowBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListRowBody {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MediaBody {
+    /// An http(s) URL to fetch the media from.
+    pub url: Option<String>,
+    pub mimetype: Option<String>,
+    pub file_name: Option<String>,
+}
+
+/// A message: `to` and exactly one content field (`text`, `location`, `contact`, `reaction`,
+/// `poll`, `buttons`, `list`; media fields are reserved).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// A phone number in any accepted format, or a group JID (`…@g.us`).
+    pub to: String,
+    /// For `POST /api/v1/messages`: the session to send from…
+    pub session: Option<String>,
+    /// …or the phone number of one of your linked sessions (seed 003's "phone").
+    pub from: Option<String>,
+    pub text: Option<String>,
+    /// Phone numbers to mention in `text`.
+    pub mentions: Option<Vec<String>>,
+    /// Id of a message to reply to.
+    pub reply_to: Option<String>,
+    pub location: Option<LocationBody>,
+    pub contact: Option<ContactBody>,
+    pub reaction: Option<ReactionBody>,
+    pub poll: Option<PollBody>,
+    /// Best effort: WhatsApp delivers buttons unreliably to linked devices.
+    pub buttons: Option<ButtonsBody>,
+    /// Best effort, like buttons.
+    pub list: Option<ListBody>,
+    pub image: Option<MediaBody>,
+    pub video: Option<MediaBody>,
+    pub audio: Option<MediaBody>,
+    pub document: Option<MediaBody>,
+    pub sticker: Option<MediaBody>,
+    pub caption: Option<String>,
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::unprocessable("invalid_message", detail)
+}
+
+/// Turns the request into one validated content value.
+fn content_of(state: &AppState, request: SendMessageRequest) -> ApiResult<MessageContent> {
+    let mut contents = Vec::new();
+    if let Some(body) = request.text {
+        let mentions = request
+            .mentions
+            .unwrap_or_default()
+            .iter()
+            .map(|m| parse_phone(state, m).map(|p| p.jid()))
+            .collect::<ApiResult<Vec<_>>>()?;
+        contents.push(MessageContent::Text { body, mentions, reply_to: request.reply_to.clone() });
+    }
+    if let Some(l) = request.location {
+        contents.push(MessageContent::Location {
+            latitude: l.latitude,
+            longitude: l.longitude,
+            name: l.name,
+            address: l.address,
+        });
+    }
+    if let Some(c) = request.contact {
+        let vcard = match (c.vcard, c.phone) {
+            (Some(vcard), _) => vcard,
+            (None, Some(phone)) => {
+                let phone = parse_phone(state, &phone)?;
+                format!(
+                    "BEGIN:VCARD\nVERSION:3.0\nFN:{}\nTEL;type=CELL;waid={}:{}\nEND:VCARD",
+                    c.name.replace(['\n', '\r'], " "),
+                    phone.digits(),
+                    phone.e164()
+                )
+            }
+            (None, None) => return Err(invalid("contact: give `vcard` or `phone`")),
+        };
+        contents.push(MessageContent::Contact { display_name: c.name, vcard });
+    }
+    if let Some(r) = request.reaction {
+        contents.push(MessageContent::Reaction { message_id: r.message_id, emoji: r.emoji });
+    }
+    if let Some(p) = request.poll {
+        contents.push(MessageContent::Poll {
+            question: p.question,
+            options: p.options,
+            selectable_count: p.selectable_count,
+        });
+    }
+    if let Some(b) = request.buttons {
+        let buttons = b.buttons.into_iter().map(|b| Button { id: b.id, title: b.title }).collect();
+        contents.push(MessageContent::Buttons { body: b.text, footer: b.footer, buttons });
+    }
+    if let Some(l) = request.list {
+        let sections = l
+            .sections
+            .into_iter()
+            .map(|s| ListSection {
+                title: s.title,
+                rows: s
+                    .rows
+                    .into_iter()
+                    .map(|r| ListRow { id: r.id, title: r.title, description: r.description })
+                    .collect(),
+            })
+            .collect();
+        contents.push(MessageContent::List { body: l.text, button_text: l.button_text, sections });
+    }
+    let media = [&request.image, &request.video, &request.audio, &request.document, &request.sticker];
+    if media.iter().any(|m| m.is_some()) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "media_not_available",
+            "media messages (image, video, audio, document, sticker) are not available in this version yet",
+        ));
+    }
+    let mut contents = contents.into_iter();
+    let (Some(content), None) = (contents.next(), contents.next()) else {
+        return Err(invalid("give exactly one of text, location, contact, reaction, poll, buttons, list"));
+    };
+    content.validate().map_err(|err| invalid(err.to_string()))?;
+    Ok(content)
+}
+
+/// `…@g.us` group JIDs as they are, phone numbers in E.164.
+fn recipient_of(state: &AppState, to: &str) -> ApiResult<String> {
+    if let Some(group) = to.strip_suffix("@g.us") {
+        let valid =
+            !group.is_empty() && group.len() <= 64 && group.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+        return if valid {
+            Ok(to.to_owned())
+        } else {
+            Err(ApiError::bad_request("invalid_recipient", "not a group JID"))
+        };
+    }
+    parse_phone(state, to).map(|p: Phone| p.e164().to_owned())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => {
+            let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
+            key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 visible characters",
+                )
+            })
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: String,
+    pub session_id: String,
+    /// E.164 phone number or group JID.
+    pub to: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub content: MessageContent,
+    /// `queued`, `sending`, `sent`, `delivered`, `read`, `failed` or `canceled`.
+    pub status: String,
+    /// Why it failed (or why it is waiting).
+    pub reason: Option<String>,
+    pub attempts: i64,
+    /// `otp` messages jump the queue.
+    pub priority: String,
+    /// Buttons and lists reach linked devices unreliably.
+    pub best_effort: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub sent_at: Option<String>,
+    pub delivered_at: Option<String>,
+    pub read_at: Option<String>,
+    pub status_url: String,
+    /// Every transition, oldest first (only on `GET /api/v1/messages/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<StatusChange>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusChange {
+    pub status: String,
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+impl From<&MessageRecord> for MessageView {
+    fn from(m: &MessageRecord) -> Self {
+        MessageView {
+            id: m.id.clone(),
+            session_id: m.session_id.to_string(),
+            to: m.recipient.clone(),
+            kind: m.content.kind().to_owned(),
+            content: m.content.clone(),
+            status: m.status.to_string(),
+            reason: m.reason.clone(),
+            attempts: m.attempts,
+            priority: if m.priority > 0 { "otp" } else { "normal" }.to_owned(),
+            best_effort: m.content.is_best_effort(),
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+            sent_at: m.sent_at.map(rfc3339),
+            delivered_at: m.delivered_at.map(rfc3339),
+            read_at: m.read_at.map(rfc3339),
+            status_url: format!("/api/v1/messages/{}", m.id),
+            history: None,
+        }
+    }
+}
+
+impl From<DeliveryError> for ApiError {
+    fn from(err: DeliveryError) -> Self {
+        let message = err.to_string();
+        match err {
+            DeliveryError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
+            DeliveryError::NotFound => ApiError::not_found("message_not_found", message),
+            DeliveryError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
+            DeliveryError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
+/// Accepts one message for `session`: durable in the outbox before the answer.
+pub(crate) async fn accept(
+    state: &AppState,
+    principal: &Principal,
+    session: &SessionRecord,
+    headers: &HeaderMap,
+    request: SendMessageRequest,
+) -> ApiResult<Response> {
+    let fingerprint = {
+        let mut hasher = Sha256::new();
+        hasher.update(session.id.as_str());
+        hasher.update(format!("{request:?}"));
+        hex::encode(hasher.finalize())
+    };
+    let recipient = recipient_of(state, &request.to)?;
+    let content = content_of(state, request)?;
+    let key = idempotency_key(headers)?;
+    let accepted = state
+        .sessions
+        .delivery()
+        .accept(NewOutgoing {
+            owner_id: &session.owner_id,
+            session_id: &session.id,
+            pool: None,
+            recipient: &recipient,
+            content: &content,
+            priority: 0,
+            expires_at: None,
+            idempotency_key: key.as_deref(),
+            request_hash: Some(&fingerprint),
+        })
+        .await?;
+    let _ = principal;
+    if accepted.created {
+        state.sessions.notify_work(session);
+    }
+    let view = MessageView::from(&accepted.message);
+    let location = HeaderValue::from_str(&view.status_url).expect("ids are header-safe");
+    let status = if accepted.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, [(header::LOCATION, location)], JsonResponse(view)).into_response())
+}
+
+/// Queue a message from this session.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/messages", tag = "messages", params(("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: same key and body → same message")),
+    request_body = SendMessageRequest,
+    responses((status = 202, description = "queued", body = MessageView), (status = 200, description = "an idempotent repeat", body = MessageView),
+        (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 501, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn send_from_session(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(request): Json<SendMessageRequest>,
+) -> ApiResult<Response> {
+    let session = authorized_session(&state, &principal, &id, Scope::Send).await?;
+    if request.session.is_some() || request.from.is_some() {
+        return Err(invalid("`session` and `from` belong to POST /api/v1/messages"));
+    }
+    accept(&state, &principal, &session, &headers, request).await
+}
+
+/// Queue a message from a session named by `session`, or by its linked phone number (`from`).
+#[utoipa::path(post, path = "/api/v1/messages", tag = "messages", request_body = SendMessageRequest,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = MessageView), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn send(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    headers: HeaderMap,
+    Json(mut request): Json<SendMessageRequest>,
+) -> ApiResult<Response> {
+    let session = match (request.session.take(), request.from.take()) {
+        (Some(id), None) => authorized_session(&state, &principal, &id, Scope::Send).await?,
+        (None, Some(phone)) => session_by_phone(&state, &principal, &phone).await?,
+        _ => return Err(invalid("give exactly one of `session` or `from`")),
+    };
+    accept(&state, &principal, &session, &headers, request).await
+}
+
+pub(crate) async fn session_by_phone(
+    state: &AppState,
+    principal: &Principal,
+    phone: &str,
+) -> ApiResult<SessionRecord> {
+    principal.require(Scope::Send)?;
+    let phone = parse_phone(state, phone)?;
+    let record = state.store.session_by_phone(principal.owner_filter(), phone.e164()).await?;
+    record.filter(|r| principal.can_see(r)).ok_or_else(|| {
+        ApiError::not_found(
+            "session_not_found",
+            format!("none of your sessions is linked to {}", phone.e164()),
+        )
+    })
+}
+
+async fn visible_message(state: &AppState, principal: &Principal, id: &str) -> ApiResult<MessageRecord> {
+    principal.require(Scope::Read)?;
+    let not_found = || ApiError::not_found("message_not_found", "message not found");
+    if id.len() > 64 {
+        return Err(not_found());
+    }
+    let message = state.sessions.delivery().message(id).await.map_err(|_| not_found())?;
+    let owner_ok = principal.sees_all() || message.owner_id == principal.user_id;
+    let key_ok = principal.sessions.as_ref().is_none_or(|allowed| allowed.contains(&message.session_id));
+    if owner_ok && key_ok { Ok(message) } else { Err(not_found()) }
+}
+
+/// A message with its status history.
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = MessageView), (status = 404, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<JsonResponse<MessageView>> {
+    let message = visible_message(&state, &principal, &id).await?;
+    let history = state.store.message_history(&message.id).await?;
+    let mut view = MessageView::from(&message);
+    view.history = Some(
+        history
+            .into_iter()
+            .map(|h| StatusChange {
+                status: h.status.to_string(),
+                reason: h.reason,
+                at: rfc3339(h.created_at),
+            })
+            .collect(),
+    );
+    Ok(JsonResponse(view))
+}
+
+/// Re-queue a failed message (same id).
+#[utoipa::path(post, path = "/api/v1/messages/{id}/retry", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = MessageView), (status = 409, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<JsonResponse<MessageView>> {
+    principal.require(Scope::Send)?;
+    let message = visible_message(&state, &principal, &id).await?;
+    let message = state.sessions.delivery().retry(&message.id).await?;
+    if let Ok(session) = state.sessions.get(&message.session_id).await {
+        state.sessions.notify_work(&session);
+    }
+    Ok(JsonResponse(MessageView::from(&message)))
+}
+
+/// Cancel a queued message.
+#[utoipa::path(delete, path = "/api/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = MessageView), (status = 409, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<JsonResponse<MessageView>> {
+    principal.require(Scope::Send)?;
+    let message = visible_message(&state, &principal, &id).await?;
+    let message = state.sessions.delivery().cancel(&message.id).await?;
+    Ok(JsonResponse(MessageView::from(&message)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub session: Option<String>,
+    pub status: Option<String>,
+    /// Recipient, in any accepted phone format or a group JID.
+    pub to: Option<String>,
+    /// RFC 3339; created at or after.
+    pub since: Option<String>,
+    /// RFC 3339; created before.
+    pub until: Option<String>,
+    /// Search in ids, recipients, text and failure reasons.
+    pub q: Option<String>,
+    /// 1–200, default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    pub next_cursor: Option<String>,
+}
+
+fn parse_time(field: &str, value: &str) -> ApiResult<i64> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| ApiError::bad_request("invalid_query", format!("{field} must be an RFC 3339 time")))
+}
+
+/// Messages, newest first, with filters and search.
+#[utoipa::path(get, path = "/api/v1/messages", tag = "messages", params(ListQuery),
+    responses((status = 200, body = MessagePage), (status = 400, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> ApiResult<JsonResponse<MessagePage>> {
+    principal.require(Scope::Read)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));
+    }
+    let mut filter = MessageFilter {
+        owner_id: principal.owner_filter().map(str::to_owned),
+        limit,
+        ..MessageFilter::default()
+    };
+    if let Some(session) = &query.session {
+        filter.session_id =
+            Some(authorized_session(&state, &principal, session, Scope::Read).await?.id.to_string());
+    } else if let Some(allowed) = &principal.sessions {
+        // A key limited to sessions lists only theirs: one query per allowed session is overkill;
+        // filter after the fact instead (keys rarely name many sessions).
+        let _ = allowed;
+    }
+    if let Some(status) = &query.status {
+        filter.status =
+            Some(status.parse::<MessageStatus>().map_err(|e| ApiError::bad_request("invalid_query", e))?);
+    }
+    if let Some(to) = &query.to {
+        filter.recipient = Some(recipient_of(&state, to)?);
+    }
+    filter.since = query.since.as_deref().map(|v| parse_time("since", v)).transpose()?;
+    filter.until = query.until.as_deref().map(|v| parse_time("until", v)).transpose()?;
+    filter.search = query.q.clone().filter(|q| !q.trim().is_empty());
+    if let Some(cursor) = &query.cursor {
+        let parsed =
+            cursor.split_once(':').and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())));
+        filter.before = Some(parsed.ok_or_else(|| ApiError::bad_request("invalid_query", "invalid cursor"))?);
+    }
+    let visible: Option<Vec<String>> = match &principal.sessions {
+        Some(_) => {
+            Some(visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect())
+        }
+        None => None,
+    };
+    let records = state.store.messages(&filter).await?;
+    let next_cursor = (records.len() as u32 == limit)
+        .then(|| records.last().map(|m| format!("{}:{}", m.created_at, m.id)))
+        .flatten();
+    let messages = records
+        .iter()
+        .filter(|m| visible.as_ref().is_none_or(|v| v.contains(&m.session_id.to_string())))
+        .map(MessageView::from)
+        .collect();
+    Ok(JsonResponse(MessagePage { messages, next_cursor }))
+}

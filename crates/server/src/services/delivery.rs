@@ -1,0 +1,206 @@
+//! Message acceptance and outcomes: the outbox rows, acknowledgements, receipts.
+//!
+//! Accepting a message writes it to the database (status `queued`) before anything else; the
+//! session's dispatcher (see `sessions::dispatcher`) sends it. Engine acknowledgements are
+//! handed to the waiting dispatcher; receipts move the message forward (never backwards).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::oneshot;
+use wagate_core::{MessageContent, MessageStatus, SessionId};
+use wagate_engine::{ReceiptKind, SendFailure};
+use wagate_store::{Inserted, MessageRecord, NewMessage, Store, StoreError};
+
+use crate::config::DeliveryConfig;
+
+/// What the network said about a message the dispatcher handed over.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Sent,
+    Failed(SendFailure),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the Idempotency-Key was used before with a different request")]
+    IdempotencyMismatch,
+    #[error("message not found")]
+    NotFound,
+    #[error("only a {expected} message can be {action} (this one is {actual})")]
+    WrongStatus { expected: &'static str, action: &'static str, actual: MessageStatus },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Accepted {
+    pub message: MessageRecord,
+    /// False when an earlier request with the same Idempotency-Key created it.
+    pub created: bool,
+}
+
+pub struct NewOutgoing<'a> {
+    pub owner_id: &'a str,
+    pub session_id: &'a SessionId,
+    pub pool: Option<&'a str>,
+    pub recipient: &'a str,
+    pub content: &'a MessageContent,
+    pub priority: i64,
+    pub expires_at: Option<i64>,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: Option<&'a str>,
+}
+
+pub struct Delivery {
+    store: Store,
+    pub(crate) config: DeliveryConfig,
+    acks: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    last_seq: AtomicI64,
+}
+
+impl Delivery {
+    pub fn new(store: Store, config: DeliveryConfig) -> Self {
+        Delivery { store, config, acks: Mutex::new(HashMap::new()), last_seq: AtomicI64::new(0) }
+    }
+
+    /// Strictly increasing, roughly the acceptance time in microseconds.
+    fn next_seq(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or_default();
+        let mut last = self.last_seq.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_seq.compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return next,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+
+    /// Writes the message to the outbox. With an idempotency key, a repeat of the same request
+    /// returns the first message; a different request with the same key is refused.
+    pub async fn accept(&self, new: NewOutgoing<'_>) -> Result<Accepted, DeliveryError> {
+        let id = wagate_core::message::new_message_id();
+        let inserted = self
+            .store
+            .insert_message(NewMessage {
+                id: &id,
+                owner_id: new.owner_id,
+                session_id: new.session_id,
+                pool: new.pool,
+                seq: self.next_seq(),
+                priority: new.priority,
+                recipient: new.recipient,
+                content: new.content,
+                expires_at: new.expires_at,
+                idempotency_key: new.idempotency_key,
+                request_hash: new.request_hash,
+            })
+            .await?;
+        match inserted {
+            Inserted::New(message) => Ok(Accepted { message, created: true }),
+            Inserted::Existing(message) if message.request_hash.as_deref() == new.request_hash => {
+                Ok(Accepted { message, created: false })
+            }
+            Inserted::Existing(_) => Err(DeliveryError::IdempotencyMismatch),
+        }
+    }
+
+    /// Registers interest in the outcome of `id` before it is handed to the engine.
+    pub(crate) fn expect_outcome(&self, id: &str) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        self.acks.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), tx);
+        rx
+    }
+
+    pub(crate) fn forget_outcome(&self, id: &str) {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// An acknowledgement from the engine. A dispatcher waiting for it takes it; a late one
+    /// (after the dispatcher gave up waiting) still marks the message sent.
+    pub(crate) async fn on_outcome(&self, id: &str, outcome: Outcome) -> Option<MessageStatus> {
+        let waiting = self.acks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        match waiting {
+            Some(tx) => {
+                let _ = tx.send(outcome);
+                None
+            }
+            None if outcome == Outcome::Sent => {
+                self.transition(id, MessageStatus::Sent, None).await.then_some(MessageStatus::Sent)
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) async fn on_receipt(&self, id: &str, kind: ReceiptKind) -> Option<MessageStatus> {
+        let status = match kind {
+            ReceiptKind::Delivered => MessageStatus::Delivered,
+            ReceiptKind::Read | ReceiptKind::Played => MessageStatus::Read,
+        };
+        self.transition(id, status, None).await.then_some(status)
+    }
+
+    /// Moves the message forward to `status` when that is a step forward; false otherwise.
+    pub(crate) async fn transition(&self, id: &str, status: MessageStatus, reason: Option<&str>) -> bool {
+        match self.store.transition_message(id, status, status.reachable_from(), reason).await {
+            Ok(moved) => moved,
+            Err(err) => {
+                tracing::error!(message_id = id, error = %err, "cannot record message status");
+                false
+            }
+        }
+    }
+
+    pub async fn message(&self, id: &str) -> Result<MessageRecord, DeliveryError> {
+        self.store.message(id).await?.ok_or(DeliveryError::NotFound)
+    }
+
+    /// A failed message goes back to the queue, keeping its id.
+    pub async fn retry(&self, id: &str) -> Result<MessageRecord, DeliveryError> {
+        let message = self.message(id).await?;
+        if message.status != MessageStatus::Failed
+            || !self.store.requeue_message(id, crate::time::now_ms(), Some("retry requested")).await?
+        {
+            return Err(DeliveryError::WrongStatus {
+                expected: "failed",
+                action: "retried",
+                actual: message.status,
+            });
+        }
+        self.message(id).await
+    }
+
+    /// A queued message is withdrawn before it is sent.
+    pub async fn cancel(&self, id: &str) -> Result<MessageRecord, DeliveryError> {
+        let message = self.message(id).await?;
+        if !self
+            .store
+            .transition_message(
+                id,
+                MessageStatus::Canceled,
+                &[MessageStatus::Queued],
+                Some("canceled by request"),
+            )
+            .await?
+        {
+            return Err(DeliveryError::WrongStatus {
+                expected: "queued",
+                action: "canceled",
+                actual: message.status,
+            });
+        }
+        self.message(id).await
+    }
+
+    /// Backoff before attempt `attempts + 1`: base · 2^(attempts-1), capped, with ±20 % jitter.
+    pub(crate) fn retry_delay_ms(&self, attempts: i64) -> u64 {
+        let exponent = attempts.clamp(1, 20) as u32 - 1;
+        let delay = self.config.retry_base_ms.saturating_mul(1u64 << exponent).min(self.config.retry_max_ms);
+        let jitter = delay / 5;
+        if jitter == 0 { delay } else { delay - jitter + rand::random_range(0..=2 * jitter) }
+    }
+}

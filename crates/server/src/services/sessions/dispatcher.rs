@@ -1,0 +1,197 @@
+//! One dispatcher per session: takes the session's messages from the outbox in order, paces
+//! them, hands them to the engine and records what happened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep};
+use wagate_core::{MessageStatus, Pacing};
+use wagate_engine::{Chat, EngineError, OutgoingMessage, SendFailure};
+use wagate_store::{Claim, MessageRecord};
+
+use super::{Runtime, SessionManager};
+use crate::services::delivery::Outcome;
+use crate::time::now_ms;
+
+/// How long an idle dispatcher sleeps before looking again, even without a wake-up.
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    let mut online = runtime.online.subscribe();
+    let mut last_sent: Option<Instant> = None;
+    loop {
+        if *shutdown.borrow() || runtime.is_deleted() {
+            break;
+        }
+        if !*online.borrow_and_update() {
+            tokio::select! {
+                _ = online.changed() => {}
+                _ = shutdown.changed() => {}
+                () = runtime.deleted.notified() => {}
+            }
+            continue;
+        }
+        let now = now_ms();
+        let lease_until = now + manager.delivery().config.lease_ms as i64;
+        let claim = match manager.store().claim_next_message(&runtime.id, now, lease_until).await {
+            Ok(claim) => claim,
+            Err(err) => {
+                tracing::error!(session = %runtime.id, error = %err, "cannot read the outbox");
+                sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let wait = match claim {
+            Claim::Message(message) => {
+                dispatch(&manager, &runtime, message, &mut last_sent).await;
+                continue;
+            }
+            Claim::Empty => IDLE_RECHECK,
+            Claim::WaitUntil(at) => {
+                Duration::from_millis((at - now).clamp(1, IDLE_RECHECK.as_millis() as i64) as u64)
+            }
+            Claim::InFlight => Duration::from_millis(250),
+        };
+        tokio::select! {
+            () = runtime.work.notified() => {}
+            () = sleep(wait) => {}
+            _ = online.changed() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn dispatch(
+    manager: &SessionManager,
+    runtime: &Runtime,
+    message: MessageRecord,
+    last_sent: &mut Option<Instant>,
+) {
+    let delivery = manager.delivery();
+    let store = manager.store();
+    let id = message.id.clone();
+    if message.expires_at.is_some_and(|at| at <= now_ms()) {
+        // A one-time password that arrives late is worse than none.
+        return settle(
+            manager,
+            runtime,
+            &id,
+            MessageStatus::Failed,
+            Some("expired before it could be sent".into()),
+        )
+        .await;
+    }
+
+    let pacing = manager.pacing_for(&message).await;
+    if let Some(cap_wait) = cap_wait(manager, runtime, &pacing).await {
+        let not_before = now_ms() + cap_wait;
+        let _ = store.requeue_message(&id, not_before, Some("waiting for the session's sending cap")).await;
+        return;
+    }
+    let chat = match parse_chat(&message.recipient) {
+        Some(chat) => chat,
+        None => {
+            let reason = format!("invalid recipient {}", message.recipient);
+            return settle(manager, runtime, &id, MessageStatus::Failed, Some(reason)).await;
+        }
+    };
+    let Some(connection) = runtime.connection().await else {
+        let _ = store.requeue_message(&id, now_ms(), Some("session not connected")).await;
+        return;
+    };
+    let delay = Duration::from_millis(pacing.draw_delay_ms());
+    if let Some(previous) = *last_sent
+        && previous + delay > Instant::now()
+    {
+        if pacing.typing {
+            let _ = connection.set_typing(&chat).await;
+        }
+        let ready = previous + delay;
+        let lease_until =
+            now_ms() + (ready - Instant::now()).as_millis() as i64 + delivery.config.lease_ms as i64;
+        let _ = store.extend_message_lease(&id, lease_until).await;
+        tokio::time::sleep_until(ready).await;
+    } else if pacing.typing {
+        let _ = connection.set_typing(&chat).await;
+    }
+
+    let outcome = delivery.expect_outcome(&id);
+    let sent = connection
+        .send(OutgoingMessage { id: id.clone(), to: chat, content: message.content.clone(), media: None })
+        .await;
+    *last_sent = Some(Instant::now());
+    match sent {
+        Ok(()) => {}
+        Err(EngineError::NotConnected | EngineError::Closed) => {
+            delivery.forget_outcome(&id);
+            let _ = store.requeue_message(&id, now_ms(), Some("session not connected")).await;
+            return;
+        }
+        Err(other) => {
+            delivery.forget_outcome(&id);
+            return retry_or_fail(manager, runtime, &message, other.to_string()).await;
+        }
+    }
+    let timeout = Duration::from_millis(delivery.config.ack_timeout_ms);
+    match tokio::time::timeout(timeout, outcome).await {
+        Ok(Ok(Outcome::Sent)) => settle(manager, runtime, &id, MessageStatus::Sent, None).await,
+        Ok(Ok(Outcome::Failed(SendFailure::Transient { detail }))) => {
+            retry_or_fail(manager, runtime, &message, detail).await;
+        }
+        Ok(Ok(Outcome::Failed(failure))) => {
+            if failure == SendFailure::ReachOutRestricted {
+                manager.on_send_restricted(runtime).await;
+            }
+            settle(manager, runtime, &id, MessageStatus::Failed, Some(failure.to_string())).await;
+        }
+        Ok(Err(_)) | Err(_) => {
+            delivery.forget_outcome(&id);
+            retry_or_fail(manager, runtime, &message, "no acknowledgement from WhatsApp".into()).await;
+        }
+    }
+}
+
+async fn retry_or_fail(manager: &SessionManager, runtime: &Runtime, message: &MessageRecord, detail: String) {
+    let delivery = manager.delivery();
+    let attempts = message.attempts;
+    if attempts >= i64::from(delivery.config.max_attempts) {
+        let reason = format!("{detail} (gave up after {attempts} attempts)");
+        return settle(manager, runtime, &message.id, MessageStatus::Failed, Some(reason)).await;
+    }
+    let not_before = now_ms() + delivery.retry_delay_ms(attempts) as i64;
+    let _ = manager.store().requeue_message(&message.id, not_before, Some(&detail)).await;
+}
+
+/// Records a final step of this attempt and tells the session's listeners.
+async fn settle(
+    manager: &SessionManager,
+    runtime: &Runtime,
+    id: &str,
+    status: MessageStatus,
+    reason: Option<String>,
+) {
+    if manager.delivery().transition(id, status, reason.as_deref()).await {
+        manager.publish_message_status(runtime, id.to_owned(), Some(status), reason);
+    }
+}
+
+/// Milliseconds to wait when an hourly or daily cap is reached.
+async fn cap_wait(manager: &SessionManager, runtime: &Runtime, pacing: &Pacing) -> Option<i64> {
+    const HOUR: i64 = 3_600_000;
+    for (cap, window) in [(pacing.hourly_cap, HOUR), (pacing.daily_cap, 24 * HOUR)] {
+        let Some(cap) = cap else { continue };
+        let sent = manager.store().count_sent_since(&runtime.id, now_ms() - window).await.unwrap_or(0);
+        if sent >= i64::from(cap) {
+            return Some(60_000);
+        }
+    }
+    None
+}
+
+fn parse_chat(recipient: &str) -> Option<Chat> {
+    if recipient.ends_with("@g.us") {
+        return Some(Chat::Group(recipient.to_owned()));
+    }
+    wagate_core::Phone::parse(recipient, None).ok().map(Chat::Phone)
+}

@@ -1,0 +1,463 @@
+//! The outbox: accepted messages, their transitions and history.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use wagate_core::{MessageContent, MessageStatus, SessionId};
+
+use crate::{Result, Store, StoreError, now_ms, parse_column};
+
+#[derive(Debug, Clone)]
+pub struct MessageRecord {
+    pub id: String,
+    pub owner_id: String,
+    pub session_id: SessionId,
+    pub pool: Option<String>,
+    pub seq: i64,
+    pub priority: i64,
+    pub recipient: String,
+    pub content: MessageContent,
+    pub status: MessageStatus,
+    pub reason: Option<String>,
+    pub attempts: i64,
+    pub not_before: i64,
+    pub expires_at: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+}
+
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub owner_id: &'a str,
+    pub session_id: &'a SessionId,
+    pub pool: Option<&'a str>,
+    pub seq: i64,
+    pub priority: i64,
+    pub recipient: &'a str,
+    pub content: &'a MessageContent,
+    pub expires_at: Option<i64>,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: Option<&'a str>,
+}
+
+pub enum Inserted {
+    New(MessageRecord),
+    /// A message with the same idempotency key exists already.
+    Existing(MessageRecord),
+}
+
+/// What the dispatcher of a session should do next.
+pub enum Claim {
+    /// This message is now `sending`, leased until the given time.
+    Message(MessageRecord),
+    /// The next message may not go before this time (backoff or pacing).
+    WaitUntil(i64),
+    /// A message is being sent (by a lease that has not expired yet).
+    InFlight,
+    Empty,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageEventRecord {
+    pub status: MessageStatus,
+    pub reason: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct MessageFilter {
+    pub owner_id: Option<String>,
+    pub session_id: Option<String>,
+    pub status: Option<MessageStatus>,
+    pub recipient: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Substring of the content, id or failure reason.
+    pub search: Option<String>,
+    /// Only messages created before this one (by id); for paging.
+    pub before: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+const COLUMNS: &str = "id, owner_id, session_id, pool, seq, priority, recipient, content, status, reason, \
+                       attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at, \
+                       sent_at, delivered_at, read_at";
+
+fn from_row(row: &AnyRow) -> Result<MessageRecord> {
+    let session: String = row.try_get("session_id")?;
+    let content: String = row.try_get("content")?;
+    Ok(MessageRecord {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        session_id: SessionId::parse(&session)
+            .map_err(|_| StoreError::Corrupt { column: "messages.session_id", value: session })?,
+        pool: row.try_get("pool")?,
+        seq: row.try_get("seq")?,
+        priority: row.try_get("priority")?,
+        recipient: row.try_get("recipient")?,
+        content: serde_json::from_str(&content)
+            .map_err(|_| StoreError::Corrupt { column: "messages.content", value: content })?,
+        status: parse_column(&row.try_get::<String, _>("status")?, "messages.status")?,
+        reason: row.try_get("reason")?,
+        attempts: row.try_get("attempts")?,
+        not_before: row.try_get("not_before")?,
+        expires_at: row.try_get("expires_at")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        request_hash: row.try_get("request_hash")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        sent_at: row.try_get("sent_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        read_at: row.try_get("read_at")?,
+    })
+}
+
+impl Store {
+    /// Stores a new `queued` message with its first history entry, atomically.
+    pub async fn insert_message(&self, new: NewMessage<'_>) -> Result<Inserted> {
+        let now = now_ms();
+        let content = serde_json::to_string(new.content).expect("content serializes");
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(self.sql(
+            "INSERT INTO messages (id, owner_id, session_id, pool, seq, priority, recipient, kind, content, status, \
+             attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(new.id)
+        .bind(new.owner_id)
+        .bind(new.session_id.as_str())
+        .bind(new.pool)
+        .bind(new.seq)
+        .bind(new.priority)
+        .bind(new.recipient)
+        .bind(new.content.kind())
+        .bind(&content)
+        .bind(MessageStatus::Queued.as_str())
+        .bind(now)
+        .bind(new.expires_at)
+        .bind(new.idempotency_key)
+        .bind(new.request_hash)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::conflict_on_unique("message"));
+        match inserted {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
+                drop(tx);
+                let sql =
+                    format!("SELECT {COLUMNS} FROM messages WHERE owner_id = ? AND idempotency_key = ?");
+                let row = sqlx::query(self.sql(&sql))
+                    .bind(new.owner_id)
+                    .bind(new.idempotency_key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                return Ok(Inserted::Existing(from_row(&row)?));
+            }
+            Err(other) => return Err(other),
+        }
+        self.insert_event(&mut tx, new.id, MessageStatus::Queued, None, now).await?;
+        tx.commit().await?;
+        Ok(Inserted::New(MessageRecord {
+            id: new.id.to_owned(),
+            owner_id: new.owner_id.to_owned(),
+            session_id: new.session_id.clone(),
+            pool: new.pool.map(str::to_owned),
+            seq: new.seq,
+            priority: new.priority,
+            recipient: new.recipient.to_owned(),
+            content: new.content.clone(),
+            status: MessageStatus::Queued,
+            reason: None,
+            attempts: 0,
+            not_before: now,
+            expires_at: new.expires_at,
+            idempotency_key: new.idempotency_key.map(str::to_owned),
+            request_hash: new.request_hash.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+        }))
+    }
+
+    async fn insert_event(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        message_id: &str,
+        status: MessageStatus,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO message_events (id, message_id, status, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+        ))
+        .bind(wagate_core::new_id())
+        .bind(message_id)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn message(&self, id: &str) -> Result<Option<MessageRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = ?");
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Newest first.
+    pub async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
+        let mut clauses = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        if let Some(owner) = &filter.owner_id {
+            clauses.push("owner_id = ?");
+            binds.push(Bind::Text(owner.clone()));
+        }
+        if let Some(session) = &filter.session_id {
+            clauses.push("session_id = ?");
+            binds.push(Bind::Text(session.clone()));
+        }
+        if let Some(status) = filter.status {
+            clauses.push("status = ?");
+            binds.push(Bind::Text(status.as_str().to_owned()));
+        }
+        if let Some(recipient) = &filter.recipient {
+            clauses.push("recipient = ?");
+            binds.push(Bind::Text(recipient.clone()));
+        }
+        if let Some(since) = filter.since {
+            clauses.push("created_at >= ?");
+            binds.push(Bind::Int(since));
+        }
+        if let Some(until) = filter.until {
+            clauses.push("created_at < ?");
+            binds.push(Bind::Int(until));
+        }
+        if let Some(search) = &filter.search {
+            clauses.push("(id = ? OR recipient LIKE ? OR content LIKE ? OR reason LIKE ?)");
+            let pattern = format!("%{}%", search.replace(['%', '_'], ""));
+            binds.push(Bind::Text(search.clone()));
+            binds.extend(std::iter::repeat_n(Bind::Text(pattern), 3));
+        }
+        if let Some((created_at, id)) = &filter.before {
+            clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
+            binds.push(Bind::Int(*created_at));
+            binds.push(Bind::Int(*created_at));
+            binds.push(Bind::Text(id.clone()));
+        }
+        let filter_sql =
+            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let sql =
+            format!("SELECT {COLUMNS} FROM messages {filter_sql} ORDER BY created_at DESC, id DESC LIMIT ?");
+        let mut query = sqlx::query(self.sql(&sql));
+        for bind in binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(n) => query.bind(n),
+            };
+        }
+        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn message_history(&self, id: &str) -> Result<Vec<MessageEventRecord>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT status, reason, created_at FROM message_events WHERE message_id = ? ORDER BY created_at, id",
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MessageEventRecord {
+                    status: parse_column(&row.try_get::<String, _>("status")?, "message_events.status")?,
+                    reason: row.try_get("reason")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the session's next message in order (highest priority first, then oldest), leasing
+    /// it until `lease_until`. Messages are never overtaken: a head that must wait holds the rest.
+    pub async fn claim_next_message(&self, session: &SessionId, now: i64, lease_until: i64) -> Result<Claim> {
+        let in_flight = sqlx::query(self.sql(
+            "SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND status = 'sending' AND lease_until > ?",
+        ))
+        .bind(session.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        if in_flight.try_get::<i64, _>("n")? > 0 {
+            return Ok(Claim::InFlight);
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
+             ORDER BY priority DESC, seq ASC LIMIT 1"
+        );
+        let Some(row) = sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_optional(&self.pool).await?
+        else {
+            return Ok(Claim::Empty);
+        };
+        let head = from_row(&row)?;
+        if head.not_before > now {
+            return Ok(Claim::WaitUntil(head.not_before));
+        }
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(self.sql(
+            "UPDATE messages SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
+             WHERE id = ? AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)",
+        ))
+        .bind(lease_until)
+        .bind(now)
+        .bind(&head.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(Claim::InFlight); // another worker was faster
+        }
+        self.insert_event(&mut tx, &head.id, MessageStatus::Sending, None, now).await?;
+        tx.commit().await?;
+        Ok(Claim::Message(MessageRecord {
+            status: MessageStatus::Sending,
+            attempts: head.attempts + 1,
+            updated_at: now,
+            ..head
+        }))
+    }
+
+    /// Moves a message to `to` if it is in one of `from`; records the transition. Returns
+    /// false (and changes nothing) otherwise.
+    pub async fn transition_message(
+        &self,
+        id: &str,
+        to: MessageStatus,
+        from: &[MessageStatus],
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let now = now_ms();
+        let stamp = match to {
+            MessageStatus::Sent => ", sent_at = COALESCE(sent_at, ?)",
+            MessageStatus::Delivered => ", delivered_at = COALESCE(delivered_at, ?)",
+            MessageStatus::Read => ", read_at = COALESCE(read_at, ?)",
+            _ => ", updated_at = ?",
+        };
+        let allowed = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE messages SET status = ?, reason = ?, lease_until = NULL, updated_at = ?{stamp} \
+             WHERE id = ? AND status IN ({allowed})"
+        );
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(self.sql(&sql))
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.insert_event(&mut tx, id, to, reason, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A `sending` or `failed` message goes back to the queue, not before `not_before`.
+    pub async fn requeue_message(&self, id: &str, not_before: i64, reason: Option<&str>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(self.sql(
+            "UPDATE messages SET status = 'queued', reason = ?, lease_until = NULL, not_before = ?, updated_at = ? \
+             WHERE id = ? AND status IN ('sending', 'failed')",
+        ))
+        .bind(reason)
+        .bind(not_before)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.insert_event(&mut tx, id, MessageStatus::Queued, reason, now_ms()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// At start-up: leases of a stopped process return their messages to the queue (the same
+    /// message id is sent again, which WhatsApp deduplicates).
+    pub async fn release_message_leases(&self) -> Result<u64> {
+        let done = sqlx::query(self.sql(
+            "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? WHERE status = 'sending'",
+        ))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Sessions with messages waiting, so their dispatchers can start.
+    pub async fn sessions_with_queued_messages(&self) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT DISTINCT session_id FROM messages WHERE status IN ('queued', 'sending')")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get("session_id")?)).collect()
+    }
+
+    /// How many messages the session sent since `since` (for hourly and daily caps).
+    pub async fn count_sent_since(&self, session: &SessionId, since: i64) -> Result<i64> {
+        let row =
+            sqlx::query(self.sql("SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND sent_at >= ?"))
+                .bind(session.as_str())
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Moves the queued pool messages of `from` to `to` (when `from` cannot send).
+    pub async fn move_pool_messages(&self, from: &SessionId, to: &SessionId) -> Result<u64> {
+        let done = sqlx::query(self.sql(
+            "UPDATE messages SET session_id = ?, updated_at = ? WHERE session_id = ? AND status = 'queued' AND pool IS NOT NULL",
+        ))
+        .bind(to.as_str())
+        .bind(now_ms())
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[derive(Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl Store {
+    /// Keeps a message leased while its dispatcher paces it.
+    pub async fn extend_message_lease(&self, id: &str, lease_until: i64) -> Result<()> {
+        sqlx::query(self.sql("UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'sending'"))
+            .bind(lease_until)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
