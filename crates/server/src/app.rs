@@ -14,6 +14,7 @@ use crate::services::accounts::Accounts;
 use crate::services::delivery::Delivery;
 use crate::services::engines::Engines;
 use crate::services::sessions::{SessionManager, SessionPacing};
+use crate::services::webhooks::Webhooks;
 use wagate_core::Pacing;
 
 /// Everything a request handler may need; cheap to clone.
@@ -88,11 +89,14 @@ impl App {
         let (stop, shutdown) = watch::channel(false);
         let delivery = Arc::new(Delivery::new(store.clone(), config.delivery.clone()));
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
+        let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone()));
+        tokio::spawn(webhooks.clone().run(shutdown.clone()));
         let sessions = SessionManager::new(
             store.clone(),
             engines,
             config.data_dir.clone(),
             delivery,
+            webhooks,
             pacing,
             shutdown.clone(),
         );

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use wagate_core::Pacing;
 
+pub use crate::services::webhooks::WebhookConfig;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -76,6 +78,7 @@ pub struct Config {
     pub pacing: Pacing,
     /// Pacing of one-time-password messages, which also jump the queue.
     pub otp_pacing: Pacing,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +184,7 @@ impl Default for Config {
                 hourly_cap: None,
                 daily_cap: None,
             },
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -251,6 +255,9 @@ impl Config {
         }
         if let Some(ttl) = parse(env, "WAGATE_TOKEN_TTL_SECS", "a number of seconds")? {
             self.token_ttl_secs = ttl;
+        }
+        if let Some(allow) = parse_bool(env, "WAGATE_ALLOW_PRIVATE_URLS")? {
+            self.webhooks.allow_private_urls = allow;
         }
         if let Some(header) = parse(env, "WAGATE_TRUSTED_IP_HEADER", "a header name")? {
             self.trusted_ip_header = Some(header);

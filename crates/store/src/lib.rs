@@ -8,10 +8,12 @@ mod api_keys;
 mod dialect;
 mod error;
 mod events;
+mod inbound;
 mod messages;
 mod sessions;
 mod settings;
 mod users;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,9 +26,11 @@ pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use dialect::Dialect;
 pub use error::StoreError;
 pub use events::SessionEventRecord;
+pub use inbound::{InboundFields, InboundRecord};
 pub use messages::{Claim, Inserted, MessageEventRecord, MessageFilter, MessageRecord, NewMessage};
 pub use sessions::{LinkedAccount, NewSession, SessionRecord};
 pub use users::{NewUser, UserRecord};
+pub use webhooks::{AttemptRecord, DeliveryRecord, NewWebhook, WebhookEventRecord, WebhookRecord};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -6,6 +6,7 @@ use crate::auth::TokenError;
 use crate::error::ApiError;
 use crate::services::accounts::AccountError;
 use crate::services::sessions::SessionError;
+use crate::services::webhooks::WebhookError;
 use wagate_engine::EngineError;
 
 impl From<SessionError> for ApiError {
@@ -33,7 +34,20 @@ impl From<SessionError> for ApiError {
             SessionError::Engine(other) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
             }
+            SessionError::Webhook(err) => ApiError::from(err),
             SessionError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> Self {
+        match err {
+            WebhookError::InvalidUrl(detail) => ApiError::unprocessable("invalid_webhook_url", detail),
+            WebhookError::UnknownEvent(event) => {
+                ApiError::unprocessable("unknown_event_type", format!("unknown event type `{event}`"))
+            }
+            WebhookError::Store(err) => ApiError::from(err),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod chats;
 mod compat;
 mod docs;
 mod errors;
@@ -15,6 +16,7 @@ mod sessions;
 mod streams;
 mod users;
 mod views;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -39,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api_keys::routes())
         .merge(sessions::routes())
         .merge(messages::routes())
+        .merge(chats::routes())
+        .merge(webhooks::routes())
         .merge(streams::routes());
     #[cfg(feature = "sandbox")]
     let api = api.merge(sandbox::routes());

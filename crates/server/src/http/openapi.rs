@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, auth, compat, health, messages, sessions, streams, users};
+use super::{api_keys, auth, chats, compat, health, messages, sessions, streams, users, webhooks};
 use crate::error::Problem;
 use crate::services::sessions::{AccountView, StreamEvent};
 
@@ -39,7 +39,8 @@ struct SandboxDoc;
         sessions::create, sessions::list, sessions::show, sessions::update, sessions::remove,
         sessions::connect, sessions::disconnect, sessions::restart, sessions::logout, sessions::pair_code,
         sessions::activity,
-        messages::send_from_session, messages::send, messages::show, messages::list, messages::retry, messages::cancel,
+        messages::send_from_session, messages::send, messages::show, messages::list, messages::retry, messages::cancel, chats::messages,
+        webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove, webhooks::deliveries, webhooks::replay,
         streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
         health::health, health::ready,
         compat::login, compat::list, compat::create, compat::create_and_connect, compat::show, compat::remove,
@@ -53,6 +54,7 @@ struct SandboxDoc;
         (name = "sessions", description = "WhatsApp accounts linked to this server"),
         (name = "linking", description = "QR codes, pairing, live session events"),
         (name = "messages", description = "Send messages and follow their delivery"),
+        (name = "webhooks", description = "Signed event delivery (Standard Webhooks)"),
         (name = "sandbox", description = "Test actions on the simulated network"),
         (name = "api keys", description = "Scoped keys for programs"),
         (name = "users", description = "Accounts of this server (admin)"),

@@ -4,3 +4,4 @@ pub mod accounts;
 pub mod delivery;
 pub mod engines;
 pub mod sessions;
+pub mod webhooks;

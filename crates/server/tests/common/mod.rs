@@ -24,6 +24,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         shutdown_timeout_secs: 5,
         ..Config::default()
     };
+    config.webhooks.allow_private_urls = true;
+    config.webhooks.retry_schedule_ms = vec![50, 100, 200, 400];
     let timings = &mut config.sandbox_timings;
     timings.qr_first_timeout_ms = 800;
     timings.qr_timeout_ms = 400;

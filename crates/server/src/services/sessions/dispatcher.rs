@@ -172,7 +172,7 @@ async fn settle(
     reason: Option<String>,
 ) {
     if manager.delivery().transition(id, status, reason.as_deref()).await {
-        manager.publish_message_status(runtime, id.to_owned(), Some(status), reason);
+        manager.publish_message_status(runtime, id.to_owned(), Some(status), reason).await;
     }
 }
 

@@ -21,6 +21,7 @@ use wagate_store::{LinkedAccount, NewSession, SessionRecord, Store, StoreError};
 
 use super::delivery::{Delivery, Outcome};
 use super::engines::Engines;
+use super::webhooks::Webhooks;
 use crate::time::{now_ms, rfc3339};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,8 @@ pub enum SessionError {
     NoQr(SessionStatus),
     #[error(transparent)]
     Engine(EngineError),
+    #[error("webhook: {0}")]
+    Webhook(super::webhooks::WebhookError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -136,6 +139,45 @@ impl StreamEvent {
     }
 }
 
+/// The store's view of an engine's inbound message.
+struct StoredInbound<'a>(&'a InboundMessage);
+
+impl wagate_store::InboundFields for StoredInbound<'_> {
+    fn wa_id(&self) -> &str {
+        &self.0.id
+    }
+    fn chat(&self) -> &str {
+        &self.0.chat
+    }
+    fn sender_phone(&self) -> Option<String> {
+        Some(self.0.from.e164().to_owned())
+    }
+    fn sender_lid(&self) -> Option<&str> {
+        self.0.from_lid.as_deref()
+    }
+    fn push_name(&self) -> Option<&str> {
+        self.0.push_name.as_deref()
+    }
+    fn content(&self) -> &wagate_core::MessageContent {
+        &self.0.content
+    }
+    fn quoted_id(&self) -> Option<&str> {
+        self.0.quoted_id.as_deref()
+    }
+    fn sent_at(&self) -> i64 {
+        self.0.timestamp
+    }
+}
+
+/// A stream event as webhook data: the same fields, without the `event` tag.
+fn webhook_data(event: &StreamEvent) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("event");
+    }
+    value
+}
+
 #[derive(Debug, Clone)]
 pub struct LiveCode {
     pub code: String,
@@ -154,6 +196,7 @@ struct Live {
 
 struct Runtime {
     id: SessionId,
+    owner_id: String,
     events: broadcast::Sender<StreamEvent>,
     live: tokio::sync::Mutex<Live>,
     view: Mutex<View>,
@@ -195,6 +238,7 @@ struct Inner {
     sessions_dir: PathBuf,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
     delivery: Arc<Delivery>,
+    webhooks: Arc<Webhooks>,
     pacing: SessionPacing,
     shutdown: watch::Receiver<bool>,
 }
@@ -220,6 +264,7 @@ impl SessionManager {
         engines: Engines,
         data_dir: PathBuf,
         delivery: Arc<Delivery>,
+        webhooks: Arc<Webhooks>,
         pacing: SessionPacing,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -230,6 +275,7 @@ impl SessionManager {
                 sessions_dir: data_dir.join("sessions"),
                 runtimes: Mutex::new(HashMap::new()),
                 delivery,
+                webhooks,
                 pacing,
                 shutdown,
             }),
@@ -238,6 +284,10 @@ impl SessionManager {
 
     pub fn delivery(&self) -> &Delivery {
         &self.inner.delivery
+    }
+
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.inner.webhooks
     }
 
     /// Wakes the session's dispatcher after a message was queued for it.
@@ -292,6 +342,7 @@ impl SessionManager {
         }
         let runtime = Arc::new(Runtime {
             id: record.id.clone(),
+            owner_id: record.owner_id.clone(),
             events: broadcast::channel(256).0,
             live: tokio::sync::Mutex::new(Live { connection: None }),
             view: Mutex::new(View::default()),
@@ -312,6 +363,9 @@ impl SessionManager {
         request: CreateSession,
     ) -> Result<SessionRecord, SessionError> {
         self.inner.engines.get(request.engine)?;
+        if let Some(url) = &request.webhook_url {
+            self.inner.webhooks.check_url(url).await.map_err(SessionError::Webhook)?;
+        }
         let id = request.id.unwrap_or_else(SessionId::generate);
         let name = request.name.unwrap_or_else(|| id.to_string());
         let record = self
@@ -329,6 +383,13 @@ impl SessionManager {
                 other => other.into(),
             })?;
         self.log(&id, "created", serde_json::json!({ "engine": request.engine })).await;
+        if let Some(url) = &request.webhook_url {
+            self.inner
+                .webhooks
+                .set_session_url(owner_id, &id, Some(url))
+                .await
+                .map_err(SessionError::Webhook)?;
+        }
         Ok(record)
     }
 
@@ -347,14 +408,19 @@ impl SessionManager {
         self.get(id).await
     }
 
+    /// The session's own webhook URL: an endpoint for its messages and status changes.
     pub async fn set_webhook(
         &self,
         id: &SessionId,
         url: Option<&str>,
     ) -> Result<SessionRecord, SessionError> {
-        if !self.store().set_session_webhook(id, url).await? {
-            return Err(SessionError::NotFound);
-        }
+        let record = self.get(id).await?;
+        self.inner
+            .webhooks
+            .set_session_url(&record.owner_id, id, url)
+            .await
+            .map_err(SessionError::Webhook)?;
+        self.store().set_session_webhook(id, url).await?;
         self.get(id).await
     }
 
@@ -431,6 +497,8 @@ impl SessionManager {
             connection.close().await;
         }
         self.forget_credentials(&record).await?;
+        self.store().delete_session_webhooks(id, false).await?;
+        self.inner.webhooks.invalidate();
         self.store().delete_session(id).await?;
         runtime.publish(StreamEvent::Deleted { session_id: id.to_string() });
         runtime.is_deleted.store(true, Ordering::SeqCst);
@@ -555,12 +623,17 @@ impl SessionManager {
             Ok(Some(record)) => record.account.as_ref().map(AccountView::from),
             _ => None,
         };
-        runtime.publish(StreamEvent::Status {
+        let event = StreamEvent::Status {
             session_id: runtime.id.to_string(),
             status,
             reason: reason.map(str::to_owned),
             account,
-        });
+        };
+        self.inner
+            .webhooks
+            .emit(&runtime.owner_id, Some(&runtime.id), "session.status", webhook_data(&event))
+            .await;
+        runtime.publish(event);
     }
 
     async fn log(&self, id: &SessionId, kind: &str, detail: serde_json::Value) {
@@ -611,7 +684,12 @@ impl SessionManager {
                     self.log(id, "qr", serde_json::json!({ "valid_for_ms": valid_for.as_millis() as u64 }))
                         .await;
                 }
-                runtime.publish(StreamEvent::Qr { session_id, qr: code, expires_at: rfc3339(expires_at) });
+                let event = StreamEvent::Qr { session_id, qr: code, expires_at: rfc3339(expires_at) };
+                self.inner
+                    .webhooks
+                    .emit(&runtime.owner_id, Some(&runtime.id), "session.qr", webhook_data(&event))
+                    .await;
+                runtime.publish(event);
                 false
             }
             EngineEvent::QrExhausted => {
@@ -673,7 +751,7 @@ impl SessionManager {
             }
             EngineEvent::Sent { id: message_id } => {
                 let status = self.delivery().on_outcome(&message_id, Outcome::Sent).await;
-                self.publish_message_status(runtime, message_id, status, None);
+                self.publish_message_status(runtime, message_id, status, None).await;
                 false
             }
             EngineEvent::SendFailed { id: message_id, failure } => {
@@ -683,7 +761,7 @@ impl SessionManager {
             EngineEvent::Receipt { ids, kind } => {
                 for message_id in ids {
                     let status = self.delivery().on_receipt(&message_id, kind).await;
-                    self.publish_message_status(runtime, message_id, status, None);
+                    self.publish_message_status(runtime, message_id, status, None).await;
                 }
                 false
             }
@@ -694,7 +772,7 @@ impl SessionManager {
         }
     }
 
-    fn publish_message_status(
+    async fn publish_message_status(
         &self,
         runtime: &Runtime,
         message_id: String,
@@ -702,22 +780,52 @@ impl SessionManager {
         reason: Option<String>,
     ) {
         if let Some(status) = status {
-            runtime.publish(StreamEvent::MessageStatus {
+            let event = StreamEvent::MessageStatus {
                 session_id: runtime.id.to_string(),
                 message_id,
                 status: status.to_string(),
                 reason,
-            });
+            };
+            self.inner
+                .webhooks
+                .emit(&runtime.owner_id, Some(&runtime.id), "message.status", webhook_data(&event))
+                .await;
+            runtime.publish(event);
         }
     }
 
     async fn on_inbound(&self, runtime: &Runtime, message: InboundMessage) {
+        let me =
+            self.store().session(&runtime.id).await.ok().flatten().and_then(|r| r.account.map(|a| a.phone));
+        match self.store().insert_inbound_message(&runtime.id, &StoredInbound(&message)).await {
+            Ok(false) => return, // seen before (the network may deliver twice)
+            Ok(true) => {}
+            Err(err) => tracing::error!(session = %runtime.id, error = %err, "cannot store inbound message"),
+        }
         self.log(
             &runtime.id,
             "message_received",
             serde_json::json!({ "id": message.id, "from": message.from.e164() }),
         )
         .await;
+        let data = serde_json::json!({
+            "session_id": runtime.id.as_str(),
+            "id": message.id,
+            "chat": message.chat,
+            "from": message.from.e164(),
+            "from_jid": message.from.jid(),
+            "from_lid": message.from_lid,
+            "push_name": message.push_name,
+            "to": me,
+            "to_jid": me.as_deref().map(|p| format!("{}@s.whatsapp.net", p.trim_start_matches('+'))),
+            "type": message.content.kind(),
+            "text": message.content.text(),
+            "content": message.content,
+            "quoted_id": message.quoted_id,
+            "timestamp": rfc3339(message.timestamp),
+            "timestamp_unix": message.timestamp / 1000,
+        });
+        self.inner.webhooks.emit(&runtime.owner_id, Some(&runtime.id), "message.received", data).await;
         runtime.publish(StreamEvent::MessageReceived {
             session_id: runtime.id.to_string(),
             message_id: message.id,
