@@ -79,6 +79,25 @@ impl Phone {
     pub fn jid(&self) -> String {
         format!("{}@s.whatsapp.net", self.digits())
     }
+
+    fn parsed(&self) -> phonenumber::PhoneNumber {
+        phonenumber::parse(None, &self.0).expect("a Phone holds a valid E.164 number")
+    }
+
+    /// The ISO 3166 region of the number (`ID`), when it belongs to one.
+    pub fn region(&self) -> Option<String> {
+        self.parsed().country().id().map(|id| id.as_ref().to_owned())
+    }
+
+    /// As written inside its country (`0812-3456-7890`).
+    pub fn national(&self) -> String {
+        self.parsed().format().mode(phonenumber::Mode::National).to_string()
+    }
+
+    /// As written for other countries (`+62 812-3456-7890`).
+    pub fn international(&self) -> String {
+        self.parsed().format().mode(phonenumber::Mode::International).to_string()
+    }
 }
 
 impl serde::Serialize for Phone {
@@ -116,6 +135,11 @@ mod tests {
         let phone = Phone::parse("+14155552671", None).unwrap();
         assert_eq!(phone.digits(), "14155552671");
         assert_eq!(phone.jid(), "14155552671@s.whatsapp.net");
+        assert_eq!(phone.region().as_deref(), Some("US"));
+        let id = Phone::parse("+6281234567890", None).unwrap();
+        assert_eq!(id.region().as_deref(), Some("ID"));
+        assert!(id.national().starts_with('0'), "{}", id.national());
+        assert!(id.international().starts_with("+62 "), "{}", id.international());
     }
 
     #[test]

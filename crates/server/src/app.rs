@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::services::accounts::Accounts;
 use crate::services::delivery::Delivery;
 use crate::services::engines::Engines;
+use crate::services::numbers::NumberCache;
 use crate::services::sessions::{SessionManager, SessionPacing};
 use crate::services::webhooks::Webhooks;
 use wagate_core::Pacing;
@@ -24,6 +26,7 @@ pub struct AppState {
     pub store: Store,
     pub accounts: Arc<Accounts>,
     pub sessions: SessionManager,
+    pub numbers: Arc<NumberCache>,
     /// Set once sessions are restored and workers run.
     pub ready: Arc<AtomicBool>,
     /// Becomes true when the server begins to stop; long-lived streams end on it.
@@ -102,11 +105,13 @@ impl App {
         );
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
         let state = AppState {
             config: Arc::new(config),
             store,
             accounts: Arc::new(accounts),
             sessions,
+            numbers,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
         };

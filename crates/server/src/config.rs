@@ -79,6 +79,8 @@ pub struct Config {
     /// Pacing of one-time-password messages, which also jump the queue.
     pub otp_pacing: Pacing,
     pub webhooks: WebhookConfig,
+    /// How long "is this number on WhatsApp" answers are reused, in seconds.
+    pub numbers_cache_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +187,7 @@ impl Default for Config {
                 daily_cap: None,
             },
             webhooks: WebhookConfig::default(),
+            numbers_cache_ttl_secs: 3_600,
         }
     }
 }

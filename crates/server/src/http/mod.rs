@@ -9,6 +9,7 @@ mod errors;
 pub mod extract;
 mod health;
 mod messages;
+mod numbers;
 pub mod openapi;
 #[cfg(feature = "sandbox")]
 mod sandbox;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::routes())
         .merge(messages::routes())
         .merge(chats::routes())
+        .merge(numbers::routes())
         .merge(webhooks::routes())
         .merge(streams::routes());
     #[cfg(feature = "sandbox")]

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, auth, chats, compat, health, messages, sessions, streams, users, webhooks};
+use super::{api_keys, auth, chats, compat, health, messages, numbers, sessions, streams, users, webhooks};
 use crate::error::Problem;
 use crate::services::sessions::{AccountView, StreamEvent};
 
@@ -14,7 +14,8 @@ use crate::services::sessions::{AccountView, StreamEvent};
         super::sandbox::scan,
         super::sandbox::confirm_pair_code,
         super::sandbox::inbound,
-        super::sandbox::inbox
+        super::sandbox::inbox,
+        super::sandbox::create_group
     ),
     components(schemas(
         super::sandbox::ScanRequest,
@@ -40,6 +41,7 @@ struct SandboxDoc;
         sessions::connect, sessions::disconnect, sessions::restart, sessions::logout, sessions::pair_code,
         sessions::activity,
         messages::send_from_session, messages::send, messages::show, messages::list, messages::retry, messages::cancel, chats::messages,
+        numbers::check_numbers, numbers::groups, numbers::format_phone,
         webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove, webhooks::deliveries, webhooks::replay,
         streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
         health::health, health::ready,
@@ -54,6 +56,7 @@ struct SandboxDoc;
         (name = "sessions", description = "WhatsApp accounts linked to this server"),
         (name = "linking", description = "QR codes, pairing, live session events"),
         (name = "messages", description = "Send messages and follow their delivery"),
+        (name = "numbers", description = "Number checks, groups, phone formatting"),
         (name = "webhooks", description = "Signed event delivery (Standard Webhooks)"),
         (name = "sandbox", description = "Test actions on the simulated network"),
         (name = "api keys", description = "Scoped keys for programs"),

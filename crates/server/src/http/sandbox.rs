@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sandbox/sessions/{id}/scan", post(scan))
         .route("/sandbox/sessions/{id}/pair-code/confirm", post(confirm_pair_code))
         .route("/sandbox/sessions/{id}/inbound", post(inbound))
+        .route("/sandbox/sessions/{id}/groups", post(create_group))
         .route("/sandbox/inbox/{phone}", get(inbox))
 }
 
@@ -178,4 +179,38 @@ pub async fn inbox(
         visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect();
     let messages = network.inbox(&phone).into_iter().filter(|m| visible.contains(&m.session_id)).collect();
     Ok(JsonResponse(Inbox { phone: phone.e164().to_owned(), messages }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    pub subject: String,
+    /// Phone numbers of the other members.
+    pub participants: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedGroup {
+    pub jid: String,
+}
+
+/// Create a group of the session's account and `participants` on the simulated network.
+#[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/groups", tag = "sandbox", params(("id" = String, Path)),
+    request_body = CreateGroupRequest,
+    responses((status = 201, body = CreatedGroup), (status = 409, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+pub async fn create_group(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    Json(request): Json<CreateGroupRequest>,
+) -> ApiResult<(StatusCode, JsonResponse<CreatedGroup>)> {
+    let network = network(&state)?;
+    let record = sandbox_session(&state, &principal, &id).await?;
+    if request.subject.trim().is_empty() || request.subject.chars().count() > 100 {
+        return Err(ApiError::unprocessable("invalid_field", "subject must be 1 to 100 characters"));
+    }
+    let members =
+        request.participants.iter().map(|p| parse_phone(&state, p)).collect::<ApiResult<Vec<_>>>()?;
+    let jid = network.create_group(&record.id, request.subject, members).await.map_err(sandbox_error)?;
+    Ok((StatusCode::CREATED, JsonResponse(CreatedGroup { jid })))
 }

@@ -3,5 +3,6 @@
 pub mod accounts;
 pub mod delivery;
 pub mod engines;
+pub mod numbers;
 pub mod sessions;
 pub mod webhooks;

@@ -290,6 +290,15 @@ impl SessionManager {
         &self.inner.webhooks
     }
 
+    /// The open connection of a connected session.
+    pub async fn connection(&self, record: &SessionRecord) -> Result<Arc<dyn Connection>, SessionError> {
+        let runtime = self.runtime(record);
+        if !*runtime.online.borrow() {
+            return Err(SessionError::Engine(EngineError::NotConnected));
+        }
+        runtime.connection().await.ok_or(SessionError::Engine(EngineError::NotConnected))
+    }
+
     /// Wakes the session's dispatcher after a message was queued for it.
     pub fn notify_work(&self, record: &SessionRecord) {
         self.runtime(record).work.notify_one();
