@@ -14,8 +14,9 @@ use crate::config::Config;
 use crate::services::accounts::Accounts;
 use crate::services::delivery::Delivery;
 use crate::services::engines::Engines;
+use crate::services::media::MediaStore;
 use crate::services::numbers::NumberCache;
-use crate::services::sessions::{SessionManager, SessionPacing};
+use crate::services::sessions::{Pipeline, SessionManager, SessionPacing};
 use crate::services::webhooks::Webhooks;
 use wagate_core::Pacing;
 
@@ -94,12 +95,12 @@ impl App {
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
         let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone()));
         tokio::spawn(webhooks.clone().run(shutdown.clone()));
+        let media = Arc::new(MediaStore::new(&config.data_dir, config.media.clone(), webhooks.clone()));
         let sessions = SessionManager::new(
             store.clone(),
             engines,
             config.data_dir.clone(),
-            delivery,
-            webhooks,
+            Pipeline { delivery, webhooks, media },
             pacing,
             shutdown.clone(),
         );

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use wagate_core::Pacing;
 
+pub use crate::services::media::MediaConfig;
 pub use crate::services::webhooks::WebhookConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,7 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// How long "is this number on WhatsApp" answers are reused, in seconds.
     pub numbers_cache_ttl_secs: u64,
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +190,7 @@ impl Default for Config {
             },
             webhooks: WebhookConfig::default(),
             numbers_cache_ttl_secs: 3_600,
+            media: MediaConfig::default(),
         }
     }
 }
@@ -258,6 +261,9 @@ impl Config {
         }
         if let Some(ttl) = parse(env, "WAGATE_TOKEN_TTL_SECS", "a number of seconds")? {
             self.token_ttl_secs = ttl;
+        }
+        if let Some(max) = parse(env, "WAGATE_MEDIA_MAX_BYTES", "a number of bytes")? {
+            self.media.max_bytes = max;
         }
         if let Some(allow) = parse_bool(env, "WAGATE_ALLOW_PRIVATE_URLS")? {
             self.webhooks.allow_private_urls = allow;

@@ -283,10 +283,11 @@ async fn bad_messages_are_refused_with_a_reason() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_message",
         ),
+        (json!({ "to": "+6281234500030", "image": {} }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
         (
-            json!({ "to": "+6281234500030", "image": { "url": "https://example.com/a.png" } }),
-            StatusCode::NOT_IMPLEMENTED,
-            "media_not_available",
+            json!({ "to": "+6281234500030", "image": { "url": "ftp://example.com/a.png" } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_media_url",
         ),
     ];
     for (body, status, code) in cases {

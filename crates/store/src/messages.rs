@@ -53,7 +53,7 @@ pub enum Inserted {
 /// What the dispatcher of a session should do next.
 pub enum Claim {
     /// This message is now `sending`, leased until the given time.
-    Message(MessageRecord),
+    Message(Box<MessageRecord>),
     /// The next message may not go before this time (backoff or pacing).
     WaitUntil(i64),
     /// A message is being sent (by a lease that has not expired yet).
@@ -328,12 +328,12 @@ impl Store {
         }
         self.insert_event(&mut tx, &head.id, MessageStatus::Sending, None, now).await?;
         tx.commit().await?;
-        Ok(Claim::Message(MessageRecord {
+        Ok(Claim::Message(Box::new(MessageRecord {
             status: MessageStatus::Sending,
             attempts: head.attempts + 1,
             updated_at: now,
             ..head
-        }))
+        })))
     }
 
     /// Moves a message to `to` if it is in one of `from`; records the transition. Returns

@@ -22,6 +22,8 @@ pub struct InboxEntry {
     pub to: String,
     /// The group it was sent to, for group messages.
     pub group: Option<String>,
+    /// Size of the media that came with it, in bytes.
+    pub media_size: Option<usize>,
     pub content: MessageContent,
     /// Unix milliseconds.
     pub received_at: i64,

@@ -293,6 +293,12 @@ impl SandboxSession {
                 None => {}
             }
         }
+        if message.content.media().is_some() && message.media.is_none() {
+            let failure = SendFailure::Permanent { detail: "media bytes missing".into() };
+            self.events.emit(EngineEvent::SendFailed { id, failure });
+            return;
+        }
+        let media_size = message.media.as_ref().map(|m| m.bytes.len());
         let received_at = now_ms();
         for to in recipients {
             self.network.deliver(
@@ -302,6 +308,7 @@ impl SandboxSession {
                     session_id: self.id.to_string(),
                     to: to.e164().to_owned(),
                     group: group.clone(),
+                    media_size,
                     content: message.content.clone(),
                     received_at,
                 },

@@ -1,6 +1,6 @@
 //! `/api/v1/…/messages`: accept messages into the outbox, follow them, retry or cancel them.
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -8,22 +8,24 @@ use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
-use wagate_core::message::{Button, ListRow, ListSection};
+use wagate_core::message::{Button, ListRow, ListSection, MediaRef};
 use wagate_core::{MessageContent, MessageStatus, Phone, Scope};
 use wagate_store::{MessageFilter, MessageRecord, SessionRecord};
 
-use super::extract::{Auth, Json, QueryParams};
+use super::extract::{Auth, QueryParams};
 use super::sessions::{authorized_session, parse_phone, visible_sessions};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::services::delivery::{DeliveryError, NewOutgoing};
+use crate::services::media::MediaError;
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
+    // Sending takes uploads up to the media limit: the body extractor enforces its own limits.
     Router::new()
-        .route("/sessions/{id}/messages", post(send_from_session))
-        .route("/messages", get(list).post(send))
+        .route("/sessions/{id}/messages", post(send_from_session).layer(DefaultBodyLimit::disable()))
+        .route("/messages", get(list).post(send).layer(DefaultBodyLimit::disable()))
         .route("/messages/{id}", get(show).delete(cancel))
         .route("/messages/{id}/retry", post(retry))
 }
@@ -106,13 +108,20 @@ pub struct ListRowBody {
     pub description: Option<String>,
 }
 
+/// Media by URL (fetched when the message is sent). To upload a file instead, send the request
+/// as `multipart/form-data` with the file in a field named after the type (`image`, `video`,
+/// `audio`, `document`, `sticker`) and the other fields as text.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaBody {
     /// An http(s) URL to fetch the media from.
-    pub url: Option<String>,
+    pub url: String,
     pub mimetype: Option<String>,
+    /// For documents: the name the recipient sees.
     pub file_name: Option<String>,
+    /// For audio: send as a voice note (push-to-talk).
+    #[serde(default)]
+    pub voice: bool,
 }
 
 /// A message: `to` and exactly one content field (`text`, `location`, `contact`, `reaction`,
@@ -144,7 +153,43 @@ pub struct SendMessageRequest {
     pub audio: Option<MediaBody>,
     pub document: Option<MediaBody>,
     pub sticker: Option<MediaBody>,
+    /// Caption of an image, video or document.
     pub caption: Option<String>,
+    /// A file sent as `multipart/form-data` (not part of JSON bodies).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub upload: Option<Upload>,
+}
+
+/// A file received in a multipart request, already stored.
+#[derive(Debug)]
+pub struct Upload {
+    pub kind: &'static str,
+    pub media: MediaRef,
+    pub file_name: Option<String>,
+    pub voice: bool,
+}
+
+impl Upload {
+    fn into_content(self, caption: Option<String>) -> MessageContent {
+        let media = self.media;
+        match self.kind {
+            "image" => MessageContent::Image { media, caption },
+            "video" => MessageContent::Video { media, caption },
+            "audio" => MessageContent::Audio { media, voice: self.voice },
+            "sticker" => MessageContent::Sticker { media },
+            _ => MessageContent::Document {
+                media,
+                file_name: self.file_name.unwrap_or_else(|| "file".into()),
+                caption,
+            },
+        }
+    }
+}
+
+fn file_name_from_url(url: &str) -> String {
+    let last = url.split(['?', '#']).next().unwrap_or("").rsplit('/').next().unwrap_or("");
+    if last.is_empty() { "file".into() } else { last.chars().take(255).collect() }
 }
 
 fn invalid(detail: impl Into<String>) -> ApiError {
@@ -216,13 +261,30 @@ fn content_of(state: &AppState, request: SendMessageRequest) -> ApiResult<Messag
             .collect();
         contents.push(MessageContent::List { body: l.text, button_text: l.button_text, sections });
     }
-    let media = [&request.image, &request.video, &request.audio, &request.document, &request.sticker];
-    if media.iter().any(|m| m.is_some()) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "media_not_available",
-            "media messages (image, video, audio, document, sticker) are not available in this version yet",
-        ));
+    let caption = request.caption.clone();
+    let by_url = |media: &MediaBody| MediaRef {
+        source: media.url.clone(),
+        mimetype: media.mimetype.clone(),
+        size: None,
+    };
+    if let Some(m) = &request.image {
+        contents.push(MessageContent::Image { media: by_url(m), caption: caption.clone() });
+    }
+    if let Some(m) = &request.video {
+        contents.push(MessageContent::Video { media: by_url(m), caption: caption.clone() });
+    }
+    if let Some(m) = &request.audio {
+        contents.push(MessageContent::Audio { media: by_url(m), voice: m.voice });
+    }
+    if let Some(m) = &request.document {
+        let file_name = m.file_name.clone().unwrap_or_else(|| file_name_from_url(&m.url));
+        contents.push(MessageContent::Document { media: by_url(m), file_name, caption: caption.clone() });
+    }
+    if let Some(m) = &request.sticker {
+        contents.push(MessageContent::Sticker { media: by_url(m) });
+    }
+    if let Some(upload) = request.upload {
+        contents.push(upload.into_content(caption));
     }
     let mut contents = contents.into_iter();
     let (Some(content), None) = (contents.next(), contents.next()) else {
@@ -337,19 +399,52 @@ impl From<DeliveryError> for ApiError {
 /// Accepts one message for `session`: durable in the outbox before the answer.
 pub(crate) async fn accept(
     state: &AppState,
-    principal: &Principal,
     session: &SessionRecord,
     headers: &HeaderMap,
     request: SendMessageRequest,
 ) -> ApiResult<Response> {
+    let upload_media = request.upload.as_ref().map(|u| u.media.clone());
+    let result = accept_checked(state, session, headers, request).await;
+    if result.is_err()
+        && let Some(media) = upload_media
+    {
+        state.sessions.media().discard(&media).await;
+    }
+    result
+}
+
+async fn accept_checked(
+    state: &AppState,
+    session: &SessionRecord,
+    headers: &HeaderMap,
+    mut request: SendMessageRequest,
+) -> ApiResult<Response> {
+    let upload = request.upload.take();
     let fingerprint = {
         let mut hasher = Sha256::new();
         hasher.update(session.id.as_str());
         hasher.update(format!("{request:?}"));
+        if let Some(upload) = &upload {
+            hasher.update(format!(
+                "{}:{:?}:{:?}:{:?}",
+                upload.kind, upload.media.size, upload.media.mimetype, upload.file_name
+            ));
+        }
         hex::encode(hasher.finalize())
     };
+    request.upload = upload;
     let recipient = recipient_of(state, &request.to)?;
     let content = content_of(state, request)?;
+    if let Some(media) = content.media()
+        && !media.source.starts_with("upload:")
+    {
+        state
+            .sessions
+            .media()
+            .check_url(&media.source)
+            .await
+            .map_err(|e| ApiError::unprocessable("invalid_media_url", e.to_string()))?;
+    }
     let key = idempotency_key(headers)?;
     let accepted = state
         .sessions
@@ -366,7 +461,6 @@ pub(crate) async fn accept(
             request_hash: Some(&fingerprint),
         })
         .await?;
-    let _ = principal;
     if accepted.created {
         state.sessions.notify_work(session);
     }
@@ -388,13 +482,13 @@ pub async fn send_from_session(
     Auth(principal): Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(request): Json<SendMessageRequest>,
+    SendBody(request): SendBody,
 ) -> ApiResult<Response> {
     let session = authorized_session(&state, &principal, &id, Scope::Send).await?;
     if request.session.is_some() || request.from.is_some() {
         return Err(invalid("`session` and `from` belong to POST /api/v1/messages"));
     }
-    accept(&state, &principal, &session, &headers, request).await
+    accept(&state, &session, &headers, request).await
 }
 
 /// Queue a message from a session named by `session`, or by its linked phone number (`from`).
@@ -406,14 +500,14 @@ pub async fn send(
     State(state): State<AppState>,
     Auth(principal): Auth,
     headers: HeaderMap,
-    Json(mut request): Json<SendMessageRequest>,
+    SendBody(mut request): SendBody,
 ) -> ApiResult<Response> {
     let session = match (request.session.take(), request.from.take()) {
         (Some(id), None) => authorized_session(&state, &principal, &id, Scope::Send).await?,
         (None, Some(phone)) => session_by_phone(&state, &principal, &phone).await?,
         _ => return Err(invalid("give exactly one of `session` or `from`")),
     };
-    accept(&state, &principal, &session, &headers, request).await
+    accept(&state, &session, &headers, request).await
 }
 
 pub(crate) async fn session_by_phone(
@@ -589,4 +683,139 @@ pub async fn list(
         .map(MessageView::from)
         .collect();
     Ok(JsonResponse(MessagePage { messages, next_cursor }))
+}
+
+/// Largest JSON body of a send request.
+const MAX_JSON_BYTES: usize = 1024 * 1024;
+
+/// A send request as JSON, or as `multipart/form-data` with a file (streamed to storage while
+/// it arrives, refused as soon as it passes the media limit).
+pub struct SendBody(pub SendMessageRequest);
+
+impl FromRequest<AppState> for SendBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let content_type =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        if content_type.starts_with("multipart/form-data") {
+            let multipart = Multipart::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+            return read_multipart(state, multipart).await.map(SendBody);
+        }
+        if !content_type.starts_with("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON (`Content-Type: application/json`) or a multipart/form-data upload",
+            ));
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BYTES).await.map_err(|_| {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the JSON body is too large")
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let request = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+            let inner = err.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}"))
+            } else {
+                ApiError::unprocessable("invalid_body", format!("{}: {inner}", err.path()))
+            }
+        })?;
+        Ok(SendBody(request))
+    }
+}
+
+const MEDIA_FIELDS: [&str; 5] = ["image", "video", "audio", "document", "sticker"];
+
+async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult<SendMessageRequest> {
+    let media = state.sessions.media();
+    let mut text: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut upload: Option<Upload> = None;
+    let outcome: ApiResult<()> = async {
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            if let Some(kind) = MEDIA_FIELDS.iter().find(|k| **k == name) {
+                if upload.is_some() {
+                    return Err(invalid("only one file per message"));
+                }
+                let file_name = field.file_name().map(str::to_owned);
+                let stored = media.save_upload(kind, field).await.map_err(media_error)?;
+                upload = Some(Upload { kind, media: stored, file_name, voice: false });
+            } else {
+                let value = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+                if value.len() > 70_000 {
+                    return Err(invalid(format!("field `{name}` is too long")));
+                }
+                text.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(err) = outcome {
+        if let Some(upload) = &upload {
+            media.discard(&upload.media).await;
+        }
+        return Err(err);
+    }
+    let known = ["to", "session", "from", "text", "caption", "file_name", "voice"];
+    if let Some(unknown) = text.keys().find(|k| !known.contains(&k.as_str())) {
+        if let Some(upload) = &upload {
+            media.discard(&upload.media).await;
+        }
+        return Err(ApiError::unprocessable("invalid_body", format!("unknown field `{unknown}`")));
+    }
+    if let Some(upload) = upload.as_mut() {
+        upload.file_name = text.remove("file_name").or(upload.file_name.take());
+        upload.voice = text.remove("voice").is_some_and(|v| v == "true" || v == "1");
+    }
+    let Some(to) = text.remove("to") else {
+        if let Some(upload) = &upload {
+            media.discard(&upload.media).await;
+        }
+        return Err(invalid("`to` is required"));
+    };
+    Ok(SendMessageRequest {
+        to,
+        session: text.remove("session"),
+        from: text.remove("from"),
+        text: text.remove("text"),
+        mentions: None,
+        reply_to: None,
+        location: None,
+        contact: None,
+        reaction: None,
+        poll: None,
+        buttons: None,
+        list: None,
+        image: None,
+        video: None,
+        audio: None,
+        document: None,
+        sticker: None,
+        caption: text.remove("caption"),
+        upload,
+    })
+}
+
+pub(crate) fn media_error(err: MediaError) -> ApiError {
+    match err {
+        MediaError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", err.to_string())
+        }
+        MediaError::WrongType { .. } | MediaError::Empty => {
+            ApiError::unprocessable("invalid_media", err.to_string())
+        }
+        MediaError::Url(_) => ApiError::unprocessable("invalid_media_url", err.to_string()),
+        other => ApiError::internal("media", other),
+    }
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod delivery;
 pub mod engines;
+pub mod media;
 pub mod numbers;
 pub mod sessions;
 pub mod webhooks;

@@ -44,7 +44,7 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
         };
         let wait = match claim {
             Claim::Message(message) => {
-                dispatch(&manager, &runtime, message, &mut last_sent).await;
+                dispatch(&manager, &runtime, *message, &mut last_sent).await;
                 continue;
             }
             Claim::Empty => IDLE_RECHECK,
@@ -116,10 +116,21 @@ async fn dispatch(
         let _ = connection.set_typing(&chat).await;
     }
 
+    let media = match message.content.media() {
+        Some(reference) => match manager.media().load(message.content.kind(), reference).await {
+            Ok(media) => Some(media),
+            Err(err) if err.is_transient() => {
+                return retry_or_fail(manager, runtime, &message, err.to_string()).await;
+            }
+            Err(err) => {
+                return settle(manager, runtime, &id, MessageStatus::Failed, Some(err.to_string())).await;
+            }
+        },
+        None => None,
+    };
     let outcome = delivery.expect_outcome(&id);
-    let sent = connection
-        .send(OutgoingMessage { id: id.clone(), to: chat, content: message.content.clone(), media: None })
-        .await;
+    let outgoing = OutgoingMessage { id: id.clone(), to: chat, content: message.content.clone(), media };
+    let sent = connection.send(outgoing).await;
     *last_sent = Some(Instant::now());
     match sent {
         Ok(()) => {}
@@ -135,7 +146,12 @@ async fn dispatch(
     }
     let timeout = Duration::from_millis(delivery.config.ack_timeout_ms);
     match tokio::time::timeout(timeout, outcome).await {
-        Ok(Ok(Outcome::Sent)) => settle(manager, runtime, &id, MessageStatus::Sent, None).await,
+        Ok(Ok(Outcome::Sent)) => {
+            settle(manager, runtime, &id, MessageStatus::Sent, None).await;
+            if let Some(reference) = message.content.media() {
+                manager.media().discard(reference).await;
+            }
+        }
         Ok(Ok(Outcome::Failed(SendFailure::Transient { detail }))) => {
             retry_or_fail(manager, runtime, &message, detail).await;
         }

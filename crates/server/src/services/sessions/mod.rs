@@ -21,6 +21,7 @@ use wagate_store::{LinkedAccount, NewSession, SessionRecord, Store, StoreError};
 
 use super::delivery::{Delivery, Outcome};
 use super::engines::Engines;
+use super::media::MediaStore;
 use super::webhooks::Webhooks;
 use crate::time::{now_ms, rfc3339};
 
@@ -237,10 +238,17 @@ struct Inner {
     engines: Engines,
     sessions_dir: PathBuf,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
-    delivery: Arc<Delivery>,
-    webhooks: Arc<Webhooks>,
+    pipeline: Pipeline,
     pacing: SessionPacing,
     shutdown: watch::Receiver<bool>,
+}
+
+/// The services a session's messages flow through.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub delivery: Arc<Delivery>,
+    pub webhooks: Arc<Webhooks>,
+    pub media: Arc<MediaStore>,
 }
 
 /// Pacing defaults: per engine, and for one-time passwords.
@@ -263,8 +271,7 @@ impl SessionManager {
         store: Store,
         engines: Engines,
         data_dir: PathBuf,
-        delivery: Arc<Delivery>,
-        webhooks: Arc<Webhooks>,
+        pipeline: Pipeline,
         pacing: SessionPacing,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -274,8 +281,7 @@ impl SessionManager {
                 engines,
                 sessions_dir: data_dir.join("sessions"),
                 runtimes: Mutex::new(HashMap::new()),
-                delivery,
-                webhooks,
+                pipeline,
                 pacing,
                 shutdown,
             }),
@@ -283,11 +289,15 @@ impl SessionManager {
     }
 
     pub fn delivery(&self) -> &Delivery {
-        &self.inner.delivery
+        &self.inner.pipeline.delivery
+    }
+
+    pub fn media(&self) -> &Arc<MediaStore> {
+        &self.inner.pipeline.media
     }
 
     pub fn webhooks(&self) -> &Arc<Webhooks> {
-        &self.inner.webhooks
+        &self.inner.pipeline.webhooks
     }
 
     /// The open connection of a connected session.
@@ -373,7 +383,7 @@ impl SessionManager {
     ) -> Result<SessionRecord, SessionError> {
         self.inner.engines.get(request.engine)?;
         if let Some(url) = &request.webhook_url {
-            self.inner.webhooks.check_url(url).await.map_err(SessionError::Webhook)?;
+            self.inner.pipeline.webhooks.check_url(url).await.map_err(SessionError::Webhook)?;
         }
         let id = request.id.unwrap_or_else(SessionId::generate);
         let name = request.name.unwrap_or_else(|| id.to_string());
@@ -394,6 +404,7 @@ impl SessionManager {
         self.log(&id, "created", serde_json::json!({ "engine": request.engine })).await;
         if let Some(url) = &request.webhook_url {
             self.inner
+                .pipeline
                 .webhooks
                 .set_session_url(owner_id, &id, Some(url))
                 .await
@@ -425,6 +436,7 @@ impl SessionManager {
     ) -> Result<SessionRecord, SessionError> {
         let record = self.get(id).await?;
         self.inner
+            .pipeline
             .webhooks
             .set_session_url(&record.owner_id, id, url)
             .await
@@ -507,7 +519,7 @@ impl SessionManager {
         }
         self.forget_credentials(&record).await?;
         self.store().delete_session_webhooks(id, false).await?;
-        self.inner.webhooks.invalidate();
+        self.inner.pipeline.webhooks.invalidate();
         self.store().delete_session(id).await?;
         runtime.publish(StreamEvent::Deleted { session_id: id.to_string() });
         runtime.is_deleted.store(true, Ordering::SeqCst);
@@ -639,6 +651,7 @@ impl SessionManager {
             account,
         };
         self.inner
+            .pipeline
             .webhooks
             .emit(&runtime.owner_id, Some(&runtime.id), "session.status", webhook_data(&event))
             .await;
@@ -695,6 +708,7 @@ impl SessionManager {
                 }
                 let event = StreamEvent::Qr { session_id, qr: code, expires_at: rfc3339(expires_at) };
                 self.inner
+                    .pipeline
                     .webhooks
                     .emit(&runtime.owner_id, Some(&runtime.id), "session.qr", webhook_data(&event))
                     .await;
@@ -796,6 +810,7 @@ impl SessionManager {
                 reason,
             };
             self.inner
+                .pipeline
                 .webhooks
                 .emit(&runtime.owner_id, Some(&runtime.id), "message.status", webhook_data(&event))
                 .await;
@@ -834,7 +849,11 @@ impl SessionManager {
             "timestamp": rfc3339(message.timestamp),
             "timestamp_unix": message.timestamp / 1000,
         });
-        self.inner.webhooks.emit(&runtime.owner_id, Some(&runtime.id), "message.received", data).await;
+        self.inner
+            .pipeline
+            .webhooks
+            .emit(&runtime.owner_id, Some(&runtime.id), "message.received", data)
+            .await;
         runtime.publish(StreamEvent::MessageReceived {
             session_id: runtime.id.to_string(),
             message_id: message.id,
