@@ -97,6 +97,8 @@ pub struct DeliveryConfig {
     /// First retry delay; doubles with every attempt up to `retry_max_ms`.
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// How long a session that hit WhatsApp's reach-out restriction (463) stays out of pools.
+    pub restriction_cooldown_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -107,6 +109,7 @@ impl Default for DeliveryConfig {
             max_attempts: 5,
             retry_base_ms: 2_000,
             retry_max_ms: 300_000,
+            restriction_cooldown_ms: 3_600_000,
         }
     }
 }

@@ -461,3 +461,16 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Messages waiting in a session's queue.
+    pub async fn count_queued(&self, session: &SessionId) -> Result<i64> {
+        let row = sqlx::query(self.sql(
+            "SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND status IN ('queued', 'sending')",
+        ))
+        .bind(session.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+}

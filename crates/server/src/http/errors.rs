@@ -34,6 +34,7 @@ impl From<SessionError> for ApiError {
             SessionError::Engine(other) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
             }
+            SessionError::UnknownPool(_) => ApiError::not_found("pool_not_found", message),
             SessionError::Webhook(err) => ApiError::from(err),
             SessionError::Store(err) => ApiError::from(err),
         }

@@ -19,6 +19,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::services::delivery::{DeliveryError, NewOutgoing};
 use crate::services::media::MediaError;
+use crate::services::sessions::PoolStrategy;
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -133,8 +134,14 @@ pub struct SendMessageRequest {
     pub to: String,
     /// For `POST /api/v1/messages`: the session to send from…
     pub session: Option<String>,
-    /// …or the phone number of one of your linked sessions (seed 003's "phone").
+    /// …or the phone number of one of your linked sessions (seed 003's "phone")…
     pub from: Option<String>,
+    /// …or a pool: a healthy session of the pool sends it, and the message moves to another
+    /// member if that session stops being healthy.
+    pub pool: Option<String>,
+    /// How the pool picks the session (default `round_robin`).
+    #[schema(value_type = Option<String>)]
+    pub strategy: Option<PoolStrategy>,
     pub text: Option<String>,
     /// Phone numbers to mention in `text`.
     pub mentions: Option<Vec<String>>,
@@ -422,7 +429,11 @@ async fn accept_checked(
     let upload = request.upload.take();
     let fingerprint = {
         let mut hasher = Sha256::new();
-        hasher.update(session.id.as_str());
+        // A pool send may pick another session on a repeat: the pool identifies the request.
+        match &request.pool {
+            Some(pool) => hasher.update(format!("pool:{pool}")),
+            None => hasher.update(session.id.as_str()),
+        }
         hasher.update(format!("{request:?}"));
         if let Some(upload) = &upload {
             hasher.update(format!(
@@ -433,6 +444,7 @@ async fn accept_checked(
         hex::encode(hasher.finalize())
     };
     request.upload = upload;
+    let pool = request.pool.take();
     let recipient = recipient_of(state, &request.to)?;
     let content = content_of(state, request)?;
     if let Some(media) = content.media()
@@ -452,7 +464,7 @@ async fn accept_checked(
         .accept(NewOutgoing {
             owner_id: &session.owner_id,
             session_id: &session.id,
-            pool: None,
+            pool: pool.as_deref(),
             recipient: &recipient,
             content: &content,
             priority: 0,
@@ -485,8 +497,12 @@ pub async fn send_from_session(
     SendBody(request): SendBody,
 ) -> ApiResult<Response> {
     let session = authorized_session(&state, &principal, &id, Scope::Send).await?;
-    if request.session.is_some() || request.from.is_some() {
-        return Err(invalid("`session` and `from` belong to POST /api/v1/messages"));
+    if request.session.is_some()
+        || request.from.is_some()
+        || request.pool.is_some()
+        || request.strategy.is_some()
+    {
+        return Err(invalid("`session`, `from`, `pool` and `strategy` belong to POST /api/v1/messages"));
     }
     accept(&state, &session, &headers, request).await
 }
@@ -502,10 +518,25 @@ pub async fn send(
     headers: HeaderMap,
     SendBody(mut request): SendBody,
 ) -> ApiResult<Response> {
-    let session = match (request.session.take(), request.from.take()) {
-        (Some(id), None) => authorized_session(&state, &principal, &id, Scope::Send).await?,
-        (None, Some(phone)) => session_by_phone(&state, &principal, &phone).await?,
-        _ => return Err(invalid("give exactly one of `session` or `from`")),
+    let strategy = request.strategy.take();
+    let session = match (request.session.take(), request.from.take(), request.pool.clone()) {
+        (Some(id), None, None) => authorized_session(&state, &principal, &id, Scope::Send).await?,
+        (None, Some(phone), None) => session_by_phone(&state, &principal, &phone).await?,
+        (None, None, Some(pool)) => {
+            principal.require(Scope::Send)?;
+            let chosen = state
+                .sessions
+                .pick_from_pool(&principal.user_id, &pool, strategy.unwrap_or(PoolStrategy::RoundRobin))
+                .await?;
+            if !principal.can_see(&chosen) {
+                return Err(ApiError::not_found(
+                    "pool_not_found",
+                    format!("no session of yours is in pool `{pool}`"),
+                ));
+            }
+            chosen
+        }
+        _ => return Err(invalid("give exactly one of `session`, `from` or `pool`")),
     };
     accept(&state, &session, &headers, request).await
 }
@@ -767,7 +798,7 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult
         }
         return Err(err);
     }
-    let known = ["to", "session", "from", "text", "caption", "file_name", "voice"];
+    let known = ["to", "session", "from", "pool", "text", "caption", "file_name", "voice"];
     if let Some(unknown) = text.keys().find(|k| !known.contains(&k.as_str())) {
         if let Some(upload) = &upload {
             media.discard(&upload.media).await;
@@ -788,6 +819,8 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> ApiResult
         to,
         session: text.remove("session"),
         from: text.remove("from"),
+        pool: text.remove("pool"),
+        strategy: None,
         text: text.remove("text"),
         mentions: None,
         reply_to: None,

@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wagate_core::{EngineKind, Phone, Scope, SessionId, SessionName};
+use wagate_core::{EngineKind, Pacing, Phone, Scope, SessionId, SessionName};
 use wagate_store::SessionRecord;
 
 use super::extract::{Auth, Json, QueryParams};
@@ -184,17 +184,28 @@ pub async fn show(
 #[serde(deny_unknown_fields)]
 pub struct UpdateSessionRequest {
     pub name: Option<String>,
+    /// The session's own pacing; `null` returns to its engine's default.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub pacing: Option<Option<Pacing>>,
+    /// The pool it sends for (`^[A-Za-z0-9_-]{1,64}$`); `null` takes it out.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub pool: Option<Option<String>>,
     /// `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub webhook_url: Option<Option<String>>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+/// Tells "absent" (leave as is) from `null` (clear).
+fn double_option<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
-/// Change a session's name or webhook URL.
+/// Change a session's name, webhook URL, pacing or pool.
 #[utoipa::path(patch, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
     request_body = UpdateSessionRequest,
     responses((status = 200, body = SessionView), (status = 404, body = Problem), (status = 422, body = Problem)),
@@ -215,6 +226,23 @@ pub async fn update(
     }
     if let Some(url) = webhook {
         record = state.sessions.set_webhook(&record.id, url.as_deref()).await?;
+    }
+    if let Some(pacing) = request.pacing {
+        if let Some(pacing) = &pacing {
+            pacing.validate().map_err(|e| ApiError::unprocessable("invalid_pacing", e))?;
+        }
+        record = state.sessions.set_pacing(&record.id, pacing.as_ref()).await?;
+    }
+    if let Some(pool) = request.pool {
+        if let Some(pool) = &pool
+            && SessionId::parse(pool).is_err()
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_pool",
+                "pool names are 1 to 64 letters, digits, `_` or `-`",
+            ));
+        }
+        record = state.sessions.set_pool(&record.id, pool.as_deref()).await?;
     }
     Ok(JsonResponse(SessionView::from(&record)))
 }

@@ -23,6 +23,10 @@ pub struct SessionView {
     /// Whether the session reconnects by itself (after `connect`, until `disconnect`/`logout`).
     pub auto_connect: bool,
     pub webhook_url: Option<String>,
+    /// The session's own pacing (absent: its engine's default).
+    #[schema(value_type = Option<Object>)]
+    pub pacing: Option<wagate_core::Pacing>,
+    pub pool: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub connected_at: Option<String>,
@@ -39,6 +43,8 @@ impl From<&SessionRecord> for SessionView {
             account: r.account.as_ref().map(AccountView::from),
             auto_connect: r.auto_connect,
             webhook_url: r.webhook_url.clone(),
+            pacing: r.pacing,
+            pool: r.pool.clone(),
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
             connected_at: r.connected_at.map(rfc3339),

@@ -6,10 +6,13 @@
 //! a new generation number, so late events of a closed connection are ignored.
 
 mod dispatcher;
+mod pools;
+
+pub use pools::PoolStrategy;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -41,6 +44,8 @@ pub enum SessionError {
     NoQr(SessionStatus),
     #[error(transparent)]
     Engine(EngineError),
+    #[error("no session of yours is in pool `{0}`")]
+    UnknownPool(String),
     #[error("webhook: {0}")]
     Webhook(super::webhooks::WebhookError),
     #[error(transparent)]
@@ -208,6 +213,8 @@ struct Runtime {
     online: watch::Sender<bool>,
     deleted: Notify,
     is_deleted: AtomicBool,
+    /// Until when WhatsApp refuses this account's messages to new contacts (error 463).
+    restricted_until: AtomicI64,
 }
 
 impl Runtime {
@@ -238,6 +245,8 @@ struct Inner {
     engines: Engines,
     sessions_dir: PathBuf,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    /// Round-robin position per pool.
+    pool_turns: Mutex<HashMap<String, usize>>,
     pipeline: Pipeline,
     pacing: SessionPacing,
     shutdown: watch::Receiver<bool>,
@@ -281,6 +290,7 @@ impl SessionManager {
                 engines,
                 sessions_dir: data_dir.join("sessions"),
                 runtimes: Mutex::new(HashMap::new()),
+                pool_turns: Mutex::new(HashMap::new()),
                 pipeline,
                 pacing,
                 shutdown,
@@ -321,10 +331,7 @@ impl SessionManager {
             return self.inner.pacing.otp;
         }
         match self.store().session(&message.session_id).await {
-            Ok(Some(record)) => record.pacing.unwrap_or(match record.engine {
-                EngineKind::Web => self.inner.pacing.web,
-                EngineKind::Sandbox => self.inner.pacing.sandbox,
-            }),
+            Ok(Some(record)) => self.effective_pacing(&record),
             _ => self.inner.pacing.web,
         }
     }
@@ -332,7 +339,13 @@ impl SessionManager {
     /// WhatsApp refused a message with a reach-out restriction (463): the account may not
     /// start new conversations for a while.
     async fn on_send_restricted(&self, runtime: &Runtime) {
-        self.log(&runtime.id, "send_restricted", serde_json::json!({ "code": 463 })).await;
+        let until = now_ms() + self.inner.pipeline.delivery.config.restriction_cooldown_ms as i64;
+        runtime.restricted_until.store(until, Ordering::SeqCst);
+        self.log(&runtime.id, "send_restricted", serde_json::json!({ "code": 463, "until": rfc3339(until) }))
+            .await;
+        if let Ok(record) = self.get(&runtime.id).await {
+            self.after_health_change(&record).await;
+        }
         runtime.publish(StreamEvent::Error {
             session_id: runtime.id.to_string(),
             code: "reach_out_restricted".into(),
@@ -370,6 +383,7 @@ impl SessionManager {
             online: watch::Sender::new(false),
             deleted: Notify::new(),
             is_deleted: AtomicBool::new(false),
+            restricted_until: AtomicI64::new(0),
         });
         runtimes.insert(record.id.clone(), runtime.clone());
         tokio::spawn(dispatcher::run(self.clone(), runtime.clone(), self.inner.shutdown.clone()));
@@ -426,6 +440,36 @@ impl SessionManager {
             return Err(SessionError::NotFound);
         }
         self.get(id).await
+    }
+
+    /// Own pacing for the session (`None`: its engine's default).
+    pub async fn set_pacing(
+        &self,
+        id: &SessionId,
+        pacing: Option<&Pacing>,
+    ) -> Result<SessionRecord, SessionError> {
+        if !self.store().set_session_pacing(id, pacing).await? {
+            return Err(SessionError::NotFound);
+        }
+        self.get(id).await
+    }
+
+    /// Puts the session into a pool (or takes it out with `None`).
+    pub async fn set_pool(&self, id: &SessionId, pool: Option<&str>) -> Result<SessionRecord, SessionError> {
+        if !self.store().set_session_pool(id, pool).await? {
+            return Err(SessionError::NotFound);
+        }
+        let record = self.get(id).await?;
+        self.after_health_change(&record).await;
+        Ok(record)
+    }
+
+    /// The pacing that applies to the session's ordinary messages.
+    pub fn effective_pacing(&self, record: &SessionRecord) -> Pacing {
+        record.pacing.unwrap_or(match record.engine {
+            EngineKind::Web => self.inner.pacing.web,
+            EngineKind::Sandbox => self.inner.pacing.sandbox,
+        })
     }
 
     /// The session's own webhook URL: an endpoint for its messages and status changes.
@@ -640,10 +684,11 @@ impl SessionManager {
         if let Err(err) = self.store().set_session_status(&runtime.id, status, reason).await {
             tracing::error!(session = %runtime.id, error = %err, "cannot record session status");
         }
-        let account = match self.store().session(&runtime.id).await {
-            Ok(Some(record)) => record.account.as_ref().map(AccountView::from),
-            _ => None,
-        };
+        let record = self.store().session(&runtime.id).await.ok().flatten();
+        let account = record.as_ref().and_then(|r| r.account.as_ref()).map(AccountView::from);
+        if let Some(record) = &record {
+            self.after_health_change(record).await;
+        }
         let event = StreamEvent::Status {
             session_id: runtime.id.to_string(),
             status,

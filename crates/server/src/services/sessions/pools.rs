@@ -1,0 +1,101 @@
+//! Pools: sessions of one owner that share the sending. A pool message goes to a healthy
+//! member (connected, not restricted by WhatsApp); when a member stops being healthy, its
+//! queued pool messages move to one that is.
+
+use std::sync::atomic::Ordering;
+
+use wagate_core::SessionStatus;
+use wagate_store::SessionRecord;
+
+use super::{SessionError, SessionManager};
+use crate::time::now_ms;
+
+/// How a pool picks the session for a new message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolStrategy {
+    /// Each healthy member in turn.
+    RoundRobin,
+    /// The healthy member with the fewest queued messages.
+    LeastBusy,
+}
+
+impl SessionManager {
+    /// Connected and not restricted by WhatsApp.
+    pub fn is_healthy(&self, record: &SessionRecord) -> bool {
+        let restricted = self.runtime(record).restricted_until.load(Ordering::SeqCst) > now_ms();
+        record.status == SessionStatus::Connected && !restricted
+    }
+
+    /// The session a new pool message goes to. With no healthy member it still goes to one
+    /// (the first), durably queued, and moves as soon as a member is healthy.
+    pub async fn pick_from_pool(
+        &self,
+        owner_id: &str,
+        pool: &str,
+        strategy: PoolStrategy,
+    ) -> Result<SessionRecord, SessionError> {
+        let members = self.store().pool_sessions(owner_id, pool).await?;
+        let healthy: Vec<&SessionRecord> = members.iter().filter(|m| self.is_healthy(m)).collect();
+        let Some(first) = members.first() else {
+            return Err(SessionError::UnknownPool(pool.to_owned()));
+        };
+        if healthy.is_empty() {
+            return Ok(first.clone());
+        }
+        let chosen = match strategy {
+            PoolStrategy::RoundRobin => {
+                let mut turns = self.inner.pool_turns.lock().unwrap_or_else(|p| p.into_inner());
+                let turn = turns.entry(format!("{owner_id}/{pool}")).or_insert(0);
+                *turn = turn.wrapping_add(1);
+                healthy[*turn % healthy.len()]
+            }
+            PoolStrategy::LeastBusy => {
+                let mut best = healthy[0];
+                let mut best_load = i64::MAX;
+                for member in &healthy {
+                    let load = self.store().count_queued(&member.id).await?;
+                    if load < best_load {
+                        best = member;
+                        best_load = load;
+                    }
+                }
+                best
+            }
+        };
+        Ok(chosen.clone())
+    }
+
+    /// Moves the queued pool messages of unhealthy members to healthy ones.
+    pub(super) async fn rebalance_pool(&self, owner_id: &str, pool: &str) {
+        let Ok(members) = self.store().pool_sessions(owner_id, pool).await else { return };
+        let (healthy, unhealthy): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| self.is_healthy(m));
+        if healthy.is_empty() {
+            return;
+        }
+        for (n, from) in unhealthy.iter().enumerate() {
+            let to = &healthy[n % healthy.len()];
+            match self.store().move_pool_messages(&from.id, &to.id).await {
+                Ok(0) => {}
+                Ok(moved) => {
+                    tracing::info!(pool, from = %from.id, to = %to.id, moved, "moved queued pool messages");
+                    self.log(
+                        &from.id,
+                        "pool_messages_moved",
+                        serde_json::json!({ "to": to.id.as_str(), "count": moved }),
+                    )
+                    .await;
+                    self.notify_work(to);
+                }
+                Err(err) => tracing::error!(pool, error = %err, "cannot move pool messages"),
+            }
+        }
+    }
+
+    /// After a status change or a restriction: keep the session's pool flowing.
+    pub(super) async fn after_health_change(&self, record: &SessionRecord) {
+        if let Some(pool) = &record.pool {
+            self.rebalance_pool(&record.owner_id, pool).await;
+        }
+    }
+}
