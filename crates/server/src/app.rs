@@ -185,6 +185,7 @@ fn engines(config: &Config) -> Engines {
             delivery_delay: Duration::from_millis(t.delivery_delay_ms),
             read_delay: Duration::from_millis(t.read_delay_ms),
             slow_delivery: Duration::from_millis(t.slow_delivery_ms),
+            state_dir: Some(config.data_dir.join("sandbox")),
         });
         engines = engines.with_sandbox(sandbox);
     }

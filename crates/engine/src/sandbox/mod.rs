@@ -49,6 +49,10 @@ pub struct SandboxConfig {
     pub read_delay: Duration,
     /// Time from "sent" to "delivered" for slow-delivery numbers.
     pub slow_delivery: Duration,
+    /// Where the simulated network keeps what it delivered, so that (like WhatsApp's servers)
+    /// it remembers across restarts of wagate: inboxes survive and a resent message id is not
+    /// delivered twice. `None`: in memory only.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -61,6 +65,7 @@ impl Default for SandboxConfig {
             delivery_delay: Duration::from_millis(300),
             read_delay: Duration::from_secs(2),
             slow_delivery: Duration::from_secs(30),
+            state_dir: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::session::Command;
 use crate::{Account, InboundMessage, MessageContent};
 
 /// A message the sandbox delivered to a phone number.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct InboxEntry {
     pub id: String,
     /// The sending account's number (E.164).
@@ -49,6 +49,8 @@ pub enum SandboxError {
 pub struct SandboxNetwork {
     pub(super) config: SandboxConfig,
     state: Mutex<NetworkState>,
+    /// Append-only log of deliveries (JSON lines), when the network keeps state on disk.
+    journal: Option<Mutex<std::fs::File>>,
 }
 
 #[derive(Default)]
@@ -69,7 +71,15 @@ pub(super) struct SandboxGroup {
 
 impl SandboxNetwork {
     pub(super) fn new(config: SandboxConfig) -> Self {
-        SandboxNetwork { config, state: Mutex::new(NetworkState::default()) }
+        let mut state = NetworkState::default();
+        let journal = config.state_dir.as_ref().and_then(|dir| match open_journal(dir, &mut state) {
+            Ok(file) => Some(Mutex::new(file)),
+            Err(err) => {
+                tracing::error!(error = %err, "sandbox: cannot keep network state on disk; keeping it in memory");
+                None
+            }
+        });
+        SandboxNetwork { config, state: Mutex::new(state), journal }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, NetworkState> {
@@ -105,6 +115,14 @@ impl SandboxNetwork {
             && let Some(commands) = state.sessions.get(session)
         {
             let _ = commands.send(Command::Receive(inbound));
+        }
+        if let Some(journal) = &self.journal {
+            use std::io::Write;
+            let line = serde_json::to_string(&entry).expect("entries serialize");
+            let mut file = journal.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(err) = writeln!(file, "{line}") {
+                tracing::error!(error = %err, "sandbox: cannot record a delivery");
+            }
         }
         state.inboxes.entry(entry.to.clone()).or_default().push(entry);
     }
@@ -188,4 +206,20 @@ impl SandboxNetwork {
     pub fn inbox(&self, phone: &Phone) -> Vec<InboxEntry> {
         self.state().inboxes.get(phone.e164()).cloned().unwrap_or_default()
     }
+}
+
+/// Opens the delivery journal and replays it into `state`.
+fn open_journal(dir: &std::path::Path, state: &mut NetworkState) -> std::io::Result<std::fs::File> {
+    use std::io::BufRead;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("sandbox-deliveries.jsonl");
+    if let Ok(file) = std::fs::File::open(&path) {
+        for line in std::io::BufReader::new(file).lines() {
+            // A torn last line (a crash mid-write) is skipped.
+            if let Ok(entry) = serde_json::from_str::<InboxEntry>(&line?) {
+                state.inboxes.entry(entry.to.clone()).or_default().push(entry);
+            }
+        }
+    }
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
 }

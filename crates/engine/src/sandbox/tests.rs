@@ -15,6 +15,7 @@ fn fast() -> SandboxConfig {
         delivery_delay: Duration::from_millis(10),
         read_delay: Duration::from_millis(10),
         slow_delivery: Duration::from_millis(300),
+        state_dir: None,
     }
 }
 
@@ -277,4 +278,39 @@ async fn sending_needs_a_connection() {
         media: None,
     };
     assert_eq!(s.connection.send(message).await, Err(EngineError::Closed));
+}
+
+#[tokio::test]
+async fn the_network_remembers_deliveries_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { state_dir: Some(dir.path().join("net")), ..fast() };
+    let to = phone("+6281234512345");
+    let text = |id: &str| OutgoingMessage {
+        id: id.into(),
+        to: Chat::Phone(to.clone()),
+        content: MessageContent::Text { body: id.into(), mentions: vec![], reply_to: None },
+        media: None,
+    };
+    {
+        let engine = SandboxEngine::new(config.clone());
+        let mut s = open(&engine, &dir, "journal").await;
+        link(&engine, &mut s, "+6281234500001").await;
+        s.connection.send(text("ONE")).await.unwrap();
+        assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "ONE".into() });
+        s.connection.close().await;
+    }
+    let engine = SandboxEngine::new(config);
+    assert_eq!(engine.network().inbox(&to).len(), 1, "the inbox survived");
+    let mut s = open(&engine, &dir, "journal").await;
+    assert!(matches!(next(&mut s.events).await, EngineEvent::Connected { .. }));
+    s.connection.send(text("ONE")).await.unwrap();
+    assert_eq!(
+        next(&mut s.events).await,
+        EngineEvent::Sent { id: "ONE".into() },
+        "a resend is acknowledged…"
+    );
+    s.connection.send(text("TWO")).await.unwrap();
+    assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "TWO".into() });
+    let ids: Vec<String> = engine.network().inbox(&to).into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["ONE", "TWO"], "…but not delivered twice");
 }
