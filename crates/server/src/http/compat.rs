@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
@@ -37,11 +37,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/connect", post(connect))
         .route("/api/sessions/{id}/disconnect", post(disconnect))
         .route("/api/ws/{id}", get(websocket))
-        .layer(middleware::from_fn(seed_error_fields))
 }
 
 /// Errors stay problem+json and gain the seeds' `success: false` and `message` fields.
-async fn seed_error_fields(request: axum::extract::Request, next: Next) -> Response {
+pub(super) async fn seed_error_fields(request: axum::extract::Request, next: Next) -> Response {
     let response = next.run(request).await;
     let is_problem = response
         .headers()
@@ -206,6 +205,7 @@ pub async fn status(
         "sessionId": record.id.as_str(),
         "status": record.status,
         "connected": record.status == SessionStatus::Connected,
+        "isConnected": record.status == SessionStatus::Connected,
         "user": record.account.as_ref().map(|a| json!({ "id": a.phone.trim_start_matches('+'), "name": a.push_name, "lid": a.lid })),
     });
     Ok(envelope("Session status", data))

@@ -126,8 +126,8 @@ pub struct MediaBody {
 }
 
 /// A message: `to` and exactly one content field (`text`, `location`, `contact`, `reaction`,
-/// `poll`, `buttons`, `list`; media fields are reserved).
-#[derive(Debug, Deserialize, ToSchema)]
+/// `poll`, `buttons`, `list`, `image`, `video`, `audio`, `document`, `sticker`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessageRequest {
     /// A phone number in any accepted format, or a group JID (`…@g.us`).
@@ -404,12 +404,27 @@ impl From<DeliveryError> for ApiError {
 }
 
 /// Accepts one message for `session`: durable in the outbox before the answer.
-pub(crate) async fn accept(
+/// The v1 answer: 202 with the message (200 for an idempotent repeat) and its status URL.
+async fn respond(
     state: &AppState,
     session: &SessionRecord,
     headers: &HeaderMap,
     request: SendMessageRequest,
 ) -> ApiResult<Response> {
+    let (created, view) = accept(state, session, headers, request).await?;
+    let location = HeaderValue::from_str(&view.status_url).expect("ids are header-safe");
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, [(header::LOCATION, location)], JsonResponse(view)).into_response())
+}
+
+/// Accepts one message for `session`: durable in the outbox before the answer. Returns
+/// whether it is new (not an idempotent repeat) and the message.
+pub(crate) async fn accept(
+    state: &AppState,
+    session: &SessionRecord,
+    headers: &HeaderMap,
+    request: SendMessageRequest,
+) -> ApiResult<(bool, MessageView)> {
     let upload_media = request.upload.as_ref().map(|u| u.media.clone());
     let result = accept_checked(state, session, headers, request).await;
     if result.is_err()
@@ -425,7 +440,7 @@ async fn accept_checked(
     session: &SessionRecord,
     headers: &HeaderMap,
     mut request: SendMessageRequest,
-) -> ApiResult<Response> {
+) -> ApiResult<(bool, MessageView)> {
     let upload = request.upload.take();
     let fingerprint = {
         let mut hasher = Sha256::new();
@@ -476,10 +491,7 @@ async fn accept_checked(
     if accepted.created {
         state.sessions.notify_work(session);
     }
-    let view = MessageView::from(&accepted.message);
-    let location = HeaderValue::from_str(&view.status_url).expect("ids are header-safe");
-    let status = if accepted.created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    Ok((status, [(header::LOCATION, location)], JsonResponse(view)).into_response())
+    Ok((accepted.created, MessageView::from(&accepted.message)))
 }
 
 /// Queue a message from this session.
@@ -504,7 +516,7 @@ pub async fn send_from_session(
     {
         return Err(invalid("`session`, `from`, `pool` and `strategy` belong to POST /api/v1/messages"));
     }
-    accept(&state, &session, &headers, request).await
+    respond(&state, &session, &headers, request).await
 }
 
 /// Queue a message from a session named by `session`, or by its linked phone number (`from`).
@@ -538,7 +550,7 @@ pub async fn send(
         }
         _ => return Err(invalid("give exactly one of `session`, `from` or `pool`")),
     };
-    accept(&state, &session, &headers, request).await
+    respond(&state, &session, &headers, request).await
 }
 
 pub(crate) async fn session_by_phone(

@@ -4,6 +4,7 @@ mod api_keys;
 mod auth;
 mod chats;
 mod compat;
+mod compat_messages;
 mod docs;
 mod errors;
 pub mod extract;
@@ -51,7 +52,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .nest("/api/v1", api)
-        .merge(compat::routes())
+        .merge(compat::routes().merge(compat_messages::routes()).layer(middleware::from_fn(compat::seed_error_fields)))
         .merge(health::routes())
         .merge(docs::routes())
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })

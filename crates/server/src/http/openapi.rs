@@ -3,7 +3,10 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, auth, chats, compat, health, messages, numbers, sessions, streams, users, webhooks};
+use super::{
+    api_keys, auth, chats, compat, compat_messages, health, messages, numbers, sessions, streams, users,
+    webhooks,
+};
 use crate::error::Problem;
 use crate::services::sessions::{AccountView, StreamEvent};
 
@@ -48,6 +51,10 @@ struct SandboxDoc;
         compat::login, compat::list, compat::create, compat::create_and_connect, compat::show, compat::remove,
         compat::status, compat::qr, compat::qr_page, compat::restart, compat::rename, compat::set_webhook,
         compat::connect, compat::disconnect, compat::websocket,
+        compat_messages::text, compat_messages::location, compat_messages::button, compat_messages::list,
+        compat_messages::image, compat_messages::video, compat_messages::audio, compat_messages::document,
+        compat_messages::format_phone, compat_messages::send_from_session, compat_messages::send_from_phone,
+        compat_messages::check_number, compat_messages::groups,
     ),
     components(schemas(Problem, AccountView, StreamEvent)),
     modifiers(&Security),

@@ -1,0 +1,425 @@
+//! Seed-compatible sending routes (docs/compat.md), as adapters over `/api/v1` messages.
+
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json as JsonResponse, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use wagate_core::Scope;
+use wagate_store::SessionRecord;
+
+use super::messages::{
+    ButtonBody, ButtonsBody, ListBody, ListRowBody, ListSectionBody, LocationBody, MediaBody, MessageView,
+    SendBody, SendMessageRequest, accept, session_by_phone,
+};
+use super::sessions::authorized_session;
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+
+pub fn routes() -> Router<AppState> {
+    let upload_limit = axum::extract::DefaultBodyLimit::disable();
+    Router::new()
+        .route("/api/messages/{session}/text", post(text))
+        .route("/api/messages/{session}/location", post(location))
+        .route("/api/messages/{session}/button", post(button))
+        .route("/api/messages/{session}/list", post(list))
+        .route("/api/messages/{session}/image", post(image).layer(upload_limit))
+        .route("/api/messages/{session}/video", post(video).layer(upload_limit))
+        .route("/api/messages/{session}/audio", post(audio).layer(upload_limit))
+        .route("/api/messages/{session}/document", post(document).layer(upload_limit))
+        .route("/api/messages/format-phone/{number}", get(format_phone))
+        .route("/api/sessions/{id}/send", post(send_from_session))
+        .route("/api/send", post(send_from_phone))
+        .route("/api/sessions/{id}/check-number", post(check_number))
+        .route("/api/sessions/{id}/groups", get(groups))
+}
+
+/// The single-tenant API's answer: `{success, message, data: {sessionId, to, messageId, status, timestamp}}`.
+fn queued(message: &MessageView) -> (StatusCode, JsonResponse<Value>) {
+    let to = if message.to.ends_with("@g.us") {
+        message.to.clone()
+    } else {
+        format!("{}@s.whatsapp.net", message.to.trim_start_matches('+'))
+    };
+    let data = json!({
+        "sessionId": message.session_id,
+        "to": to,
+        "messageId": message.id,
+        "status": message.status,
+        "timestamp": message.created_at,
+        "statusUrl": message.status_url,
+    });
+    (
+        StatusCode::ACCEPTED,
+        JsonResponse(json!({ "success": true, "message": "Message queued", "data": data })),
+    )
+}
+
+async fn sending_session(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    id: &str,
+) -> ApiResult<SessionRecord> {
+    authorized_session(state, principal, id, Scope::Send).await
+}
+
+/// Reads the body as JSON `T`, with problem+json failures.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request, state: &AppState) -> ApiResult<T> {
+    super::extract::Json::<T>::from_request(req, state).await.map(|super::extract::Json(v)| v)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TextBody {
+    pub to: String,
+    /// The text (`text` is accepted too).
+    pub message: Option<String>,
+    pub text: Option<String>,
+}
+
+/// Send a text (`{to, message}`).
+#[utoipa::path(post, path = "/api/messages/{session}/text", tag = "compat", params(("session" = String, Path)), request_body = TextBody,
+    responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn text(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+    let session = sending_session(&state, &principal, &id).await?;
+    let body: TextBody = json_body(req, &state).await?;
+    let request = SendMessageRequest { to: body.to, text: body.message.or(body.text), ..Default::default() };
+    let (_, view) = accept(&state, &session, &headers, request).await?;
+    Ok(queued(&view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LocationSeedBody {
+    pub to: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+/// Send a location (`{to, latitude, longitude, name?, address?}`).
+#[utoipa::path(post, path = "/api/messages/{session}/location", tag = "compat", params(("session" = String, Path)), request_body = LocationSeedBody,
+    responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn location(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+    let session = sending_session(&state, &principal, &id).await?;
+    let b: LocationSeedBody = json_body(req, &state).await?;
+    let location =
+        LocationBody { latitude: b.latitude, longitude: b.longitude, name: b.name, address: b.address };
+    let request = SendMessageRequest { to: b.to, location: Some(location), ..Default::default() };
+    let (_, view) = accept(&state, &session, &headers, request).await?;
+    Ok(queued(&view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ButtonSeedBody {
+    pub to: String,
+    pub message: Option<String>,
+    pub text: Option<String>,
+    pub footer: Option<String>,
+    pub buttons: Vec<SeedButton>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SeedButton {
+    pub id: Option<String>,
+    pub title: Option<String>,
+    /// Older clients name the label `text`.
+    pub text: Option<String>,
+}
+
+/// Send buttons (best effort: WhatsApp delivers them unreliably to linked devices).
+#[utoipa::path(post, path = "/api/messages/{session}/button", tag = "compat", params(("session" = String, Path)), request_body = ButtonSeedBody,
+    responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn button(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+    let session = sending_session(&state, &principal, &id).await?;
+    let b: ButtonSeedBody = json_body(req, &state).await?;
+    let buttons = b
+        .buttons
+        .into_iter()
+        .enumerate()
+        .map(|(n, button)| {
+            let title = button.title.or(button.text).unwrap_or_default();
+            ButtonBody { id: button.id.unwrap_or_else(|| format!("btn-{}", n + 1)), title }
+        })
+        .collect();
+    let body = ButtonsBody { text: b.message.or(b.text).unwrap_or_default(), footer: b.footer, buttons };
+    let request = SendMessageRequest { to: b.to, buttons: Some(body), ..Default::default() };
+    let (_, view) = accept(&state, &session, &headers, request).await?;
+    Ok(queued(&view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListSeedBody {
+    pub to: String,
+    pub message: Option<String>,
+    pub text: Option<String>,
+    pub button_text: String,
+    pub sections: Vec<SeedSection>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedSection {
+    pub title: String,
+    pub rows: Vec<SeedRow>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedRow {
+    pub id: Option<String>,
+    pub row_id: Option<String>,
+    pub title: String,
+    pub description: Option<String>,
+}
+
+/// Send a list (best effort, like buttons).
+#[utoipa::path(post, path = "/api/messages/{session}/list", tag = "compat", params(("session" = String, Path)), request_body = ListSeedBody,
+    responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+    let session = sending_session(&state, &principal, &id).await?;
+    let b: ListSeedBody = json_body(req, &state).await?;
+    let sections = b
+        .sections
+        .into_iter()
+        .map(|s| ListSectionBody {
+            title: s.title,
+            rows: s
+                .rows
+                .into_iter()
+                .enumerate()
+                .map(|(n, r)| ListRowBody {
+                    id: r.id.or(r.row_id).unwrap_or_else(|| format!("row-{}", n + 1)),
+                    title: r.title,
+                    description: r.description,
+                })
+                .collect(),
+        })
+        .collect();
+    let body =
+        ListBody { text: b.message.or(b.text).unwrap_or_default(), button_text: b.button_text, sections };
+    let request = SendMessageRequest { to: b.to, list: Some(body), ..Default::default() };
+    let (_, view) = accept(&state, &session, &headers, request).await?;
+    Ok(queued(&view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaSeedBody {
+    pub to: String,
+    pub url: String,
+    pub caption: Option<String>,
+    pub file_name: Option<String>,
+    pub mimetype: Option<String>,
+    /// Audio only: a voice note.
+    #[serde(default)]
+    pub ptt: bool,
+}
+
+/// Media by multipart upload (`-F to=… -F caption=… -F image=@file`) or JSON `{to, url, caption}`.
+async fn media(
+    state: AppState,
+    principal: crate::auth::Principal,
+    id: String,
+    headers: HeaderMap,
+    req: Request,
+    kind: &'static str,
+) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+    let session = sending_session(&state, &principal, &id).await?;
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let request = if is_json {
+        let b: MediaSeedBody = json_body(req, &state).await?;
+        let media = MediaBody { url: b.url, mimetype: b.mimetype, file_name: b.file_name, voice: b.ptt };
+        let mut request = SendMessageRequest { to: b.to, caption: b.caption, ..Default::default() };
+        match kind {
+            "image" => request.image = Some(media),
+            "video" => request.video = Some(media),
+            "audio" => request.audio = Some(media),
+            _ => request.document = Some(media),
+        }
+        request
+    } else {
+        let SendBody(request) = SendBody::from_request(req, &state).await?;
+        if request.upload.as_ref().is_some_and(|u| u.kind != kind) {
+            if let Some(upload) = &request.upload {
+                state.sessions.media().discard(&upload.media).await;
+            }
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                format!("send the file in a field named `{kind}`"),
+            ));
+        }
+        request
+    };
+    let (_, view) = accept(&state, &session, &headers, request).await?;
+    Ok(queued(&view))
+}
+
+macro_rules! media_route {
+    ($name:ident, $kind:literal, $path:literal) => {
+        #[doc = concat!("Send ", $kind, " media: multipart upload (field `", $kind, "`) or JSON `{to, url, caption}`.")]
+        #[utoipa::path(post, path = $path, tag = "compat", params(("session" = String, Path)),
+            responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+        pub async fn $name(State(state): State<AppState>, super::extract::Auth(principal): super::extract::Auth, Path(id): Path<String>, headers: HeaderMap, req: Request) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+            media(state, principal, id, headers, req, $kind).await
+        }
+    };
+}
+
+media_route!(image, "image", "/api/messages/{session}/image");
+media_route!(video, "video", "/api/messages/{session}/video");
+media_route!(audio, "audio", "/api/messages/{session}/audio");
+media_route!(document, "document", "/api/messages/{session}/document");
+
+/// `{success, message, data: {original, formatted, jid, e164}}`.
+#[utoipa::path(get, path = "/api/messages/format-phone/{number}", tag = "compat", params(("number" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn format_phone(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(number): Path<String>,
+) -> ApiResult<JsonResponse<Value>> {
+    principal.require(Scope::Read)?;
+    let formatted = super::numbers::format(&state, &number, None)?;
+    let data = json!({ "original": number, "formatted": formatted.digits, "jid": formatted.jid, "e164": formatted.e164 });
+    Ok(JsonResponse(json!({ "success": true, "message": "Phone number formatted", "data": data })))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SessionSendBody {
+    pub recipient: String,
+    pub message: String,
+}
+
+/// Seed 003: `{recipient, message}` from this session.
+#[utoipa::path(post, path = "/api/sessions/{id}/send", tag = "compat", params(("id" = String, Path)), request_body = SessionSendBody,
+    responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn send_from_session(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+    let session = sending_session(&state, &principal, &id).await?;
+    let b: SessionSendBody = json_body(req, &state).await?;
+    let request = SendMessageRequest { to: b.recipient, text: Some(b.message), ..Default::default() };
+    let (_, view) = accept(&state, &session, &headers, request).await?;
+    Ok(sent_003(&view))
+}
+
+fn sent_003(view: &MessageView) -> (StatusCode, JsonResponse<Value>) {
+    let body = json!({ "success": true, "message": "Message queued", "message_id": view.id, "session_id": view.session_id, "status": view.status });
+    (StatusCode::ACCEPTED, JsonResponse(body))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PhoneSendBody {
+    /// The linked number of the session to send from.
+    pub phone: String,
+    pub recipient: String,
+    pub message: String,
+}
+
+/// Seed 003: `{phone, recipient, message}`, from the session linked to `phone`.
+#[utoipa::path(post, path = "/api/send", tag = "compat", request_body = PhoneSendBody,
+    responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn send_from_phone(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+    let b: PhoneSendBody = json_body(req, &state).await?;
+    let session = session_by_phone(&state, &principal, &b.phone).await?;
+    let request = SendMessageRequest { to: b.recipient, text: Some(b.message), ..Default::default() };
+    let (_, view) = accept(&state, &session, &headers, request).await?;
+    Ok(sent_003(&view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CheckNumberBody {
+    pub number: String,
+}
+
+/// Seed 003: `{success, number, on_whatsapp, verified, verified_name}`.
+#[utoipa::path(post, path = "/api/sessions/{id}/check-number", tag = "compat", params(("id" = String, Path)), request_body = CheckNumberBody,
+    responses((status = 200, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn check_number(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<JsonResponse<Value>> {
+    let session = authorized_session(&state, &principal, &id, Scope::Read).await?;
+    let b: CheckNumberBody = json_body(req, &state).await?;
+    let result = super::numbers::check(&state, &session, vec![b.number.clone()]).await?;
+    let found = result.first().ok_or_else(|| ApiError::bad_request("invalid_phone", "not a phone number"))?;
+    Ok(JsonResponse(json!({
+        "success": true,
+        "number": b.number,
+        "on_whatsapp": found.on_whatsapp,
+        "jid": found.jid,
+        "verified": found.business,
+        "verified_name": Value::Null,
+    })))
+}
+
+/// Seed 003: `{success, count, groups: [{jid, name, topic, description, owner, participant_count, is_admin, is_super_admin}]}`.
+#[utoipa::path(get, path = "/api/sessions/{id}/groups", tag = "compat", params(("id" = String, Path)),
+    responses((status = 200, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
+pub async fn groups(
+    State(state): State<AppState>,
+    super::extract::Auth(principal): super::extract::Auth,
+    Path(id): Path<String>,
+) -> ApiResult<JsonResponse<Value>> {
+    let session = authorized_session(&state, &principal, &id, Scope::Read).await?;
+    let groups = super::numbers::group_views(&state, &session).await?;
+    let listed: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            json!({
+                "jid": g.jid,
+                "name": g.subject,
+                "topic": g.description.clone().unwrap_or_default(),
+                "description": g.description.clone().unwrap_or_default(),
+                "owner": g.owner,
+                "participant_count": g.participant_count,
+                "is_admin": g.is_admin,
+                "is_super_admin": g.is_super_admin,
+            })
+        })
+        .collect();
+    Ok(JsonResponse(json!({ "success": true, "count": listed.len(), "groups": listed })))
+}
