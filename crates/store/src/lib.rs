@@ -53,6 +53,16 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(dialect.max_connections())
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // With WAL, NORMAL survives any crash of the process (only a power cut
+                        // can lose the last commits) and avoids an fsync per commit.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(|source| StoreError::Connect { url: redact(&url), source })?;

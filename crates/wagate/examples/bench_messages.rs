@@ -1,0 +1,218 @@
+//! Message throughput and latency through the real HTTP API (sandbox engine, pacing off,
+//! embedded SQLite). Prints figures; see BENCHMARKS.md.
+//!
+//! cargo run --release -p wagate --example bench_messages -- [accept_count] [rate] [seconds] [soak_count]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wagate_server::{App, Config};
+
+const PASSWORD: &str = "bench-password-123";
+const SESSIONS: usize = 4;
+
+struct Bench {
+    base: String,
+    client: reqwest::Client,
+    token: String,
+}
+
+impl Bench {
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn send(&self, n: usize) -> bool {
+        let session = n % SESSIONS;
+        let body = json!({ "to": format!("+6281299{:06}", n % 1_000_000), "text": format!("bench message {n}") });
+        self.post(&format!("/api/v1/sessions/b{session}/messages"), body).await.0 == 202
+    }
+
+    /// Waits until nothing is queued or being sent.
+    async fn drain(&self) {
+        loop {
+            let queued = self.get("/api/v1/messages?status=queued&limit=1").await;
+            let sending = self.get("/api/v1/messages?status=sending&limit=1").await;
+            if queued["messages"].as_array().is_some_and(Vec::is_empty) && sending["messages"].as_array().is_some_and(Vec::is_empty) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// accept → sent latencies (ms) of the newest `count` messages.
+    async fn latencies(&self, count: usize) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        while out.len() < count {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/messages?limit=200&cursor={c}"),
+                None => "/api/v1/messages?limit=200".to_owned(),
+            };
+            let page = self.get(&path).await;
+            for m in page["messages"].as_array().unwrap() {
+                let at = |field: &str| chrono::DateTime::parse_from_rfc3339(m[field].as_str().unwrap()).unwrap().timestamp_millis();
+                if m["sent_at"].is_string() {
+                    out.push(at("sent_at") - at("created_at"));
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        out.truncate(count);
+        out.sort_unstable();
+        out
+    }
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+async fn accept_burst(bench: &Arc<Bench>, total: usize, concurrency: usize, offset: usize) -> (usize, Duration) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (bench, next, ok) = (bench.clone(), next.clone(), ok.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= total {
+                        break;
+                    }
+                    if bench.send(offset + n).await {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    (ok.load(Ordering::SeqCst), started.elapsed())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let accept_count = args.first().copied().unwrap_or(20_000);
+    let rate = args.get(1).copied().unwrap_or(1_000);
+    let seconds = args.get(2).copied().unwrap_or(10);
+    let soak_count = args.get(3).copied().unwrap_or(100_000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config { port: 0, data_dir: dir.path().to_path_buf(), admin_password: Some(PASSWORD.into()), ..Config::default() };
+    config.host = [127, 0, 0, 1].into();
+    config.sandbox_timings.delivery_delay_ms = 50;
+    config.sandbox_timings.read_delay_ms = 50;
+    let app = App::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "username": "admin", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bench = Arc::new(Bench { base, client, token: login["token"].as_str().unwrap().to_owned() });
+    for n in 0..SESSIONS {
+        bench.post("/api/v1/sessions", json!({ "id": format!("b{n}"), "engine": "sandbox", "connect": true })).await;
+        loop {
+            let (status, _) = bench.post(&format!("/api/v1/sandbox/sessions/b{n}/scan"), json!({ "phone": format!("+62812000099{n:02}") })).await;
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("wagate message benchmark: {SESSIONS} sandbox sessions, pacing off, SQLite, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+
+    // 1. Acceptance throughput.
+    let (ok, took) = accept_burst(&bench, accept_count, 64, 0).await;
+    println!("accept: {ok} of {accept_count} messages in {:.2} s = {:.0} accepted/s (64 concurrent clients)", took.as_secs_f64(), ok as f64 / took.as_secs_f64());
+    bench.drain().await;
+
+    // 2. Latency from acceptance to `sent` at a steady offered rate.
+    let total = rate * seconds;
+    let started = Instant::now();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (bench, sent) = (bench.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            if bench.send(1_000_000 + n).await {
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    bench.drain().await;
+    let latencies = bench.latencies(total).await;
+    println!(
+        "latency at {rate} msg/s offered for {seconds} s ({} accepted): accept→sent p50 {} ms, p99 {} ms, max {} ms",
+        sent.load(Ordering::SeqCst),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0)
+    );
+
+    // 3. Memory over a long run.
+    let rss_before = rss_kib();
+    let mut peak = rss_before;
+    let chunk = 10_000;
+    let soak_started = Instant::now();
+    for round in 0..soak_count.div_ceil(chunk) {
+        accept_burst(&bench, chunk.min(soak_count - round * chunk), 64, 2_000_000 + round * chunk).await;
+        peak = peak.max(rss_kib());
+    }
+    bench.drain().await;
+    peak = peak.max(rss_kib());
+    println!(
+        "soak: {soak_count} messages accepted and sent in {:.1} s; RSS {} MiB before, peak {} MiB, after {} MiB",
+        soak_started.elapsed().as_secs_f64(),
+        rss_before / 1024,
+        peak / 1024,
+        rss_kib() / 1024
+    );
+
+    let _ = stop.send(());
+    let _ = server.await;
+}
