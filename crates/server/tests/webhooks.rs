@@ -22,9 +22,13 @@ struct Receiver {
 
 impl Receiver {
     async fn start(script: Vec<u16>) -> (Receiver, String) {
+        Self::start_on(script, "127.0.0.1:0").await
+    }
+
+    async fn start_on(script: Vec<u16>, address: &str) -> (Receiver, String) {
         let receiver = Receiver { received: Default::default(), script: Arc::new(Mutex::new(script)) };
         let app = axum::Router::new().route("/hook", post(hook)).with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (receiver, url)
@@ -292,4 +296,51 @@ async fn a_sessions_webhook_url_receives_its_messages() {
     app.call(Method::PATCH, "/api/v1/sessions/seeded", &admin, json!({ "webhook_url": null })).await;
     let (_, hooks) = app.get("/api/v1/webhooks", &admin).await;
     assert!(hooks["webhooks"].as_array().unwrap().is_empty(), "{hooks}");
+}
+
+#[tokio::test]
+async fn a_receiver_that_refuses_connections_gets_everything_once_it_is_back() {
+    let app =
+        TestApp::spawn_with(|c| c.webhooks.retry_schedule_ms = vec![100, 200, 400, 800, 1600, 3200]).await;
+    let admin = app.admin().await;
+    // A port nothing listens on (yet): connections are refused.
+    let address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let (_, created) = app
+        .post(
+            "/api/v1/webhooks",
+            &admin,
+            json!({ "url": format!("http://{address}/hook"), "events": ["session.status"] }),
+        )
+        .await;
+    let hook = created["id"].as_str().unwrap().to_owned();
+    app.create_session(&admin, "refused").await;
+    app.post("/api/v1/sessions/refused/connect", &admin, Value::Null).await;
+    app.post("/api/v1/sessions/refused/disconnect", &admin, Value::Null).await;
+
+    let mut failed_attempt = Value::Null;
+    for _ in 0..100 {
+        let (_, log) = app.get(&format!("/api/v1/webhooks/{hook}/deliveries"), &admin).await;
+        if let Some(d) =
+            log["deliveries"].as_array().unwrap().iter().find(|d| d["attempts"].as_i64() >= Some(1))
+        {
+            failed_attempt = d.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(failed_attempt["attempt_log"][0]["error"], "connection failed", "{failed_attempt}");
+    assert_eq!(failed_attempt["status"], "pending");
+
+    let (receiver, _) = Receiver::start_on(vec![], &address).await;
+    let calls = receiver.wait_for(3).await;
+    let statuses: Vec<String> = calls
+        .iter()
+        .map(|(_, body)| {
+            serde_json::from_str::<Value>(body).unwrap()["data"]["status"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(statuses, ["connecting", "qr", "disconnected"], "in order, after the outage");
 }

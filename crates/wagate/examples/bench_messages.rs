@@ -21,19 +21,28 @@ struct Bench {
 
 impl Bench {
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     async fn get(&self, path: &str) -> Value {
-        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        let response =
+            self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
         response.json().await.unwrap_or(Value::Null)
     }
 
     async fn send(&self, n: usize) -> bool {
         let session = n % SESSIONS;
-        let body = json!({ "to": format!("+6281299{:06}", n % 1_000_000), "text": format!("bench message {n}") });
+        let body =
+            json!({ "to": format!("+6281299{:06}", n % 1_000_000), "text": format!("bench message {n}") });
         self.post(&format!("/api/v1/sessions/b{session}/messages"), body).await.0 == 202
     }
 
@@ -42,7 +51,9 @@ impl Bench {
         loop {
             let queued = self.get("/api/v1/messages?status=queued&limit=1").await;
             let sending = self.get("/api/v1/messages?status=sending&limit=1").await;
-            if queued["messages"].as_array().is_some_and(Vec::is_empty) && sending["messages"].as_array().is_some_and(Vec::is_empty) {
+            if queued["messages"].as_array().is_some_and(Vec::is_empty)
+                && sending["messages"].as_array().is_some_and(Vec::is_empty)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -60,7 +71,11 @@ impl Bench {
             };
             let page = self.get(&path).await;
             for m in page["messages"].as_array().unwrap() {
-                let at = |field: &str| chrono::DateTime::parse_from_rfc3339(m[field].as_str().unwrap()).unwrap().timestamp_millis();
+                let at = |field: &str| {
+                    chrono::DateTime::parse_from_rfc3339(m[field].as_str().unwrap())
+                        .unwrap()
+                        .timestamp_millis()
+                };
                 if m["sent_at"].is_string() {
                     out.push(at("sent_at") - at("created_at"));
                 }
@@ -86,11 +101,20 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
-async fn accept_burst(bench: &Arc<Bench>, total: usize, concurrency: usize, offset: usize) -> (usize, Duration) {
+async fn accept_burst(
+    bench: &Arc<Bench>,
+    total: usize,
+    concurrency: usize,
+    offset: usize,
+) -> (usize, Duration) {
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -125,7 +149,12 @@ async fn main() {
     let soak_count = args.get(3).copied().unwrap_or(100_000);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { port: 0, data_dir: dir.path().to_path_buf(), admin_password: Some(PASSWORD.into()), ..Config::default() };
+    let mut config = Config {
+        port: 0,
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(PASSWORD.into()),
+        ..Config::default()
+    };
     config.host = [127, 0, 0, 1].into();
     config.sandbox_timings.delivery_delay_ms = 50;
     config.sandbox_timings.read_delay_ms = 50;
@@ -149,9 +178,16 @@ async fn main() {
         .unwrap();
     let bench = Arc::new(Bench { base, client, token: login["token"].as_str().unwrap().to_owned() });
     for n in 0..SESSIONS {
-        bench.post("/api/v1/sessions", json!({ "id": format!("b{n}"), "engine": "sandbox", "connect": true })).await;
+        bench
+            .post("/api/v1/sessions", json!({ "id": format!("b{n}"), "engine": "sandbox", "connect": true }))
+            .await;
         loop {
-            let (status, _) = bench.post(&format!("/api/v1/sandbox/sessions/b{n}/scan"), json!({ "phone": format!("+62812000099{n:02}") })).await;
+            let (status, _) = bench
+                .post(
+                    &format!("/api/v1/sandbox/sessions/b{n}/scan"),
+                    json!({ "phone": format!("+62812000099{n:02}") }),
+                )
+                .await;
             if status == 200 {
                 break;
             }
@@ -159,11 +195,18 @@ async fn main() {
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    println!("wagate message benchmark: {SESSIONS} sandbox sessions, pacing off, SQLite, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "wagate message benchmark: {SESSIONS} sandbox sessions, pacing off, SQLite, {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
 
     // 1. Acceptance throughput.
     let (ok, took) = accept_burst(&bench, accept_count, 64, 0).await;
-    println!("accept: {ok} of {accept_count} messages in {:.2} s = {:.0} accepted/s (64 concurrent clients)", took.as_secs_f64(), ok as f64 / took.as_secs_f64());
+    println!(
+        "accept: {ok} of {accept_count} messages in {:.2} s = {:.0} accepted/s (64 concurrent clients)",
+        took.as_secs_f64(),
+        ok as f64 / took.as_secs_f64()
+    );
     bench.drain().await;
 
     // 2. Latency from acceptance to `sent` at a steady offered rate.
