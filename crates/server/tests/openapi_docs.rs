@@ -36,6 +36,19 @@ async fn openapi_lists_every_designed_route() {
         "/ready",
         "/api/sessions/create",
         "/api/ws/{id}",
+        "/api/v1/sessions/{id}/messages",
+        "/api/v1/messages",
+        "/api/v1/messages/{id}",
+        "/api/v1/messages/{id}/retry",
+        "/api/v1/webhooks",
+        "/api/v1/webhooks/{id}/replay",
+        "/api/v1/webhooks/{id}/deliveries",
+        "/api/v1/sessions/{id}/numbers/check",
+        "/api/v1/sessions/{id}/groups",
+        "/api/v1/sessions/{id}/chats/{chat}/messages",
+        "/api/v1/phone/format",
+        "/api/messages/{session}/text",
+        "/api/send",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
     }

@@ -25,7 +25,7 @@ impl Dialect {
     /// SQLite serialises writers anyway; a few connections serve concurrent readers.
     pub(crate) fn max_connections(self) -> u32 {
         match self {
-            Dialect::Sqlite => 4,
+            Dialect::Sqlite => 1,
             Dialect::Postgres | Dialect::MySql => 16,
         }
     }

@@ -121,7 +121,7 @@ impl Store {
     pub async fn insert_message(&self, new: NewMessage<'_>) -> Result<Inserted> {
         let now = now_ms();
         let content = serde_json::to_string(new.content).expect("content serializes");
-        let mut tx = self.pool.begin().await?;
+        // One statement: the `queued` step of the history is the row's `created_at`.
         let inserted = sqlx::query(self.sql(
             "INSERT INTO messages (id, owner_id, session_id, pool, seq, priority, recipient, kind, content, status, \
              attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at) \
@@ -143,13 +143,12 @@ impl Store {
         .bind(new.request_hash)
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(StoreError::conflict_on_unique("message"));
         match inserted {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
-                drop(tx);
                 let sql =
                     format!("SELECT {COLUMNS} FROM messages WHERE owner_id = ? AND idempotency_key = ?");
                 let row = sqlx::query(self.sql(&sql))
@@ -161,8 +160,6 @@ impl Store {
             }
             Err(other) => return Err(other),
         }
-        self.insert_event(&mut tx, new.id, MessageStatus::Queued, None, now).await?;
-        tx.commit().await?;
         Ok(Inserted::New(MessageRecord {
             id: new.id.to_owned(),
             owner_id: new.owner_id.to_owned(),
@@ -187,9 +184,9 @@ impl Store {
         }))
     }
 
-    async fn insert_event(
+    async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        executor: E,
         message_id: &str,
         status: MessageStatus,
         reason: Option<&str>,
@@ -203,7 +200,7 @@ impl Store {
         .bind(status.as_str())
         .bind(reason)
         .bind(at)
-        .execute(&mut **tx)
+        .execute(executor)
         .await?;
         Ok(())
     }
@@ -269,39 +266,47 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// Every step of a message, oldest first: `queued`, `sent`, `delivered` and `read` come
+    /// from the message's own timestamps, attempts, failures and re-queues from its events.
     pub async fn message_history(&self, id: &str) -> Result<Vec<MessageEventRecord>> {
+        let Some(message) = self.message(id).await? else { return Ok(Vec::new()) };
         let rows = sqlx::query(self.sql(
             "SELECT status, reason, created_at FROM message_events WHERE message_id = ? ORDER BY created_at, id",
         ))
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(MessageEventRecord {
-                    status: parse_column(&row.try_get::<String, _>("status")?, "message_events.status")?,
-                    reason: row.try_get("reason")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        let mut history = vec![MessageEventRecord {
+            status: MessageStatus::Queued,
+            reason: None,
+            created_at: message.created_at,
+        }];
+        for row in &rows {
+            history.push(MessageEventRecord {
+                status: parse_column(&row.try_get::<String, _>("status")?, "message_events.status")?,
+                reason: row.try_get("reason")?,
+                created_at: row.try_get("created_at")?,
+            });
+        }
+        for (status, at) in [
+            (MessageStatus::Sent, message.sent_at),
+            (MessageStatus::Delivered, message.delivered_at),
+            (MessageStatus::Read, message.read_at),
+        ] {
+            if let Some(at) = at {
+                history.push(MessageEventRecord { status, reason: None, created_at: at });
+            }
+        }
+        // Stable: equal times keep the order above (queued, attempts, sent, delivered, read).
+        history.sort_by_key(|event| event.created_at);
+        Ok(history)
     }
 
     /// Takes the session's next message in order (highest priority first, then oldest), leasing
     /// it until `lease_until`. Messages are never overtaken: a head that must wait holds the rest.
     pub async fn claim_next_message(&self, session: &SessionId, now: i64, lease_until: i64) -> Result<Claim> {
-        let in_flight = sqlx::query(self.sql(
-            "SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND status = 'sending' AND lease_until > ?",
-        ))
-        .bind(session.as_str())
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        if in_flight.try_get::<i64, _>("n")? > 0 {
-            return Ok(Claim::InFlight);
-        }
         let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
+            "SELECT {COLUMNS}, lease_until FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
              ORDER BY priority DESC, seq ASC LIMIT 1"
         );
         let Some(row) = sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_optional(&self.pool).await?
@@ -309,10 +314,13 @@ impl Store {
             return Ok(Claim::Empty);
         };
         let head = from_row(&row)?;
+        let leased_until: Option<i64> = row.try_get("lease_until")?;
+        if head.status == MessageStatus::Sending && leased_until.is_some_and(|until| until > now) {
+            return Ok(Claim::InFlight);
+        }
         if head.not_before > now {
             return Ok(Claim::WaitUntil(head.not_before));
         }
-        let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(self.sql(
             "UPDATE messages SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
              WHERE id = ? AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)",
@@ -321,13 +329,13 @@ impl Store {
         .bind(now)
         .bind(&head.id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
         if claimed.rows_affected() == 0 {
             return Ok(Claim::InFlight); // another worker was faster
         }
-        self.insert_event(&mut tx, &head.id, MessageStatus::Sending, None, now).await?;
-        tx.commit().await?;
+        // Every attempt is in the history (a crash right here only loses that line).
+        self.insert_event(&self.pool, &head.id, MessageStatus::Sending, None, now).await?;
         Ok(Claim::Message(Box::new(MessageRecord {
             status: MessageStatus::Sending,
             attempts: head.attempts + 1,
@@ -360,19 +368,16 @@ impl Store {
             "UPDATE messages SET status = ?, reason = ?, lease_until = NULL, updated_at = ?{stamp} \
              WHERE id = ? AND status IN ({allowed})"
         );
+        let query = sqlx::query(self.sql(&sql)).bind(to.as_str()).bind(reason).bind(now).bind(now).bind(id);
+        if matches!(to, MessageStatus::Sent | MessageStatus::Delivered | MessageStatus::Read) {
+            // The hot path: one statement; the step's time is its `…_at` column.
+            return Ok(query.execute(&self.pool).await?.rows_affected() > 0);
+        }
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(self.sql(&sql))
-            .bind(to.as_str())
-            .bind(reason)
-            .bind(now)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
+        if query.execute(&mut *tx).await?.rows_affected() == 0 {
             return Ok(false);
         }
-        self.insert_event(&mut tx, id, to, reason, now).await?;
+        self.insert_event(&mut *tx, id, to, reason, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -393,7 +398,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        self.insert_event(&mut tx, id, MessageStatus::Queued, reason, now_ms()).await?;
+        self.insert_event(&mut *tx, id, MessageStatus::Queued, reason, now_ms()).await?;
         tx.commit().await?;
         Ok(true)
     }
