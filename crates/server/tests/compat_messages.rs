@@ -9,15 +9,6 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
-async fn linked(app: &TestApp, token: &str, id: &str, phone: &str) {
-    app.create_session(token, id).await;
-    let mut events = app.events(id, token).await;
-    app.post(&format!("/api/v1/sessions/{id}/connect"), token, Value::Null).await;
-    events.until("qr").await;
-    app.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), token, json!({ "phone": phone })).await;
-    events.until_status("connected").await;
-}
-
 async fn inbox(app: &TestApp, token: &str, phone: &str, count: usize) -> Vec<Value> {
     for _ in 0..200 {
         let (_, inbox) = app.get(&format!("/api/v1/sandbox/inbox/{phone}"), token).await;
@@ -34,7 +25,7 @@ async fn inbox(app: &TestApp, token: &str, phone: &str, count: usize) -> Vec<Val
 async fn single_tenant_message_routes() {
     let app = TestApp::spawn_with(|c| c.default_region = Some("ID".into())).await;
     let admin = app.admin().await;
-    linked(&app, &admin, "my-session", "+6281200000051").await;
+    app.linked(&admin, "my-session", "+6281200000051").await;
 
     let (status, text) = app
         .post("/api/messages/my-session/text", &admin, json!({ "to": "08123456789", "message": "Halo" }))
@@ -107,7 +98,7 @@ async fn single_tenant_message_routes() {
 async fn multi_session_send_check_and_groups() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    linked(&app, &admin, "1234567890", "+6282260790996").await;
+    app.linked(&admin, "1234567890", "+6282260790996").await;
     let (status, sent) = app
         .post(
             "/api/sessions/1234567890/send",

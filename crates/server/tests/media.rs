@@ -16,28 +16,6 @@ fn png() -> Vec<u8> {
     bytes
 }
 
-async fn linked(app: &TestApp, token: &str, id: &str, phone: &str) {
-    app.create_session(token, id).await;
-    let mut events = app.events(id, token).await;
-    app.post(&format!("/api/v1/sessions/{id}/connect"), token, Value::Null).await;
-    events.until("qr").await;
-    app.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), token, json!({ "phone": phone })).await;
-    events.until_status("connected").await;
-}
-
-async fn wait_for(app: &TestApp, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        let (_, body) = app.get(&format!("/api/v1/messages/{id}"), token).await;
-        if done(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("message {id} never reached the expected state: {last}");
-}
-
 fn uploads_left(app: &TestApp) -> usize {
     std::fs::read_dir(app.data_dir.join("media")).map(|d| d.count()).unwrap_or(0)
 }
@@ -56,7 +34,7 @@ async fn upload(app: &TestApp, token: &str, form: Form) -> (StatusCode, Value) {
 async fn uploads_are_checked_stored_and_sent() {
     let app = TestApp::spawn_with(|c| c.media.max_bytes = 10_000).await;
     let admin = app.admin().await;
-    linked(&app, &admin, "media", "+6281200000031").await;
+    app.linked(&admin, "media", "+6281200000031").await;
 
     let form = Form::new()
         .text("to", "+6281234500090")
@@ -67,7 +45,7 @@ async fn uploads_are_checked_stored_and_sent() {
     assert_eq!(accepted["type"], "image");
     assert_eq!(accepted["content"]["media"]["mimetype"], "image/png");
     let id = accepted["id"].as_str().unwrap();
-    wait_for(&app, &admin, id, |m| m["status"] == "delivered" || m["status"] == "read").await;
+    app.wait_for_message(&admin, id, |m| m["status"] == "delivered" || m["status"] == "read").await;
     let (_, inbox) = app.get("/api/v1/sandbox/inbox/+6281234500090", &admin).await;
     assert_eq!(inbox["messages"][0]["media_size"], 2008);
     assert_eq!(inbox["messages"][0]["content"]["caption"], "our new menu");
@@ -133,7 +111,7 @@ async fn media_urls_are_fetched_when_sending() {
     })
     .await;
     let admin = app.admin().await;
-    linked(&app, &admin, "media", "+6281200000032").await;
+    app.linked(&admin, "media", "+6281200000032").await;
     let send = |body: Value| app.post("/api/v1/sessions/media/messages", &admin, body);
 
     let (status, ok) = send(
@@ -152,16 +130,16 @@ async fn media_urls_are_fetched_when_sending() {
     let (_, wrong) =
         send(json!({ "to": "+6281234500091", "image": { "url": format!("{base}/price-list.pdf") } })).await;
 
-    wait_for(&app, &admin, ok["id"].as_str().unwrap(), |m| m["status"] == "read").await;
-    wait_for(&app, &admin, doc["id"].as_str().unwrap(), |m| m["status"] == "read").await;
+    app.wait_for_message(&admin, ok["id"].as_str().unwrap(), |m| m["status"] == "read").await;
+    app.wait_for_message(&admin, doc["id"].as_str().unwrap(), |m| m["status"] == "read").await;
     let failed = |m: &Value| m["status"] == "failed";
-    let m = wait_for(&app, &admin, missing["id"].as_str().unwrap(), failed).await;
+    let m = app.wait_for_message(&admin, missing["id"].as_str().unwrap(), failed).await;
     assert!(m["reason"].as_str().unwrap().contains("HTTP 404"), "{m}");
     assert_eq!(m["attempts"], 1, "a 404 is not retried");
-    let m = wait_for(&app, &admin, slow["id"].as_str().unwrap(), failed).await;
+    let m = app.wait_for_message(&admin, slow["id"].as_str().unwrap(), failed).await;
     assert!(m["reason"].as_str().unwrap().contains("timed out"), "{m}");
     assert_eq!(m["attempts"], 2, "a timeout is retried");
-    let m = wait_for(&app, &admin, wrong["id"].as_str().unwrap(), failed).await;
+    let m = app.wait_for_message(&admin, wrong["id"].as_str().unwrap(), failed).await;
     assert!(m["reason"].as_str().unwrap().contains("image media must be"), "{m}");
 
     let (status, problem) =

@@ -8,32 +8,6 @@ use common::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn linked(app: &TestApp, token: &str, id: &str, phone: &str) {
-    app.create_session(token, id).await;
-    let mut events = app.events(id, token).await;
-    app.post(&format!("/api/v1/sessions/{id}/connect"), token, Value::Null).await;
-    events.until("qr").await;
-    let (status, body) =
-        app.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), token, json!({ "phone": phone })).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    events.until_status("connected").await;
-}
-
-/// Polls a message until `done` says so.
-async fn wait_for(app: &TestApp, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..250 {
-        let (status, body) = app.get(&format!("/api/v1/messages/{id}"), token).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if done(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("message {id} never reached the expected state: {last}");
-}
-
 fn fast_retries(config: &mut wagate_server::Config) {
     config.delivery.max_attempts = 2;
     config.delivery.retry_base_ms = 20;
@@ -44,7 +18,7 @@ fn fast_retries(config: &mut wagate_server::Config) {
 async fn a_text_goes_queued_sent_delivered_read() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    linked(&app, &admin, "shop", "+6281200000001").await;
+    app.linked(&admin, "shop", "+6281200000001").await;
     let mut events = app.events("shop", &admin).await;
 
     let (status, accepted) = app
@@ -81,7 +55,7 @@ async fn a_text_goes_queued_sent_delivered_read() {
             }
         }
     }
-    let message = wait_for(&app, &admin, &id, |m| m["status"] == "read").await;
+    let message = app.wait_for_message(&admin, &id, |m| m["status"] == "read").await;
     let history: Vec<&str> =
         message["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
     assert_eq!(history, ["queued", "sending", "sent", "delivered", "read"]);
@@ -102,7 +76,7 @@ async fn a_text_goes_queued_sent_delivered_read() {
 async fn every_content_type_is_accepted_and_delivered() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    linked(&app, &admin, "kinds", "+6281200000002").await;
+    app.linked(&admin, "kinds", "+6281200000002").await;
     let to = "+6281234500001";
     let bodies = [
         json!({ "text": "hi @6281234500002", "mentions": ["+6281234500002"], "reply_to": "3EB0AAAA" }),
@@ -124,7 +98,7 @@ async fn every_content_type_is_accepted_and_delivered() {
         ));
     }
     for (id, _) in &ids {
-        wait_for(&app, &admin, id, |m| m["status"] == "read").await;
+        app.wait_for_message(&admin, id, |m| m["status"] == "read").await;
     }
     let (_, inbox) = app.get(&format!("/api/v1/sandbox/inbox/{to}"), &admin).await;
     let kinds: Vec<&str> = inbox["messages"]
@@ -170,7 +144,7 @@ async fn messages_keep_their_order_and_wait_for_the_connection() {
     app.post("/api/v1/sessions/later/connect", &admin, Value::Null).await;
     events.until("qr").await;
     app.post("/api/v1/sandbox/sessions/later/scan", &admin, json!({ "phone": "+6281200000003" })).await;
-    wait_for(&app, &admin, &ids[28], |m| {
+    app.wait_for_message(&admin, &ids[28], |m| {
         m["status"] == "sent" || m["status"] == "delivered" || m["status"] == "read"
     })
     .await;
@@ -189,7 +163,7 @@ async fn messages_keep_their_order_and_wait_for_the_connection() {
 async fn failures_have_reasons_and_transient_ones_are_retried() {
     let app = TestApp::spawn_with(fast_retries).await;
     let admin = app.admin().await;
-    linked(&app, &admin, "fails", "+6281200000004").await;
+    app.linked(&admin, "fails", "+6281200000004").await;
     let send =
         |to: &str| app.post("/api/v1/sessions/fails/messages", &admin, json!({ "to": to, "text": "x" }));
     let (_, not_on_wa) = send("+6281234560000").await;
@@ -200,22 +174,22 @@ async fn failures_have_reasons_and_transient_ones_are_retried() {
         .await;
 
     let failed = |m: &Value| m["status"] == "failed";
-    let m = wait_for(&app, &admin, not_on_wa["id"].as_str().unwrap(), failed).await;
+    let m = app.wait_for_message(&admin, not_on_wa["id"].as_str().unwrap(), failed).await;
     assert!(m["reason"].as_str().unwrap().contains("not on WhatsApp"), "{m}");
     assert_eq!(m["attempts"], 1, "permanent failures are not retried");
-    let m = wait_for(&app, &admin, restricted["id"].as_str().unwrap(), failed).await;
+    let m = app.wait_for_message(&admin, restricted["id"].as_str().unwrap(), failed).await;
     assert!(m["reason"].as_str().unwrap().contains("463"), "{m}");
-    let m = wait_for(&app, &admin, flaky["id"].as_str().unwrap(), failed).await;
+    let m = app.wait_for_message(&admin, flaky["id"].as_str().unwrap(), failed).await;
     assert_eq!(m["attempts"], 2, "transient failures are retried up to max_attempts: {m}");
     assert!(m["reason"].as_str().unwrap().contains("gave up after 2 attempts"));
-    let m = wait_for(&app, &admin, group["id"].as_str().unwrap(), failed).await;
+    let m = app.wait_for_message(&admin, group["id"].as_str().unwrap(), failed).await;
     assert!(m["reason"].as_str().unwrap().contains("unknown group"), "{m}");
 
     // A failed message can be queued again, with the same id.
     let id = flaky["id"].as_str().unwrap();
     let (status, retried) = app.post(&format!("/api/v1/messages/{id}/retry"), &admin, Value::Null).await;
     assert_eq!((status, retried["status"].as_str()), (StatusCode::OK, Some("queued")));
-    wait_for(&app, &admin, id, |m| m["status"] == "failed" && m["attempts"].as_i64() > Some(2)).await;
+    app.wait_for_message(&admin, id, |m| m["status"] == "failed" && m["attempts"].as_i64() > Some(2)).await;
     let (status, problem) = app
         .post(&format!("/api/v1/messages/{}/retry", not_on_wa["id"].as_str().unwrap()), &admin, Value::Null)
         .await;
@@ -314,7 +288,7 @@ async fn send_from_a_phone_number_and_tenants_stay_apart() {
     let admin = app.admin().await;
     let alice = app.create_user(&admin, "alice").await;
     let bob = app.create_user(&admin, "bob").await;
-    linked(&app, &alice, "alice-1", "+6281200000005").await;
+    app.linked(&alice, "alice-1", "+6281200000005").await;
     let (status, accepted) = app
         .post(
             "/api/v1/messages",

@@ -6,16 +6,7 @@ use std::time::Duration;
 
 use common::TestApp;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-async fn linked(app: &TestApp, token: &str, id: &str, phone: &str) {
-    app.create_session(token, id).await;
-    let mut events = app.events(id, token).await;
-    app.post(&format!("/api/v1/sessions/{id}/connect"), token, Value::Null).await;
-    events.until("qr").await;
-    app.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), token, json!({ "phone": phone })).await;
-    events.until_status("connected").await;
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn number_checks_are_cached() {
@@ -30,7 +21,7 @@ async fn number_checks_are_cached() {
         (StatusCode::SERVICE_UNAVAILABLE, Some("session_not_connected"))
     );
 
-    linked(&app, &admin, "checker", "+6281200000021").await;
+    app.linked(&admin, "checker", "+6281200000021").await;
     let body = json!({ "numbers": ["+6281234560000", "6281234567777"] });
     let (status, first) = app.post("/api/v1/sessions/checker/numbers/check", &admin, body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{first}");
@@ -57,7 +48,7 @@ async fn number_checks_are_cached() {
 async fn groups_list_and_group_messages() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    linked(&app, &admin, "grouper", "+6281200000022").await;
+    app.linked(&admin, "grouper", "+6281200000022").await;
     let (status, group) = app
         .post(
             "/api/v1/sandbox/sessions/grouper/groups",

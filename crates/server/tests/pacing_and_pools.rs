@@ -9,28 +9,6 @@ use common::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn linked(app: &TestApp, token: &str, id: &str, phone: &str) {
-    app.create_session(token, id).await;
-    let mut events = app.events(id, token).await;
-    app.post(&format!("/api/v1/sessions/{id}/connect"), token, Value::Null).await;
-    events.until("qr").await;
-    app.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), token, json!({ "phone": phone })).await;
-    events.until_status("connected").await;
-}
-
-async fn wait_for(app: &TestApp, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..400 {
-        let (_, body) = app.get(&format!("/api/v1/messages/{id}"), token).await;
-        if done(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("message {id} never reached the expected state: {last}");
-}
-
 fn sent(m: &Value) -> bool {
     ["sent", "delivered", "read"].contains(&m["status"].as_str().unwrap_or(""))
 }
@@ -43,7 +21,7 @@ fn millis(at: &Value) -> i64 {
 async fn pacing_spaces_messages_and_caps_stop_them() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    linked(&app, &admin, "paced", "+6281200000041").await;
+    app.linked(&admin, "paced", "+6281200000041").await;
     let (status, body) = app
         .call(
             Method::PATCH,
@@ -80,7 +58,7 @@ async fn pacing_spaces_messages_and_caps_stop_them() {
     }
     let mut times = Vec::new();
     for id in &ids[..3] {
-        times.push(millis(&wait_for(&app, &admin, id, sent).await["sent_at"]));
+        times.push(millis(&app.wait_for_message(&admin, id, sent).await["sent_at"]));
     }
     for pair in times.windows(2) {
         assert!(pair[1] - pair[0] >= 290, "at least the minimum delay apart: {times:?}");
@@ -103,8 +81,8 @@ async fn pools_route_to_healthy_sessions_and_move_queued_messages() {
     })
     .await;
     let admin = app.admin().await;
-    linked(&app, &admin, "p1", "+6281200000042").await;
-    linked(&app, &admin, "p2", "+6281200000043").await;
+    app.linked(&admin, "p1", "+6281200000042").await;
+    app.linked(&admin, "p2", "+6281200000043").await;
     for id in ["p1", "p2"] {
         let (status, body) = app
             .call(Method::PATCH, &format!("/api/v1/sessions/{id}"), &admin, json!({ "pool": "otp" }))
@@ -138,7 +116,7 @@ async fn pools_route_to_healthy_sessions_and_move_queued_messages() {
             json!({ "to": "+6281234560463", "text": "hi stranger" }),
         )
         .await;
-    wait_for(&app, &admin, restricted["id"].as_str().unwrap(), |m| m["status"] == "failed").await;
+    app.wait_for_message(&admin, restricted["id"].as_str().unwrap(), |m| m["status"] == "failed").await;
     for _ in 0..4 {
         let (_, accepted) = app
             .post("/api/v1/messages", &admin, json!({ "pool": "otp", "to": "+6281234500150", "text": "x" }))
@@ -169,10 +147,10 @@ async fn pools_route_to_healthy_sessions_and_move_queued_messages() {
         let (_, m) = app.get(&format!("/api/v1/messages/{id}"), &admin).await;
         assert_eq!(m["status"], "queued", "{m}");
     }
-    linked(&app, &admin, "p3", "+6281200000044").await;
+    app.linked(&admin, "p3", "+6281200000044").await;
     app.call(Method::PATCH, "/api/v1/sessions/p3", &admin, json!({ "pool": "otp" })).await;
     for id in &waiting {
-        let m = wait_for(&app, &admin, id, sent).await;
+        let m = app.wait_for_message(&admin, id, sent).await;
         assert_eq!(m["session_id"], "p3", "moved to the healthy member: {m}");
     }
     let (_, inbox) = app.get("/api/v1/sandbox/inbox/+6281234500200", &admin).await;
@@ -184,7 +162,7 @@ async fn pools_route_to_healthy_sessions_and_move_queued_messages() {
 async fn a_session_that_drops_mid_burst_loses_nothing() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
-    linked(&app, &admin, "burst", "+6281200000045").await;
+    app.linked(&admin, "burst", "+6281200000045").await;
     let mut ids = Vec::new();
     for n in 0..60 {
         let (_, accepted) = app
@@ -202,7 +180,7 @@ async fn a_session_that_drops_mid_burst_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.post("/api/v1/sessions/burst/connect", &admin, Value::Null).await;
     for id in &ids {
-        wait_for(&app, &admin, id, sent).await;
+        app.wait_for_message(&admin, id, sent).await;
     }
     let (_, inbox) = app.get("/api/v1/sandbox/inbox/+6281234500300", &admin).await;
     let bodies: Vec<String> = inbox["messages"]

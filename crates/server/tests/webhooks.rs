@@ -60,15 +60,6 @@ async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: String
     AxumStatus::from_u16(code).unwrap()
 }
 
-async fn linked(app: &TestApp, token: &str, id: &str, phone: &str) {
-    app.create_session(token, id).await;
-    let mut events = app.events(id, token).await;
-    app.post(&format!("/api/v1/sessions/{id}/connect"), token, Value::Null).await;
-    events.until("qr").await;
-    app.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), token, json!({ "phone": phone })).await;
-    events.until_status("connected").await;
-}
-
 fn verify(headers: &HeaderMap, body: &str, secret: &str) {
     let id = headers["webhook-id"].to_str().unwrap();
     let timestamp: i64 = headers["webhook-timestamp"].to_str().unwrap().parse().unwrap();
@@ -83,7 +74,7 @@ async fn events_arrive_signed_and_in_order() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let (receiver, url) = Receiver::start(vec![]).await;
-    linked(&app, &admin, "hooked", "+6281200000011").await;
+    app.linked(&admin, "hooked", "+6281200000011").await;
     let (status, created) = app
         .post("/api/v1/webhooks", &admin, json!({ "url": url, "events": ["message.*"], "session": "hooked" }))
         .await;
@@ -137,7 +128,7 @@ async fn a_receiver_outage_loses_nothing() {
     let admin = app.admin().await;
     // 500s, then a recovery: every event must still arrive, in order.
     let (receiver, url) = Receiver::start(vec![500, 500, 503, 500]).await;
-    linked(&app, &admin, "outage", "+6281200000012").await;
+    app.linked(&admin, "outage", "+6281200000012").await;
     let (_, created) =
         app.post("/api/v1/webhooks", &admin, json!({ "url": url, "events": ["message.status"] })).await;
     let secret = created["secret"].as_str().unwrap().to_owned();
@@ -279,7 +270,7 @@ async fn a_sessions_webhook_url_receives_its_messages() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let (receiver, url) = Receiver::start(vec![]).await;
-    linked(&app, &admin, "seeded", "+6281200000013").await;
+    app.linked(&admin, "seeded", "+6281200000013").await;
     let (status, _) =
         app.call(Method::PUT, "/api/sessions/seeded/webhook", &admin, json!({ "webhook_url": url })).await;
     assert_eq!(status, StatusCode::OK);

@@ -180,6 +180,33 @@ impl TestApp {
         Sse::new(response)
     }
 
+    /// A session on the sandbox, linked to `phone` and connected.
+    pub async fn linked(&self, token: &str, id: &str, phone: &str) {
+        self.create_session(token, id).await;
+        let mut events = self.events(id, token).await;
+        self.post(&format!("/api/v1/sessions/{id}/connect"), token, Value::Null).await;
+        events.until("qr").await;
+        let (status, body) =
+            self.post(&format!("/api/v1/sandbox/sessions/{id}/scan"), token, json!({ "phone": phone })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        events.until_status("connected").await;
+    }
+
+    /// Polls a message until `done` says so (10 s at most).
+    pub async fn wait_for_message(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..500 {
+            let (status, body) = self.get(&format!("/api/v1/messages/{id}"), token).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if done(&body) {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("message {id} never reached the expected state: {last}");
+    }
+
     pub async fn session_status(&self, session: &str, credential: &str) -> Value {
         let (status, body) = self.get(&format!("/api/v1/sessions/{session}"), credential).await;
         assert_eq!(status, StatusCode::OK, "{body}");
