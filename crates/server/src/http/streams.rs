@@ -149,11 +149,15 @@ pub(crate) fn live_events(
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
     let live = BroadcastStream::new(receiver).filter_map(|item| async move { item.ok() });
-    let mut ended = false;
-    futures::stream::iter(snapshot).chain(live).take_until(Box::pin(stopped)).take_while(move |event| {
-        let keep = !ended;
-        ended = matches!(event, StreamEvent::Deleted { .. });
-        futures::future::ready(keep)
+    let events = Box::pin(futures::stream::iter(snapshot).chain(live).take_until(Box::pin(stopped)));
+    // Ends right after `deleted`, without waiting for another event.
+    futures::stream::unfold((events, false), |(mut events, ended)| async move {
+        if ended {
+            return None;
+        }
+        let event = events.next().await?;
+        let ended = matches!(event, StreamEvent::Deleted { .. });
+        Some((event, (events, ended)))
     })
 }
 

@@ -58,6 +58,7 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
             () = sleep(wait) => {}
             _ = online.changed() => {}
             _ = shutdown.changed() => {}
+            () = runtime.deleted.notified() => {}
         }
     }
 }
@@ -145,7 +146,18 @@ async fn dispatch(
         }
     }
     let timeout = Duration::from_millis(delivery.config.ack_timeout_ms);
-    match tokio::time::timeout(timeout, outcome).await {
+    let mut online = runtime.online.subscribe();
+    let acknowledged = tokio::select! {
+        acknowledged = tokio::time::timeout(timeout, outcome) => acknowledged,
+        _ = async { online.wait_for(|online| !*online).await.map(|_| ()) } => {
+            // The connection went away before the acknowledgement: send again (same id, so
+            // the network deduplicates) once the session is back.
+            delivery.forget_outcome(&id);
+            let _ = store.requeue_message(&id, now_ms(), Some("connection lost before the acknowledgement")).await;
+            return;
+        }
+    };
+    match acknowledged {
         Ok(Ok(Outcome::Sent)) => {
             settle(manager, runtime, &id, MessageStatus::Sent, None).await;
             if let Some(reference) = message.content.media() {
