@@ -10,7 +10,7 @@ use wagate_core::Scope;
 use super::extract::{Auth, QueryParams};
 use super::sessions::{authorized_session, parse_phone};
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiResult, Problem};
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -67,10 +67,7 @@ pub async fn messages(
     } else {
         parse_phone(&state, &chat)?.jid()
     };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));
-    }
+    let limit = super::extract::page_limit(query.limit)?;
     let records = state.store.inbound_messages(&session.id, &chat, query.before, limit).await?;
     let next_before = (records.len() as u32 == limit).then(|| records.last().map(|r| r.sent_at)).flatten();
     let messages = records

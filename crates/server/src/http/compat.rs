@@ -15,7 +15,7 @@ use wagate_store::SessionRecord;
 
 use super::extract::{Auth, ClientIp, Json, StreamAuth};
 use super::sessions::{
-    CreateSessionRequest, authorized_session, check_webhook_url, create_session, parse_name, visible_sessions,
+    CreateSessionRequest, authorized_session, create_session, parse_name, visible_sessions,
 };
 use super::streams::{live_events, pump_websocket, qr_response, render_qr_page};
 use crate::app::AppState;
@@ -286,7 +286,7 @@ pub async fn set_webhook(
     Json(body): Json<WebhookBody>,
 ) -> CompatResult<JsonResponse<Value>> {
     let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
-    let url = body.webhook_url.as_deref().filter(|u| !u.is_empty()).map(check_webhook_url).transpose()?;
+    let url = body.webhook_url.filter(|u| !u.is_empty());
     let record = state.sessions.set_webhook(&record.id, url.as_deref()).await?;
     Ok(JsonResponse(session_object(&record)))
 }

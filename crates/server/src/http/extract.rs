@@ -166,3 +166,13 @@ impl FromRequestParts<AppState> for ClientIp {
         Ok(ClientIp(peer.unwrap_or_else(|| "unknown".into())))
     }
 }
+
+/// A list's page size: default 50, 1 to 200.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if (1..=200).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"))
+    }
+}

@@ -678,10 +678,7 @@ pub async fn list(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<JsonResponse<MessagePage>> {
     principal.require(Scope::Read)?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));
-    }
+    let limit = super::extract::page_limit(query.limit)?;
     let mut filter = MessageFilter {
         owner_id: principal.owner_filter().map(str::to_owned),
         limit,
@@ -690,10 +687,6 @@ pub async fn list(
     if let Some(session) = &query.session {
         filter.session_id =
             Some(authorized_session(&state, &principal, session, Scope::Read).await?.id.to_string());
-    } else if let Some(allowed) = &principal.sessions {
-        // A key limited to sessions lists only theirs: one query per allowed session is overkill;
-        // filter after the fact instead (keys rarely name many sessions).
-        let _ = allowed;
     }
     if let Some(status) = &query.status {
         filter.status =

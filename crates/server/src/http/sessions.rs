@@ -70,17 +70,6 @@ pub(crate) fn parse_name(raw: &str) -> ApiResult<String> {
         .map_err(|err| ApiError::unprocessable("invalid_name", err.to_string()))
 }
 
-pub(crate) fn check_webhook_url(raw: &str) -> ApiResult<String> {
-    let ok = (raw.starts_with("https://") || raw.starts_with("http://"))
-        && raw.len() <= 2048
-        && !raw.contains(char::is_whitespace);
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err(ApiError::unprocessable("invalid_webhook_url", "webhook_url must be an http(s) URL"))
-    }
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
@@ -113,15 +102,16 @@ pub(crate) async fn create_session(
     }
     let id = request.id.as_deref().map(parse_session_id).transpose()?;
     let name = request.name.as_deref().map(parse_name).transpose()?;
-    let webhook_url = request.webhook_url.as_deref().map(check_webhook_url).transpose()?;
     let available = state.sessions.engines().kinds();
     let engine = request.engine.unwrap_or(if available.contains(&EngineKind::Web) {
         EngineKind::Web
     } else {
         available.first().copied().unwrap_or(EngineKind::Web)
     });
-    let record =
-        state.sessions.create(&principal.user_id, CreateSession { id, name, engine, webhook_url }).await?;
+    let record = state
+        .sessions
+        .create(&principal.user_id, CreateSession { id, name, engine, webhook_url: request.webhook_url })
+        .await?;
     if request.connect {
         return Ok(state.sessions.connect(&record.id).await?);
     }
@@ -218,13 +208,11 @@ pub async fn update(
 ) -> ApiResult<JsonResponse<SessionView>> {
     let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
     let name = request.name.as_deref().map(parse_name).transpose()?;
-    let webhook =
-        request.webhook_url.map(|url| url.as_deref().map(check_webhook_url).transpose()).transpose()?;
     let mut record = record;
     if let Some(name) = name {
         record = state.sessions.rename(&record.id, &name).await?;
     }
-    if let Some(url) = webhook {
+    if let Some(url) = request.webhook_url {
         record = state.sessions.set_webhook(&record.id, url.as_deref()).await?;
     }
     if let Some(pacing) = request.pacing {
@@ -369,10 +357,7 @@ pub async fn activity(
     QueryParams(query): QueryParams<ActivityQuery>,
 ) -> ApiResult<JsonResponse<ActivityPage>> {
     let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));
-    }
+    let limit = super::extract::page_limit(query.limit)?;
     let events = state.store.session_events(&record.id, query.before.as_deref(), limit).await?;
     let next_before = (events.len() as u32 == limit).then(|| events.last().map(|e| e.id.clone())).flatten();
     let events = events

@@ -274,10 +274,7 @@ pub async fn deliveries(
     QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> ApiResult<JsonResponse<DeliveryList>> {
     let webhook = visible_webhook(&state, &principal, &id, Scope::Read).await?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"));
-    }
+    let limit = super::extract::page_limit(query.limit)?;
     if let Some(status) = &query.status
         && !["pending", "delivered", "dead"].contains(&status.as_str())
     {

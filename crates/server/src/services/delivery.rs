@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::oneshot;
 use wagate_core::{MessageContent, MessageStatus, SessionId};
@@ -14,6 +13,7 @@ use wagate_engine::{ReceiptKind, SendFailure};
 use wagate_store::{Inserted, MessageRecord, NewMessage, Store, StoreError};
 
 use crate::config::DeliveryConfig;
+use crate::time::Sequence;
 
 /// What the network said about a message the dispatcher handed over.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,28 +56,12 @@ pub struct Delivery {
     store: Store,
     pub(crate) config: DeliveryConfig,
     acks: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    last_seq: AtomicI64,
+    seq: Sequence,
 }
 
 impl Delivery {
     pub fn new(store: Store, config: DeliveryConfig) -> Self {
-        Delivery { store, config, acks: Mutex::new(HashMap::new()), last_seq: AtomicI64::new(0) }
-    }
-
-    /// Strictly increasing, roughly the acceptance time in microseconds.
-    fn next_seq(&self) -> i64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or_default();
-        let mut last = self.last_seq.load(Ordering::SeqCst);
-        loop {
-            let next = now.max(last + 1);
-            match self.last_seq.compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return next,
-                Err(actual) => last = actual,
-            }
-        }
+        Delivery { store, config, acks: Mutex::new(HashMap::new()), seq: Sequence::default() }
     }
 
     /// Writes the message to the outbox. With an idempotency key, a repeat of the same request
@@ -91,7 +75,7 @@ impl Delivery {
                 owner_id: new.owner_id,
                 session_id: new.session_id,
                 pool: new.pool,
-                seq: self.next_seq(),
+                seq: self.seq.next(),
                 priority: new.priority,
                 recipient: new.recipient,
                 content: new.content,

@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use tokio::task::JoinSet;
 use wagate_core::SessionId;
 use wagate_store::{DeliveryRecord, Store, StoreError, WebhookEventRecord, WebhookRecord};
 
-use crate::time::{now_ms, rfc3339};
+use crate::time::{Sequence, now_ms, rfc3339};
 
 /// Event types wagate emits (`otp.*` arrives with the OTP service).
 pub const EVENT_TYPES: [&str; 4] = ["session.status", "session.qr", "message.received", "message.status"];
@@ -62,7 +61,7 @@ pub struct Webhooks {
     client: reqwest::Client,
     endpoints: RwLock<Option<Arc<Vec<WebhookRecord>>>>,
     wake: Notify,
-    seq: AtomicI64,
+    seq: Sequence,
 }
 
 impl Webhooks {
@@ -79,7 +78,7 @@ impl Webhooks {
             client,
             endpoints: RwLock::new(None),
             wake: Notify::new(),
-            seq: AtomicI64::new(0),
+            seq: Sequence::default(),
         }
     }
 
@@ -239,16 +238,9 @@ impl Webhooks {
         Ok(())
     }
 
+    /// The next position in the per-endpoint delivery order.
     pub fn next_seq(&self) -> i64 {
-        let now = now_ms() * 1000;
-        let mut last = self.seq.load(Ordering::SeqCst);
-        loop {
-            let next = now.max(last + 1);
-            match self.seq.compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return next,
-                Err(actual) => last = actual,
-            }
-        }
+        self.seq.next()
     }
 
     pub fn wake(&self) {
