@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod message;
+pub mod otp;
 pub mod pacing;
 pub mod phone;
 pub mod session;
@@ -12,6 +13,7 @@ pub mod user;
 
 pub use access::{Role, Scope, ScopeSet};
 pub use message::{MessageContent, MessageStatus};
+pub use otp::{OtpCode, OtpMode, OtpStatus};
 pub use pacing::Pacing;
 pub use phone::{Phone, PhoneError};
 pub use session::{EngineKind, SessionId, SessionIdError, SessionName, SessionStatus};

@@ -16,6 +16,8 @@ use crate::services::delivery::Delivery;
 use crate::services::engines::Engines;
 use crate::services::media::MediaStore;
 use crate::services::numbers::NumberCache;
+use crate::services::otp::seal::Sealer;
+use crate::services::otp::{OtpFeed, OtpService};
 use crate::services::sessions::{Pipeline, SessionManager, SessionPacing};
 use crate::services::webhooks::Webhooks;
 use wagate_core::Pacing;
@@ -28,6 +30,7 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub sessions: SessionManager,
     pub numbers: Arc<NumberCache>,
+    pub otp: Arc<OtpService>,
     /// Set once sessions are restored and workers run.
     pub ready: Arc<AtomicBool>,
     /// Becomes true when the server begins to stop; long-lived streams end on it.
@@ -75,7 +78,8 @@ pub async fn secrets(config: &Config, store: &Store) -> Result<Secrets, StartErr
 impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let store = open_store(&config).await?;
-        let accounts = Accounts::new(store.clone(), secrets(&config, &store).await?, &config);
+        let secrets = secrets(&config, &store).await?;
+        let accounts = Accounts::new(store.clone(), secrets.clone(), &config);
         match accounts.bootstrap_admin(config.admin_password.as_deref()).await {
             Ok(Some(password)) => tracing::warn!(
                 username = "admin",
@@ -96,14 +100,25 @@ impl App {
         let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone()));
         tokio::spawn(webhooks.clone().run(shutdown.clone()));
         let media = Arc::new(MediaStore::new(&config.data_dir, config.media.clone(), webhooks.clone()));
+        let sealer = Arc::new(Sealer::new(&secrets.seal_key));
+        let (otp_feed, otp_events) = OtpFeed::new();
         let sessions = SessionManager::new(
             store.clone(),
             engines,
             config.data_dir.clone(),
-            Pipeline { delivery, webhooks, media },
+            Pipeline { delivery, webhooks, media, sealer: sealer.clone(), otp_feed: otp_feed.clone() },
             pacing,
             shutdown.clone(),
         );
+        let otp = Arc::new(OtpService::new(
+            store.clone(),
+            sessions.clone(),
+            config.otp.clone(),
+            secrets.otp_pepper,
+            sealer,
+            otp_feed,
+        ));
+        tokio::spawn(otp.clone().run(otp_events, shutdown.clone()));
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
@@ -113,6 +128,7 @@ impl App {
             accounts: Arc::new(accounts),
             sessions,
             numbers,
+            otp,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
         };

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use wagate_core::Pacing;
 
 pub use crate::services::media::MediaConfig;
+pub use crate::services::otp::OtpConfig;
 pub use crate::services::webhooks::WebhookConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,7 @@ pub struct Config {
     /// How long "is this number on WhatsApp" answers are reused, in seconds.
     pub numbers_cache_ttl_secs: u64,
     pub media: MediaConfig,
+    pub otp: OtpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +196,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             numbers_cache_ttl_secs: 3_600,
             media: MediaConfig::default(),
+            otp: OtpConfig::default(),
         }
     }
 }
@@ -307,6 +310,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "delivery: max_attempts must be positive and lease_ms longer than ack_timeout_ms".into(),
             ));
+        }
+        self.otp.validate().map_err(|e| ConfigError::Invalid(format!("otp: {e}")))?;
+        if let Some(header) = &self.otp.client_ip_header
+            && axum::http::HeaderName::from_str(header).is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "otp.client_ip_header `{header}` is not a header name"
+            )));
         }
         let t = &self.sandbox_timings;
         if t.qr_codes == 0 || t.qr_first_timeout_ms == 0 || t.qr_timeout_ms == 0 {

@@ -44,6 +44,34 @@ pub struct NewMessage<'a> {
     pub request_hash: Option<&'a str>,
 }
 
+impl NewMessage<'_> {
+    /// The record as [`Store::insert_message_row`] stores it at `now`.
+    pub(crate) fn record(&self, now: i64) -> MessageRecord {
+        MessageRecord {
+            id: self.id.to_owned(),
+            owner_id: self.owner_id.to_owned(),
+            session_id: self.session_id.clone(),
+            pool: self.pool.map(str::to_owned),
+            seq: self.seq,
+            priority: self.priority,
+            recipient: self.recipient.to_owned(),
+            content: self.content.clone(),
+            status: MessageStatus::Queued,
+            reason: None,
+            attempts: 0,
+            not_before: now,
+            expires_at: self.expires_at,
+            idempotency_key: self.idempotency_key.map(str::to_owned),
+            request_hash: self.request_hash.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+        }
+    }
+}
+
 pub enum Inserted {
     New(MessageRecord),
     /// A message with the same idempotency key exists already.
@@ -120,9 +148,33 @@ impl Store {
     /// Stores a new `queued` message with its first history entry, atomically.
     pub async fn insert_message(&self, new: NewMessage<'_>) -> Result<Inserted> {
         let now = now_ms();
+        match self.insert_message_row(&self.pool, &new, now).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
+                let sql =
+                    format!("SELECT {COLUMNS} FROM messages WHERE owner_id = ? AND idempotency_key = ?");
+                let row = sqlx::query(self.sql(&sql))
+                    .bind(new.owner_id)
+                    .bind(new.idempotency_key)
+                    .fetch_one(&self.pool)
+                    .await?;
+                return Ok(Inserted::Existing(from_row(&row)?));
+            }
+            Err(other) => return Err(other),
+        }
+        Ok(Inserted::New(new.record(now)))
+    }
+
+    /// The `INSERT` of a new `queued` message, on the pool or inside a transaction. One
+    /// statement: the `queued` step of the history is the row's `created_at`.
+    pub(crate) async fn insert_message_row<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+        &self,
+        executor: E,
+        new: &NewMessage<'_>,
+        now: i64,
+    ) -> Result<()> {
         let content = serde_json::to_string(new.content).expect("content serializes");
-        // One statement: the `queued` step of the history is the row's `created_at`.
-        let inserted = sqlx::query(self.sql(
+        sqlx::query(self.sql(
             "INSERT INTO messages (id, owner_id, session_id, pool, seq, priority, recipient, kind, content, status, \
              attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
@@ -143,48 +195,13 @@ impl Store {
         .bind(new.request_hash)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(executor)
         .await
-        .map_err(StoreError::conflict_on_unique("message"));
-        match inserted {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
-                let sql =
-                    format!("SELECT {COLUMNS} FROM messages WHERE owner_id = ? AND idempotency_key = ?");
-                let row = sqlx::query(self.sql(&sql))
-                    .bind(new.owner_id)
-                    .bind(new.idempotency_key)
-                    .fetch_one(&self.pool)
-                    .await?;
-                return Ok(Inserted::Existing(from_row(&row)?));
-            }
-            Err(other) => return Err(other),
-        }
-        Ok(Inserted::New(MessageRecord {
-            id: new.id.to_owned(),
-            owner_id: new.owner_id.to_owned(),
-            session_id: new.session_id.clone(),
-            pool: new.pool.map(str::to_owned),
-            seq: new.seq,
-            priority: new.priority,
-            recipient: new.recipient.to_owned(),
-            content: new.content.clone(),
-            status: MessageStatus::Queued,
-            reason: None,
-            attempts: 0,
-            not_before: now,
-            expires_at: new.expires_at,
-            idempotency_key: new.idempotency_key.map(str::to_owned),
-            request_hash: new.request_hash.map(str::to_owned),
-            created_at: now,
-            updated_at: now,
-            sent_at: None,
-            delivered_at: None,
-            read_at: None,
-        }))
+        .map_err(StoreError::conflict_on_unique("message"))?;
+        Ok(())
     }
 
-    async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    pub(crate) async fn insert_event<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         &self,
         executor: E,
         message_id: &str,
@@ -450,7 +467,7 @@ impl Store {
 }
 
 #[derive(Clone)]
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Int(i64),
 }

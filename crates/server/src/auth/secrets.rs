@@ -6,6 +6,10 @@ use sha2::Sha256;
 pub struct Secrets {
     pub token_key: [u8; 32],
     pub api_key_pepper: [u8; 32],
+    /// Key of the HMACs that stand in for one-time passwords.
+    pub otp_pepper: [u8; 32],
+    /// Encrypts the text of queued one-time-password messages.
+    pub seal_key: [u8; 32],
 }
 
 impl Secrets {
@@ -13,6 +17,8 @@ impl Secrets {
         Secrets {
             token_key: derive(master, b"wagate token signing"),
             api_key_pepper: derive(master, b"wagate api keys"),
+            otp_pepper: derive(master, b"wagate otp codes"),
+            seal_key: derive(master, b"wagate sealed messages"),
         }
     }
 

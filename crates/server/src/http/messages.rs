@@ -374,7 +374,7 @@ impl From<&MessageRecord> for MessageView {
             session_id: m.session_id.to_string(),
             to: m.recipient.clone(),
             kind: m.content.kind().to_owned(),
-            content: m.content.clone(),
+            content: shown_content(&m.content),
             status: m.status.to_string(),
             reason: m.reason.clone(),
             attempts: m.attempts,
@@ -388,6 +388,21 @@ impl From<&MessageRecord> for MessageView {
             status_url: format!("/api/v1/messages/{}", m.id),
             history: None,
         }
+    }
+}
+
+/// The content as callers see it: the text of a one-time-password message is sealed in the
+/// database and never shown.
+fn shown_content(content: &MessageContent) -> MessageContent {
+    match content {
+        MessageContent::Text { body, mentions, reply_to } if wagate_core::otp::is_sealed(body) => {
+            MessageContent::Text {
+                body: "[one-time password: hidden]".into(),
+                mentions: mentions.clone(),
+                reply_to: reply_to.clone(),
+            }
+        }
+        other => other.clone(),
     }
 }
 
@@ -663,7 +678,7 @@ pub struct MessagePage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_time(field: &str, value: &str) -> ApiResult<i64> {
+pub(crate) fn parse_time(field: &str, value: &str) -> ApiResult<i64> {
     chrono::DateTime::parse_from_rfc3339(value)
         .map(|t| t.timestamp_millis())
         .map_err(|_| ApiError::bad_request("invalid_query", format!("{field} must be an RFC 3339 time")))

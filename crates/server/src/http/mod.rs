@@ -5,6 +5,7 @@ mod auth;
 mod chats;
 mod compat;
 mod compat_messages;
+mod compat_otp;
 mod docs;
 mod errors;
 pub mod extract;
@@ -12,6 +13,7 @@ mod health;
 mod messages;
 mod numbers;
 pub mod openapi;
+mod otp;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod sessions;
@@ -45,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::routes())
         .merge(chats::routes())
         .merge(numbers::routes())
+        .merge(otp::routes())
         .merge(webhooks::routes())
         .merge(streams::routes());
     #[cfg(feature = "sandbox")]
@@ -52,7 +55,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .nest("/api/v1", api)
-        .merge(compat::routes().merge(compat_messages::routes()).layer(middleware::from_fn(compat::seed_error_fields)))
+        .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).layer(middleware::from_fn(compat::seed_error_fields)))
         .merge(health::routes())
         .merge(docs::routes())
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })

@@ -4,8 +4,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    api_keys, auth, chats, compat, compat_messages, health, messages, numbers, sessions, streams, users,
-    webhooks,
+    api_keys, auth, chats, compat, compat_messages, compat_otp, health, messages, numbers, otp, sessions,
+    streams, users, webhooks,
 };
 use crate::error::Problem;
 use crate::services::sessions::{AccountView, StreamEvent};
@@ -33,7 +33,7 @@ struct SandboxDoc;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "wagate API", description = "Self-hosted WhatsApp gateway: link sessions by QR or pairing code, \
-        stream their state, and (in later versions) send messages, run OTP verification and receive webhooks.\n\n\
+        stream their state, send every kind of message, run OTP verification and receive signed webhooks.\n\n\
         Errors are `application/problem+json` with a stable `code`. Authenticate with `Authorization: Bearer <token>` \
         from `POST /api/v1/auth/login`, or with an API key (`X-API-Key` or `Authorization: Bearer wag_…`)."),
     paths(
@@ -45,6 +45,9 @@ struct SandboxDoc;
         sessions::activity,
         messages::send_from_session, messages::send, messages::show, messages::list, messages::retry, messages::cancel, chats::messages,
         numbers::check_numbers, numbers::groups, numbers::format_phone,
+        otp::send, otp::verify, otp::show, otp::list, otp::resend, otp::cancel, otp::generate,
+        otp::settings, otp::update_settings, otp::list_templates, otp::put_template, otp::delete_template,
+        otp::phone_failures, otp::reset_phone_failures,
         webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove, webhooks::deliveries, webhooks::replay,
         streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
         health::health, health::ready,
@@ -55,6 +58,8 @@ struct SandboxDoc;
         compat_messages::image, compat_messages::video, compat_messages::audio, compat_messages::document,
         compat_messages::format_phone, compat_messages::send_from_session, compat_messages::send_from_phone,
         compat_messages::check_number, compat_messages::groups,
+        compat_otp::send, compat_otp::generate, compat_otp::verify, compat_otp::status, compat_otp::resend,
+        compat_otp::expire,
     ),
     components(schemas(Problem, AccountView, StreamEvent)),
     modifiers(&Security),
@@ -63,6 +68,7 @@ struct SandboxDoc;
         (name = "sessions", description = "WhatsApp accounts linked to this server"),
         (name = "linking", description = "QR codes, pairing, live session events"),
         (name = "messages", description = "Send messages and follow their delivery"),
+        (name = "otp", description = "One-time passwords over WhatsApp: send, verify, resend, cancel, log"),
         (name = "numbers", description = "Number checks, groups, phone formatting"),
         (name = "webhooks", description = "Signed event delivery (Standard Webhooks)"),
         (name = "sandbox", description = "Test actions on the simulated network"),

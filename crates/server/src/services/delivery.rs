@@ -75,7 +75,7 @@ impl Delivery {
                 owner_id: new.owner_id,
                 session_id: new.session_id,
                 pool: new.pool,
-                seq: self.seq.next(),
+                seq: self.next_seq(),
                 priority: new.priority,
                 recipient: new.recipient,
                 content: new.content,
@@ -91,6 +91,11 @@ impl Delivery {
             }
             Inserted::Existing(_) => Err(DeliveryError::IdempotencyMismatch),
         }
+    }
+
+    /// The next position in the send order (shared by every message this process accepts).
+    pub(crate) fn next_seq(&self) -> i64 {
+        self.seq.next()
     }
 
     /// Registers interest in the outcome of `id` before it is handed to the engine.

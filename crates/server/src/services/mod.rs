@@ -5,5 +5,6 @@ pub mod delivery;
 pub mod engines;
 pub mod media;
 pub mod numbers;
+pub mod otp;
 pub mod sessions;
 pub mod webhooks;

@@ -20,8 +20,20 @@ use wagate_store::{DeliveryRecord, Store, StoreError, WebhookEventRecord, Webhoo
 
 use crate::time::{Sequence, now_ms, rfc3339};
 
-/// Event types wagate emits (`otp.*` arrives with the OTP service).
-pub const EVENT_TYPES: [&str; 4] = ["session.status", "session.qr", "message.received", "message.status"];
+/// Event types wagate emits.
+pub const EVENT_TYPES: [&str; 11] = [
+    "session.status",
+    "session.qr",
+    "message.received",
+    "message.status",
+    "otp.sent",
+    "otp.delivered",
+    "otp.read",
+    "otp.approved",
+    "otp.failed",
+    "otp.expired",
+    "otp.max_attempts",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -100,10 +112,9 @@ impl Webhooks {
         for event in events {
             let known = event == "*"
                 || EVENT_TYPES.contains(&event.as_str())
-                || event.starts_with("otp.")
-                || event.strip_suffix(".*").is_some_and(|p| {
-                    EVENT_TYPES.iter().any(|t| t.starts_with(&format!("{p}."))) || p == "otp"
-                });
+                || event
+                    .strip_suffix(".*")
+                    .is_some_and(|p| EVENT_TYPES.iter().any(|t| t.starts_with(&format!("{p}."))));
             if !known {
                 return Err(WebhookError::UnknownEvent(event.clone()));
             }

@@ -129,8 +129,19 @@ async fn dispatch(
         },
         None => None,
     };
+    if message.expires_at.is_some_and(|at| at <= now_ms()) {
+        // It expired while paced: still never sent late.
+        let reason = Some("expired before it could be sent".into());
+        return settle(manager, runtime, &id, MessageStatus::Failed, reason).await;
+    }
+    let content = match manager.sealer().open_content(message.content.clone()) {
+        Ok(content) => content,
+        Err(reason) => {
+            return settle(manager, runtime, &id, MessageStatus::Failed, Some(reason.into())).await;
+        }
+    };
     let outcome = delivery.expect_outcome(&id);
-    let outgoing = OutgoingMessage { id: id.clone(), to: chat, content: message.content.clone(), media };
+    let outgoing = OutgoingMessage { id: id.clone(), to: chat, content, media };
     let sent = connection.send(outgoing).await;
     *last_sent = Some(Instant::now());
     match sent {
@@ -168,10 +179,12 @@ async fn dispatch(
             retry_or_fail(manager, runtime, &message, detail).await;
         }
         Ok(Ok(Outcome::Failed(failure))) => {
-            if failure == SendFailure::ReachOutRestricted {
+            let restricted = failure == SendFailure::ReachOutRestricted;
+            if restricted {
                 manager.on_send_restricted(runtime).await;
             }
-            settle(manager, runtime, &id, MessageStatus::Failed, Some(failure.to_string())).await;
+            settle_as(manager, runtime, &id, MessageStatus::Failed, Some(failure.to_string()), restricted)
+                .await;
         }
         Ok(Err(_)) | Err(_) => {
             delivery.forget_outcome(&id);
@@ -199,8 +212,20 @@ async fn settle(
     status: MessageStatus,
     reason: Option<String>,
 ) {
+    settle_as(manager, runtime, id, status, reason, false).await;
+}
+
+/// [`settle`], saying whether WhatsApp refused the message with a reach-out restriction.
+async fn settle_as(
+    manager: &SessionManager,
+    runtime: &Runtime,
+    id: &str,
+    status: MessageStatus,
+    reason: Option<String>,
+    restricted: bool,
+) {
     if manager.delivery().transition(id, status, reason.as_deref()).await {
-        manager.publish_message_status(runtime, id.to_owned(), Some(status), reason).await;
+        manager.publish_message_status(runtime, id.to_owned(), Some(status), reason, restricted).await;
     }
 }
 

@@ -25,6 +25,8 @@ use wagate_store::{LinkedAccount, NewSession, SessionRecord, Store, StoreError};
 use super::delivery::{Delivery, Outcome};
 use super::engines::Engines;
 use super::media::MediaStore;
+use super::otp::OtpFeed;
+use super::otp::seal::Sealer;
 use super::webhooks::Webhooks;
 use crate::time::{now_ms, rfc3339};
 
@@ -258,6 +260,10 @@ pub struct Pipeline {
     pub delivery: Arc<Delivery>,
     pub webhooks: Arc<Webhooks>,
     pub media: Arc<MediaStore>,
+    /// Opens the sealed text of one-time-password messages right before sending.
+    pub sealer: Arc<Sealer>,
+    /// Tells the OTP service about its messages and about inbound texts.
+    pub otp_feed: Arc<OtpFeed>,
 }
 
 /// Pacing defaults: per engine, and for one-time passwords.
@@ -308,6 +314,10 @@ impl SessionManager {
 
     pub fn webhooks(&self) -> &Arc<Webhooks> {
         &self.inner.pipeline.webhooks
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.inner.pipeline.sealer
     }
 
     /// The open connection of a connected session.
@@ -819,7 +829,7 @@ impl SessionManager {
             }
             EngineEvent::Sent { id: message_id } => {
                 let status = self.delivery().on_outcome(&message_id, Outcome::Sent).await;
-                self.publish_message_status(runtime, message_id, status, None).await;
+                self.publish_message_status(runtime, message_id, status, None, false).await;
                 false
             }
             EngineEvent::SendFailed { id: message_id, failure } => {
@@ -829,7 +839,7 @@ impl SessionManager {
             EngineEvent::Receipt { ids, kind } => {
                 for message_id in ids {
                     let status = self.delivery().on_receipt(&message_id, kind).await;
-                    self.publish_message_status(runtime, message_id, status, None).await;
+                    self.publish_message_status(runtime, message_id, status, None, false).await;
                 }
                 false
             }
@@ -846,8 +856,10 @@ impl SessionManager {
         message_id: String,
         status: Option<MessageStatus>,
         reason: Option<String>,
+        restricted: bool,
     ) {
         if let Some(status) = status {
+            self.inner.pipeline.otp_feed.message_status(&message_id, status, reason.as_deref(), restricted);
             let event = StreamEvent::MessageStatus {
                 session_id: runtime.id.to_string(),
                 message_id,
@@ -899,6 +911,9 @@ impl SessionManager {
             .webhooks
             .emit(&runtime.owner_id, Some(&runtime.id), "message.received", data)
             .await;
+        if let Some(text) = message.content.text() {
+            self.inner.pipeline.otp_feed.inbound(&runtime.id, message.from.e164(), text);
+        }
         runtime.publish(StreamEvent::MessageReceived {
             session_id: runtime.id.to_string(),
             message_id: message.id,

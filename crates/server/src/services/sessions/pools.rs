@@ -23,8 +23,12 @@ pub enum PoolStrategy {
 impl SessionManager {
     /// Connected and not restricted by WhatsApp.
     pub fn is_healthy(&self, record: &SessionRecord) -> bool {
-        let restricted = self.runtime(record).restricted_until.load(Ordering::SeqCst) > now_ms();
-        record.status == SessionStatus::Connected && !restricted
+        record.status == SessionStatus::Connected && !self.is_restricted(record)
+    }
+
+    /// WhatsApp refused a message to a new contact (463) recently.
+    pub fn is_restricted(&self, record: &SessionRecord) -> bool {
+        self.runtime(record).restricted_until.load(Ordering::SeqCst) > now_ms()
     }
 
     /// The session a new pool message goes to. With no healthy member it still goes to one
