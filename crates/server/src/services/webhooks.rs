@@ -470,10 +470,12 @@ mod tests {
                 "message.*".into(),
                 "session.status".into(),
                 "*".into(),
-                "otp.verified".into()
+                "otp.approved".into(),
+                "otp.*".into()
             ])
             .is_ok()
         );
         assert!(Webhooks::check_events(&["message.deleted".into()]).is_err());
+        assert!(Webhooks::check_events(&["otp.verified".into()]).is_err());
     }
 }
