@@ -297,9 +297,11 @@ impl Store {
     /// Returns the verification as it is now, or `None` when it was no longer pending.
     pub async fn record_otp_failure(&self, id: &str, now: i64) -> Result<Option<OtpRecord>> {
         let done = sqlx::query(self.sql(
-            "UPDATE otp_verifications SET attempts = attempts + 1, updated_at = ?, \
-             status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts' ELSE status END \
-             WHERE id = ? AND status = 'pending'",
+            // `status` before `attempts`: MySQL evaluates assignments left to right, on the
+            // values already assigned.
+            "UPDATE otp_verifications SET \
+             status = CASE WHEN attempts + 1 >= max_attempts THEN 'max_attempts' ELSE status END, \
+             attempts = attempts + 1, updated_at = ? WHERE id = ? AND status = 'pending'",
         ))
         .bind(now)
         .bind(id)

@@ -4,8 +4,14 @@
 //! database and drops it afterwards.
 
 use sqlx::Connection;
-use wagate_core::{EngineKind, Role, Scope, ScopeSet, SessionId, SessionStatus};
-use wagate_store::{LinkedAccount, NewApiKey, NewSession, NewUser, Store, StoreError};
+use wagate_core::{
+    EngineKind, MessageContent, MessageStatus, OtpMode, OtpStatus, Role, Scope, ScopeSet, SessionId,
+    SessionStatus,
+};
+use wagate_store::{
+    LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession, NewUser, OtpFilter, OtpRecord, Store,
+    StoreError,
+};
 
 fn unique_name() -> String {
     format!("wagate_test_{}", uuid_like())
@@ -114,7 +120,136 @@ async fn scenario(store: Store) {
     assert!(store.session(&one).await.unwrap().is_none());
     assert!(store.session_events(&one, None, 10).await.unwrap().is_empty());
     assert!(!store.delete_session(&one).await.unwrap());
+
+    otp_scenario(&store, &admin.id, &one).await;
     store.close().await;
+}
+
+fn verification(id: &str, owner: &str, message_id: Option<&str>, now: i64) -> OtpRecord {
+    OtpRecord {
+        id: id.into(),
+        owner_id: owner.into(),
+        phone: "+6281234560001".into(),
+        session_id: Some("one".into()),
+        pool: None,
+        message_id: message_id.map(Into::into),
+        requested_mode: OtpMode::Push,
+        mode: OtpMode::Push,
+        code_mac: "mac-1".into(),
+        code_length: 6,
+        locale: "en".into(),
+        brand: Some("Acme ✓".into()),
+        template: None,
+        status: OtpStatus::Pending,
+        reason: None,
+        attempts: 0,
+        max_attempts: 2,
+        sends: 1,
+        ttl_ms: 300_000,
+        expires_at: now + 300_000,
+        last_sent_at: now,
+        api_key_id: None,
+        client_ip: Some("127.0.0.1".into()),
+        created_at: now,
+        updated_at: now,
+        approved_at: None,
+    }
+}
+
+/// Verifications and their messages in one transaction, conditional transitions, counters.
+async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
+    let now = wagate_store::now_ms();
+    let text = MessageContent::Text { body: "sealed".into(), mentions: vec![], reply_to: None };
+    let message = |id| NewMessage {
+        id,
+        owner_id: owner,
+        session_id: session,
+        pool: None,
+        seq: 1,
+        priority: 1,
+        recipient: "+6281234560001",
+        content: &text,
+        expires_at: Some(now + 300_000),
+        idempotency_key: None,
+        request_hash: None,
+    };
+    let first = verification("otp-1", owner, Some("m-1"), now);
+    assert!(
+        store.insert_otp(NewOtp { record: &first, message: Some(message("m-1")) }).await.unwrap().is_empty()
+    );
+    assert_eq!(store.message("m-1").await.unwrap().unwrap().priority, 1);
+    let second = verification("otp-2", owner, Some("m-2"), now + 1);
+    let replaced = store.insert_otp(NewOtp { record: &second, message: Some(message("m-2")) }).await.unwrap();
+    assert_eq!(replaced, ["otp-1"], "one pending verification per phone");
+    assert_eq!(store.otp("otp-1").await.unwrap().unwrap().status, OtpStatus::Canceled);
+    assert_eq!(store.message("m-1").await.unwrap().unwrap().status, MessageStatus::Canceled);
+    assert_eq!(store.pending_otp(owner, "+6281234560001").await.unwrap().unwrap().id, "otp-2");
+    assert_eq!(store.otp_by_message("m-2").await.unwrap().unwrap().id, "otp-2");
+
+    // Wrong codes: the last allowed one locks it; nothing counts after that.
+    let after_one = store.record_otp_failure("otp-2", now).await.unwrap().unwrap();
+    assert_eq!((after_one.attempts, after_one.status), (1, OtpStatus::Pending));
+    let after_two = store.record_otp_failure("otp-2", now).await.unwrap().unwrap();
+    assert_eq!((after_two.attempts, after_two.status), (2, OtpStatus::MaxAttempts));
+    assert!(store.record_otp_failure("otp-2", now).await.unwrap().is_none());
+    assert!(!store.approve_otp("otp-2", now).await.unwrap());
+
+    // A new code (resend) within the cap and cooldown; approval happens once.
+    let third = verification("otp-3", owner, Some("m-3"), now);
+    store.insert_otp(NewOtp { record: &third, message: Some(message("m-3")) }).await.unwrap();
+    let code = |max_sends, sent_before| NewCode {
+        id: "otp-3",
+        session_id: "one",
+        code_mac: "mac-2",
+        mode: OtpMode::Push,
+        message: Some(message("m-4")),
+        expires_at: now + 600_000,
+        max_sends,
+        sent_before,
+    };
+    assert!(store.replace_otp_code(code(5, now - 30_000)).await.unwrap().is_none(), "cooldown");
+    let renewed = store.replace_otp_code(code(5, now + 1)).await.unwrap().unwrap();
+    assert_eq!(
+        (renewed.sends, renewed.code_mac.as_str(), renewed.message_id.as_deref()),
+        (2, "mac-2", Some("m-4"))
+    );
+    assert_eq!(store.message("m-3").await.unwrap().unwrap().status, MessageStatus::Canceled);
+    assert!(store.approve_otp("otp-3", now).await.unwrap());
+    assert!(!store.approve_otp("otp-3", now).await.unwrap(), "approves at most once");
+
+    // Per-phone failure counter (upsert on every database).
+    assert_eq!(store.add_phone_failure(owner, "+6281234560001", now).await.unwrap(), 1);
+    assert_eq!(store.add_phone_failure(owner, "+6281234560001", now).await.unwrap(), 2);
+    assert_eq!(store.phone_failures(owner, "+6281234560001").await.unwrap().unwrap().failures, 2);
+    assert!(store.clear_phone_failures(owner, "+6281234560001").await.unwrap());
+    assert!(store.phone_failures(owner, "+6281234560001").await.unwrap().is_none());
+
+    // Expiry, cancel, listing, counts, retention.
+    let mut old = verification("otp-4", owner, None, now - 10_000);
+    old.phone = "+6281234560002".into();
+    old.expires_at = now - 1;
+    store.insert_otp(NewOtp { record: &old, message: None }).await.unwrap();
+    let expired = store.expire_otps(now, 100).await.unwrap();
+    assert_eq!(expired.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["otp-4"]);
+    assert!(!store.set_otp_status("otp-4", OtpStatus::Canceled, OtpStatus::Pending, None).await.unwrap());
+    let log = store
+        .otps(&OtpFilter { owner_id: Some(owner.into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 4);
+    let counts = store.otp_counts(Some(owner), 0).await.unwrap();
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 4);
+    assert_eq!(store.delete_otps_before(now + 10).await.unwrap(), 4);
+
+    // Templates and settings replace in place.
+    store.put_otp_template(owner, "default", "en", "{{ code }} a").await.unwrap();
+    store.put_otp_template(owner, "default", "en", "{{ code }} b").await.unwrap();
+    let templates = store.otp_templates(owner).await.unwrap();
+    assert_eq!((templates.len(), templates[0].body.as_str()), (1, "{{ code }} b"));
+    assert!(store.delete_otp_template(owner, "default", "en").await.unwrap());
+    store.put_otp_settings(owner, "{}").await.unwrap();
+    store.put_otp_settings(owner, "{\"brand\":\"x\"}").await.unwrap();
+    assert_eq!(store.otp_settings(owner).await.unwrap().as_deref(), Some("{\"brand\":\"x\"}"));
 }
 
 #[tokio::test]
