@@ -1,0 +1,234 @@
+//! One-time-password flows through the real HTTP API: send → read the code from the sandbox
+//! inbox → verify. Sandbox engine, 4 sessions, embedded SQLite, limits raised. Prints flows/s,
+//! p50/p99 of send and verify, and peak RSS; see BENCHMARKS.md.
+//!
+//! cargo run --release -p wagate --example bench_otp -- [flows] [concurrency] [rate] [seconds]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use wagate_server::{App, Config};
+
+const PASSWORD: &str = "bench-password-123";
+const SESSIONS: usize = 4;
+
+struct Bench {
+    base: String,
+    client: reqwest::Client,
+    token: String,
+    send_ms: Mutex<Vec<f64>>,
+    verify_ms: Mutex<Vec<f64>>,
+    peak_rss: AtomicU64,
+}
+
+impl Bench {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request =
+            self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// One complete flow; true when the code was approved.
+    async fn flow(&self, n: usize) -> bool {
+        // Ends in 1: never one of the sandbox's magic numbers.
+        let phone = format!("+62813{:07}1", n % 10_000_000);
+        let started = Instant::now();
+        let (status, sent) =
+            self.call(reqwest::Method::POST, "/api/v1/otp/send", Some(json!({ "phone": phone }))).await;
+        self.send_ms.lock().await.push(started.elapsed().as_secs_f64() * 1000.0);
+        if status != 202 {
+            eprintln!("send answered {status}: {sent}");
+            return false;
+        }
+        let code = loop {
+            let (_, inbox) =
+                self.call(reqwest::Method::GET, &format!("/api/v1/sandbox/inbox/{phone}"), None).await;
+            if let Some(text) = inbox["messages"][0]["content"]["body"].as_str() {
+                break text.split('*').nth(1).unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let started = Instant::now();
+        let (_, verdict) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/otp/verify",
+                Some(json!({ "id": sent["id"], "code": code })),
+            )
+            .await;
+        self.verify_ms.lock().await.push(started.elapsed().as_secs_f64() * 1000.0);
+        self.peak_rss.fetch_max(rss_kib(), Ordering::Relaxed);
+        verdict["valid"] == true
+    }
+
+    async fn report(&self, label: &str, approved: usize, took: Duration) {
+        let mut send = std::mem::take(&mut *self.send_ms.lock().await);
+        let mut verify = std::mem::take(&mut *self.verify_ms.lock().await);
+        send.sort_by(f64::total_cmp);
+        verify.sort_by(f64::total_cmp);
+        println!(
+            "{label}: {approved} flows approved in {:.2} s = {:.0} flows/s; send p50 {:.1} ms p99 {:.1} ms; \
+             verify p50 {:.1} ms p99 {:.1} ms; peak RSS {} MiB",
+            took.as_secs_f64(),
+            approved as f64 / took.as_secs_f64(),
+            percentile(&send, 0.50),
+            percentile(&send, 0.99),
+            percentile(&verify, 0.50),
+            percentile(&verify, 0.99),
+            self.peak_rss.load(Ordering::Relaxed) / 1024,
+        );
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let flows = args.first().copied().unwrap_or(10_000);
+    let concurrency = args.get(1).copied().unwrap_or(64);
+    let rate = args.get(2).copied().unwrap_or(500);
+    let seconds = args.get(3).copied().unwrap_or(10);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        port: 0,
+        data_dir: dir.path().to_path_buf(),
+        admin_password: Some(PASSWORD.into()),
+        ..Config::default()
+    };
+    config.host = [127, 0, 0, 1].into();
+    config.sandbox_timings.delivery_delay_ms = 50;
+    config.sandbox_timings.read_delay_ms = 50;
+    config.otp_pacing.max_delay_ms = 0;
+    config.otp.sends_per_ip = u32::MAX;
+    config.otp.sends_per_api_key = u32::MAX;
+    config.otp.verifies_per_ip = u32::MAX;
+    let app = App::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "username": "admin", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bench = Arc::new(Bench {
+        base,
+        client,
+        token: login["token"].as_str().unwrap().to_owned(),
+        send_ms: Mutex::default(),
+        verify_ms: Mutex::default(),
+        peak_rss: AtomicU64::new(rss_kib()),
+    });
+    for n in 0..SESSIONS {
+        let body = json!({ "id": format!("b{n}"), "engine": "sandbox", "connect": true });
+        bench.call(reqwest::Method::POST, "/api/v1/sessions", Some(body)).await;
+        loop {
+            let path = format!("/api/v1/sandbox/sessions/b{n}/scan");
+            let body = json!({ "phone": format!("+62812000099{n:02}") });
+            if bench.call(reqwest::Method::POST, &path, Some(body)).await.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!(
+        "wagate OTP benchmark: {SESSIONS} sandbox sessions, SQLite, {} cores, load generator in the same process",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+
+    // 1. Throughput: as many complete flows as `concurrency` clients can run.
+    let next = Arc::new(AtomicUsize::new(0));
+    let approved = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (bench, next, approved) = (bench.clone(), next.clone(), approved.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= flows {
+                        break;
+                    }
+                    if bench.flow(n).await {
+                        approved.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    bench
+        .report(
+            &format!("throughput ({concurrency} concurrent flows)"),
+            approved.load(Ordering::SeqCst),
+            started.elapsed(),
+        )
+        .await;
+
+    // 2. Latency at a steady offered rate.
+    let total = rate * seconds;
+    let approved = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for n in 0..total {
+        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (bench, approved) = (bench.clone(), approved.clone());
+        tasks.push(tokio::spawn(async move {
+            if bench.flow(5_000_000 + n).await {
+                approved.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    bench
+        .report(
+            &format!("{rate} flows/s offered for {seconds} s"),
+            approved.load(Ordering::SeqCst),
+            started.elapsed(),
+        )
+        .await;
+
+    let _ = stop.send(());
+    let _ = server.await;
+}
