@@ -700,3 +700,27 @@ async fn templates_settings_sandbox_test_numbers_and_seed_routes() {
     let (status, body) = app.get("/api/otp/status/+6281234569999", &admin).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("otp_not_found")));
 }
+
+#[tokio::test]
+async fn the_sandbox_inbox_waits_for_the_next_message() {
+    let (app, admin) = linked_app(|_| {}).await;
+    let phone = "+6281234560017";
+    let waiting = {
+        let request =
+            app.request(Method::GET, &format!("/api/v1/sandbox/inbox/{phone}?wait_ms=10000"), Some(&admin));
+        tokio::spawn(async move { common::read(request.send().await.unwrap()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "an empty inbox waits");
+    let started = std::time::Instant::now();
+    app.post("/api/v1/otp/send", &admin, json!({ "phone": phone })).await;
+    let (status, inbox) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 1, "{inbox}");
+    assert!(started.elapsed() < Duration::from_secs(5), "answered when the message arrived");
+    // `after`: the caller saw one already; a short wait returns what there is.
+    let (_, inbox) = app.get(&format!("/api/v1/sandbox/inbox/{phone}?wait_ms=100&after=1"), &admin).await;
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 1);
+    let (status, problem) = app.get(&format!("/api/v1/sandbox/inbox/{phone}?wait_ms=40000"), &admin).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+}

@@ -3,40 +3,28 @@
 //!
 //! cargo run --release -p wagate --example bench_messages -- [accept_count] [rate] [seconds] [soak_count]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use wagate_server::{App, Config};
+use serde_json::json;
+use support::{Server, percentile, rss_kib};
 
-const PASSWORD: &str = "bench-password-123";
 const SESSIONS: usize = 4;
 
 struct Bench {
-    base: String,
-    client: reqwest::Client,
-    token: String,
+    server: Server,
 }
 
 impl Bench {
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+    async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.server.post(path, body).await
     }
 
-    async fn get(&self, path: &str) -> Value {
-        let response =
-            self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
-        response.json().await.unwrap_or(Value::Null)
+    async fn get(&self, path: &str) -> serde_json::Value {
+        self.server.get(path).await
     }
 
     async fn send(&self, n: usize) -> bool {
@@ -92,24 +80,6 @@ impl Bench {
     }
 }
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn accept_burst(
     bench: &Arc<Bench>,
     total: usize,
@@ -150,58 +120,16 @@ async fn main() {
     let soak_count = args.get(3).copied().unwrap_or(100_000);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        port: 0,
-        data_dir: dir.path().to_path_buf(),
-        admin_password: Some(PASSWORD.into()),
-        ..Config::default()
-    };
-    config.host = [127, 0, 0, 1].into();
-    config.sandbox_timings.delivery_delay_ms = 50;
-    config.sandbox_timings.read_delay_ms = 50;
-    if let Ok(ms) = std::env::var("BENCH_ACK_TIMEOUT_MS") {
-        config.delivery.ack_timeout_ms = ms.parse().unwrap();
-    }
-    let app = App::build(config).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({ "username": "admin", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bench = Arc::new(Bench { base, client, token: login["token"].as_str().unwrap().to_owned() });
-    for n in 0..SESSIONS {
-        bench
-            .post("/api/v1/sessions", json!({ "id": format!("b{n}"), "engine": "sandbox", "connect": true }))
-            .await;
-        loop {
-            let (status, _) = bench
-                .post(
-                    &format!("/api/v1/sandbox/sessions/b{n}/scan"),
-                    json!({ "phone": format!("+62812000099{n:02}") }),
-                )
-                .await;
-            if status == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let server = Server::start(dir.path(), SESSIONS, |config| {
+        if let Ok(ms) = std::env::var("BENCH_ACK_TIMEOUT_MS") {
+            config.delivery.ack_timeout_ms = ms.parse().unwrap();
         }
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    })
+    .await;
+    let bench = Arc::new(Bench { server });
     println!(
         "wagate message benchmark: {SESSIONS} sandbox sessions, pacing off, SQLite, {} cores",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        support::cores()
     );
 
     // 1. Acceptance throughput.
@@ -260,6 +188,7 @@ async fn main() {
         rss_kib() / 1024
     );
 
-    let _ = stop.send(());
-    let _ = server.await;
+    if let Ok(bench) = Arc::try_unwrap(bench) {
+        bench.server.stop().await;
+    }
 }

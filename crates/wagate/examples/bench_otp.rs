@@ -4,21 +4,20 @@
 //!
 //! cargo run --release -p wagate --example bench_otp -- [flows] [concurrency] [rate] [seconds]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{Server, percentile, rss_kib};
 use tokio::sync::Mutex;
-use wagate_server::{App, Config};
 
-const PASSWORD: &str = "bench-password-123";
 const SESSIONS: usize = 4;
 
 struct Bench {
-    base: String,
-    client: reqwest::Client,
-    token: String,
+    server: Server,
     send_ms: Mutex<Vec<f64>>,
     verify_ms: Mutex<Vec<f64>>,
     peak_rss: AtomicU64,
@@ -26,8 +25,9 @@ struct Bench {
 
 impl Bench {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let server = &self.server;
         let mut request =
-            self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+            server.client.request(method, format!("{}{path}", server.base)).bearer_auth(&server.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -48,13 +48,13 @@ impl Bench {
             eprintln!("send answered {status}: {sent}");
             return false;
         }
+        // The inbox answers as soon as the message arrives (long poll).
         let code = loop {
-            let (_, inbox) =
-                self.call(reqwest::Method::GET, &format!("/api/v1/sandbox/inbox/{phone}"), None).await;
+            let path = format!("/api/v1/sandbox/inbox/{phone}?wait_ms=10000");
+            let (_, inbox) = self.call(reqwest::Method::GET, &path, None).await;
             if let Some(text) = inbox["messages"][0]["content"]["body"].as_str() {
                 break text.split('*').nth(1).unwrap().to_owned();
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let started = Instant::now();
         let (_, verdict) = self
@@ -88,24 +88,6 @@ impl Bench {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -115,61 +97,22 @@ async fn main() {
     let seconds = args.get(3).copied().unwrap_or(10);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        port: 0,
-        data_dir: dir.path().to_path_buf(),
-        admin_password: Some(PASSWORD.into()),
-        ..Config::default()
-    };
-    config.host = [127, 0, 0, 1].into();
-    config.sandbox_timings.delivery_delay_ms = 50;
-    config.sandbox_timings.read_delay_ms = 50;
-    config.otp_pacing.max_delay_ms = 0;
-    config.otp.sends_per_ip = u32::MAX;
-    config.otp.sends_per_api_key = u32::MAX;
-    config.otp.verifies_per_ip = u32::MAX;
-    let app = App::build(config).await.unwrap();
-    let base = format!("http://{}", app.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
-    let login: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({ "username": "admin", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let server = Server::start(dir.path(), SESSIONS, |config| {
+        config.otp_pacing.max_delay_ms = 0;
+        config.otp.sends_per_ip = u32::MAX;
+        config.otp.sends_per_api_key = u32::MAX;
+        config.otp.verifies_per_ip = u32::MAX;
+    })
+    .await;
     let bench = Arc::new(Bench {
-        base,
-        client,
-        token: login["token"].as_str().unwrap().to_owned(),
+        server,
         send_ms: Mutex::default(),
         verify_ms: Mutex::default(),
         peak_rss: AtomicU64::new(rss_kib()),
     });
-    for n in 0..SESSIONS {
-        let body = json!({ "id": format!("b{n}"), "engine": "sandbox", "connect": true });
-        bench.call(reqwest::Method::POST, "/api/v1/sessions", Some(body)).await;
-        loop {
-            let path = format!("/api/v1/sandbox/sessions/b{n}/scan");
-            let body = json!({ "phone": format!("+62812000099{n:02}") });
-            if bench.call(reqwest::Method::POST, &path, Some(body)).await.0 == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     println!(
         "wagate OTP benchmark: {SESSIONS} sandbox sessions, SQLite, {} cores, load generator in the same process",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        support::cores()
     );
 
     // 1. Throughput: as many complete flows as `concurrency` clients can run.
@@ -229,6 +172,7 @@ async fn main() {
         )
         .await;
 
-    let _ = stop.send(());
-    let _ = server.await;
+    if let Ok(bench) = Arc::try_unwrap(bench) {
+        bench.server.stop().await;
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use wagate_core::{Phone, SessionId};
 
 use super::SandboxConfig;
@@ -51,6 +51,8 @@ pub struct SandboxNetwork {
     state: Mutex<NetworkState>,
     /// Append-only log of deliveries (JSON lines), when the network keeps state on disk.
     journal: Option<Mutex<std::fs::File>>,
+    /// Counts deliveries, so inbox readers can wait for the next one.
+    deliveries: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -79,7 +81,7 @@ impl SandboxNetwork {
                 None
             }
         });
-        SandboxNetwork { config, state: Mutex::new(state), journal }
+        SandboxNetwork { config, state: Mutex::new(state), journal, deliveries: watch::Sender::new(0) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, NetworkState> {
@@ -125,6 +127,8 @@ impl SandboxNetwork {
             }
         }
         state.inboxes.entry(entry.to.clone()).or_default().push(entry);
+        drop(state);
+        self.deliveries.send_modify(|n| *n += 1);
     }
 
     pub(super) fn group(&self, jid: &str) -> Option<SandboxGroup> {
@@ -205,6 +209,11 @@ impl SandboxNetwork {
     /// What was sent to `phone`, oldest first.
     pub fn inbox(&self, phone: &Phone) -> Vec<InboxEntry> {
         self.state().inboxes.get(phone.e164()).cloned().unwrap_or_default()
+    }
+
+    /// Changes with every delivery: wait on it for new inbox entries.
+    pub fn deliveries(&self) -> watch::Receiver<u64> {
+        self.deliveries.subscribe()
     }
 }
 

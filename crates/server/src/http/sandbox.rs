@@ -1,18 +1,19 @@
 //! `/api/v1/sandbox`: test actions on the simulated network (only when the sandbox is enabled).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use wagate_core::{EngineKind, Scope};
 use wagate_engine::sandbox::{InboxEntry, SandboxError, SandboxNetwork};
 use wagate_store::SessionRecord;
 
-use super::extract::{Auth, Json};
+use super::extract::{Auth, Json, QueryParams};
 use super::sessions::{authorized_session, parse_phone, visible_sessions};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -165,23 +166,51 @@ pub struct Inbox {
     pub messages: Vec<InboxEntry>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// Wait up to this long (at most 30,000 ms) until the inbox holds more than `after`
+    /// messages, instead of polling.
+    pub wait_ms: Option<u64>,
+    /// How many messages the caller has seen already (default 0).
+    pub after: Option<usize>,
+}
+
 /// What sandbox sessions sent to `phone`, newest last.
-#[utoipa::path(get, path = "/api/v1/sandbox/inbox/{phone}", tag = "sandbox", params(("phone" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/sandbox/inbox/{phone}", tag = "sandbox", params(("phone" = String, Path), InboxQuery),
     responses((status = 200, body = Inbox), (status = 400, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn inbox(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(phone): Path<String>,
+    QueryParams(query): QueryParams<InboxQuery>,
 ) -> ApiResult<JsonResponse<Inbox>> {
     let network = network(&state)?;
     let phone = parse_phone(&state, &phone)?;
-    let messages = if principal.sees_all() && principal.sessions.is_none() {
-        network.inbox(&phone)
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0));
+    if wait > Duration::from_secs(30) {
+        return Err(ApiError::bad_request("invalid_query", "wait_ms must be at most 30000"));
+    }
+    let visible: Option<Vec<String>> = if principal.sees_all() && principal.sessions.is_none() {
+        None
     } else {
-        let visible: Vec<String> =
-            visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect();
-        network.inbox(&phone).into_iter().filter(|m| visible.contains(&m.session_id)).collect()
+        Some(visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect())
     };
+    let read = || -> Vec<InboxEntry> {
+        let all = network.inbox(&phone);
+        match &visible {
+            None => all,
+            Some(visible) => all.into_iter().filter(|m| visible.contains(&m.session_id)).collect(),
+        }
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut deliveries = network.deliveries();
+    let mut messages = read();
+    while messages.len() <= query.after.unwrap_or(0)
+        && tokio::time::timeout_at(deadline, deliveries.changed()).await.is_ok_and(|r| r.is_ok())
+    {
+        messages = read();
+    }
     Ok(JsonResponse(Inbox { phone: phone.e164().to_owned(), messages }))
 }
 

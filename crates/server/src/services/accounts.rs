@@ -183,8 +183,11 @@ impl Accounts {
             return Err(AccountError::ApiKeyExpired);
         }
         let user = self.active_user(&record.user_id).await?;
-        // Losing a last-used timestamp is harmless; never fail a request for it.
-        if let Err(err) = self.store.touch_api_key(&record.id).await {
+        // Minute precision is enough for "last used", and spares a write per request. Losing
+        // a timestamp is harmless; never fail a request for it.
+        if record.last_used_at.is_none_or(|at| now_ms() - at >= 60_000)
+            && let Err(err) = self.store.touch_api_key(&record.id).await
+        {
             tracing::warn!(error = %err, "cannot record API key use");
         }
         let mut scopes = record.scopes.clone();

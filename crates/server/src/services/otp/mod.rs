@@ -200,6 +200,20 @@ pub struct Verdict {
     pub record: Option<OtpRecord>,
 }
 
+/// How a new code travels.
+struct Carrier {
+    /// Push: the message id and its sealed content.
+    message: Option<(String, MessageContent)>,
+    /// Inbound: the `wa.me` link.
+    link: Option<String>,
+}
+
+impl Carrier {
+    fn message_id(&self) -> Option<String> {
+        self.message.as_ref().map(|(id, _)| id.clone())
+    }
+}
+
 /// What the dispatcher's first attempt of an `auto` verification's message came to.
 #[derive(Debug)]
 enum PushOutcome {
@@ -307,11 +321,6 @@ impl OtpService {
             .or_else(|| request.session.is_none().then(|| settings.default_pool.clone()).flatten());
         let session = self.route(principal, request.session.clone(), pool.as_deref(), request.mode).await?;
         let brand = request.brand.clone().or_else(|| settings.brand.clone());
-        let template = request.template.clone().unwrap_or_else(|| templates::PUSH.to_owned());
-        // Render before anything is stored: a broken template is the caller's error.
-        let sample = OtpCode::parse(&"0".repeat(length)).expect("valid length");
-        self.text(owner, &template, &locale, &sample, brand.as_deref(), ttl_secs).await?;
-        self.limits.record_send(owner, &phone, caller);
 
         let mode = match request.mode {
             OtpMode::Auto if self.sessions.is_restricted(&session) => OtpMode::Inbound,
@@ -322,14 +331,13 @@ impl OtpService {
         let code = custom_code.unwrap_or_else(|| self.new_code(&session, &request.phone, length));
         let now = now_ms();
         let expires_at = now + ttl_secs as i64 * 1000;
-        let message_id = (mode == OtpMode::Push).then(wagate_core::message::new_message_id);
-        let record = OtpRecord {
+        let mut record = OtpRecord {
             id: id.clone(),
             owner_id: owner.to_owned(),
             phone: phone.clone(),
             session_id: Some(session.id.to_string()),
             pool: pool.clone(),
-            message_id: message_id.clone(),
+            message_id: None,
             requested_mode: request.mode,
             mode,
             code_mac: code.mac(&self.pepper, &id),
@@ -351,40 +359,24 @@ impl OtpService {
             updated_at: now,
             approved_at: None,
         };
-        let link = match mode {
-            OtpMode::Inbound => Some(self.inbound_link(&session, &record, &code).await?),
-            _ => None,
-        };
-        let content = match &message_id {
-            Some(_) => Some(self.sealed_message(&record, &code).await?),
-            None => None,
-        };
+        // Rendered before anything is counted or stored: a broken template is the caller's error.
+        let carrier = self.carrier(&session, &record, &code).await?;
+        record.message_id = carrier.message_id();
+        self.limits.record_send(owner, &phone, caller);
         let waiter =
             (request.mode == OtpMode::Auto && mode == OtpMode::Push).then(|| self.wait_for_push(&id));
-        let message = message_id.as_deref().zip(content.as_ref()).map(|(message_id, content)| NewMessage {
-            id: message_id,
-            owner_id: &session.owner_id,
-            session_id: &session.id,
-            pool: pool.as_deref(),
-            seq: self.sessions.delivery().next_seq(),
-            priority: OTP_PRIORITY,
-            recipient: &phone,
-            content,
-            expires_at: Some(expires_at),
-            idempotency_key: None,
-            request_hash: None,
-        });
+        let message = self.outbox_message(&carrier, &session, &record);
         let stored = self.store.insert_otp(NewOtp { record: &record, message }).await;
         if let Err(err) = stored {
             self.forget_waiter(&id);
             return Err(err.into());
         }
-        if let Some(message_id) = &message_id {
+        if let Some(message_id) = &record.message_id {
             self.feed.watch(message_id, WatchedOtp::of(&record));
             self.sessions.notify_work(&session);
         }
         tracing::info!(otp = %id, phone = %phone, session = %session.id, mode = %mode, "verification issued");
-        let mut issued = Issued { record, code: None, link, fallback_reason: None };
+        let mut issued = Issued { record, code: None, link: carrier.link, fallback_reason: None };
         if let Some(waiter) = waiter {
             issued = self.settle_auto(issued, &session, waiter).await?;
         }
@@ -440,28 +432,8 @@ impl OtpService {
             expires_at: now + record.ttl_ms,
             ..record.clone()
         };
-        let message_id = (mode == OtpMode::Push).then(wagate_core::message::new_message_id);
-        let content = match &message_id {
-            Some(_) => Some(self.sealed_message(&renewed, &code).await?),
-            None => None,
-        };
-        let link = match mode {
-            OtpMode::Inbound => Some(self.inbound_link(&session, &renewed, &code).await?),
-            _ => None,
-        };
-        let message = message_id.as_deref().zip(content.as_ref()).map(|(message_id, content)| NewMessage {
-            id: message_id,
-            owner_id: &session.owner_id,
-            session_id: &session.id,
-            pool: record.pool.as_deref(),
-            seq: self.sessions.delivery().next_seq(),
-            priority: OTP_PRIORITY,
-            recipient: &record.phone,
-            content,
-            expires_at: Some(renewed.expires_at),
-            idempotency_key: None,
-            request_hash: None,
-        });
+        let carrier = self.carrier(&session, &renewed, &code).await?;
+        let message = self.outbox_message(&carrier, &session, &renewed);
         let replaced = self
             .store
             .replace_otp_code(NewCode {
@@ -487,14 +459,14 @@ impl OtpService {
             });
         };
         renewed = updated;
-        if let Some(message_id) = &message_id {
-            self.feed.watch(message_id, WatchedOtp::of(&renewed));
+        if let Some(message_id) = carrier.message_id() {
+            self.feed.watch(&message_id, WatchedOtp::of(&renewed));
             self.sessions.notify_work(&session);
         }
         tracing::info!(otp = %renewed.id, sends = renewed.sends, mode = %mode, "new code sent");
         let settings = self.settings(&renewed.owner_id).await?;
-        let code = (settings.return_code_in_response && link.is_none()).then_some(code);
-        Ok(Issued { record: renewed, code, link, fallback_reason: None })
+        let code = (settings.return_code_in_response && carrier.link.is_none()).then_some(code);
+        Ok(Issued { record: renewed, code, link: carrier.link, fallback_reason: None })
     }
 
     pub async fn cancel(&self, record: &OtpRecord) -> Result<OtpRecord, OtpError> {
@@ -532,7 +504,7 @@ impl OtpService {
         match target {
             VerifyTarget::Id(id) => {
                 let record = self.visible(principal, &id).await?;
-                self.check_phone_lock(&record.owner_id, &record.phone).await?;
+                let failures = self.check_phone_lock(&record.owner_id, &record.phone).await?;
                 let status = record.effective_status(now_ms());
                 if status != OtpStatus::Pending {
                     if status == OtpStatus::Expired {
@@ -540,19 +512,15 @@ impl OtpService {
                     }
                     return Err(OtpError::NotPending(status));
                 }
-                let mut verdict = self.check(&record, &code).await?;
-                if verdict.record.is_none() {
-                    verdict.record = self.store.otp(&record.id).await?;
-                }
-                Ok(verdict)
+                self.check(&record, &code, failures).await
             }
             VerifyTarget::Phone(phone) => {
                 let owner = principal.user_id.as_str();
-                self.check_phone_lock(owner, phone.e164()).await?;
+                let failures = self.check_phone_lock(owner, phone.e164()).await?;
                 let pending = self.store.pending_otp(owner, phone.e164()).await?;
                 let mut verdict = match pending {
                     Some(record) if record.effective_status(now_ms()) == OtpStatus::Pending => {
-                        self.check(&record, &code).await?
+                        self.check(&record, &code, failures).await?
                     }
                     _ => {
                         let failures = self.store.add_phone_failure(owner, phone.e164(), now_ms()).await?;
@@ -568,14 +536,23 @@ impl OtpService {
         }
     }
 
-    async fn check(&self, record: &OtpRecord, code: &OtpCode) -> Result<Verdict, OtpError> {
+    /// Checks `code` against a pending verification. `failures`: the phone's consecutive
+    /// failures as read before (a success clears them).
+    async fn check(&self, record: &OtpRecord, code: &OtpCode, failures: i64) -> Result<Verdict, OtpError> {
         let now = now_ms();
         let right = code.len() as i64 == record.code_length
             && code.matches(&self.pepper, &record.id, &record.code_mac);
         if right {
             if self.store.approve_otp(&record.id, now).await? {
-                self.store.clear_phone_failures(&record.owner_id, &record.phone).await?;
-                let approved = self.store.otp(&record.id).await?.ok_or(OtpError::NotFound)?;
+                if failures > 0 {
+                    self.store.clear_phone_failures(&record.owner_id, &record.phone).await?;
+                }
+                let approved = OtpRecord {
+                    status: OtpStatus::Approved,
+                    approved_at: Some(now),
+                    updated_at: now,
+                    ..record.clone()
+                };
                 tracing::info!(otp = %record.id, "verification approved");
                 self.emit(&approved, "otp.approved", serde_json::json!({ "method": "code" })).await;
                 return Ok(Verdict {
@@ -683,11 +660,14 @@ impl OtpService {
         Ok(deleted)
     }
 
-    async fn check_phone_lock(&self, owner_id: &str, phone: &str) -> Result<(), OtpError> {
-        if let (_, Some(until)) = self.phone_failures(owner_id, phone).await? {
-            return Err(OtpError::PhoneLocked(Duration::from_millis((until - now_ms()).max(1000) as u64)));
+    /// Refuses a locked phone; otherwise returns its consecutive failures.
+    async fn check_phone_lock(&self, owner_id: &str, phone: &str) -> Result<i64, OtpError> {
+        match self.phone_failures(owner_id, phone).await? {
+            (_, Some(until)) => {
+                Err(OtpError::PhoneLocked(Duration::from_millis((until - now_ms()).max(1000) as u64)))
+            }
+            (failures, None) => Ok(failures),
         }
-        Ok(())
     }
 
     /// A code from the OS generator; sandbox test numbers get their fixed code.
@@ -774,6 +754,49 @@ impl OtpService {
             .text(&record.owner_id, name, &record.locale, code, record.brand.as_deref(), ttl_secs)
             .await?;
         Ok(MessageContent::Text { body: self.sealer.seal(&text), mentions: Vec::new(), reply_to: None })
+    }
+
+    /// How a new code travels: a sealed message (push) or a link the user opens (inbound).
+    async fn carrier(
+        &self,
+        session: &SessionRecord,
+        record: &OtpRecord,
+        code: &OtpCode,
+    ) -> Result<Carrier, OtpError> {
+        Ok(match record.mode {
+            OtpMode::Inbound => {
+                Carrier { message: None, link: Some(self.inbound_link(session, record, code).await?) }
+            }
+            _ => Carrier {
+                message: Some((
+                    wagate_core::message::new_message_id(),
+                    self.sealed_message(record, code).await?,
+                )),
+                link: None,
+            },
+        })
+    }
+
+    /// The outbox row of a pushed code: first in its session's queue, dropped if it expires.
+    fn outbox_message<'a>(
+        &self,
+        carrier: &'a Carrier,
+        session: &'a SessionRecord,
+        record: &'a OtpRecord,
+    ) -> Option<NewMessage<'a>> {
+        carrier.message.as_ref().map(|(id, content)| NewMessage {
+            id,
+            owner_id: &session.owner_id,
+            session_id: &session.id,
+            pool: record.pool.as_deref(),
+            seq: self.sessions.delivery().next_seq(),
+            priority: OTP_PRIORITY,
+            recipient: &record.phone,
+            content,
+            expires_at: Some(record.expires_at),
+            idempotency_key: None,
+            request_hash: None,
+        })
     }
 
     /// `https://wa.me/<session's number>?text=<the text with the code>`.

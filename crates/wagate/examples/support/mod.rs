@@ -1,0 +1,117 @@
+//! What the benchmark programs share: a server on loopback with linked sandbox sessions, and
+//! the figures they print.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wagate_server::{App, Config};
+
+pub const PASSWORD: &str = "bench-password-123";
+
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub token: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), wagate_server::app::StartError>>,
+}
+
+impl Server {
+    /// A fresh data directory, sandbox receipts after 50 ms, `sessions` linked sandbox
+    /// sessions `b0`, `b1`…; `adjust` changes the rest of the configuration.
+    pub async fn start(dir: &std::path::Path, sessions: usize, adjust: impl FnOnce(&mut Config)) -> Server {
+        let mut config = Config {
+            port: 0,
+            data_dir: dir.to_path_buf(),
+            admin_password: Some(PASSWORD.into()),
+            ..Config::default()
+        };
+        config.host = [127, 0, 0, 1].into();
+        config.sandbox_timings.delivery_delay_ms = 50;
+        config.sandbox_timings.read_delay_ms = 50;
+        adjust(&mut config);
+        let app = App::build(config).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
+        let login: Value = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({ "username": "admin", "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().unwrap().to_owned();
+        let server = Server { base, client, token, stop, task };
+        for n in 0..sessions {
+            server
+                .post(
+                    "/api/v1/sessions",
+                    json!({ "id": format!("b{n}"), "engine": "sandbox", "connect": true }),
+                )
+                .await;
+            let scan = format!("/api/v1/sandbox/sessions/b{n}/scan");
+            while server.post(&scan, json!({ "phone": format!("+62812000099{n:02}") })).await.0 != 200 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response =
+            self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Resident memory of this process (server and load generator), KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
