@@ -100,13 +100,13 @@ impl Store {
 
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(key_hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(key_hash).fetch_optional(&self.readers).await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -115,11 +115,11 @@ impl Store {
         let rows = match user_id {
             Some(user_id) => {
                 let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY id DESC");
-                sqlx::query(self.sql(&sql)).bind(user_id).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).bind(user_id).fetch_all(&self.readers).await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY id DESC");
-                sqlx::query(self.sql(&sql)).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?
             }
         };
         rows.iter().map(from_row).collect()

@@ -69,7 +69,7 @@ impl Store {
                     .bind(session.as_str())
                     .bind(before)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.readers)
                     .await?
             }
             None => {
@@ -79,7 +79,7 @@ impl Store {
                 sqlx::query(self.sql(&sql))
                     .bind(session.as_str())
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.readers)
                     .await?
             }
         };

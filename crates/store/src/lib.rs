@@ -34,12 +34,20 @@ pub use sessions::{LinkedAccount, NewSession, SessionRecord};
 pub use users::{NewUser, UserRecord};
 pub use webhooks::{AttemptRecord, DeliveryRecord, NewWebhook, WebhookEventRecord, WebhookRecord};
 
+/// Read-only SQLite connections beside the writer.
+const SQLITE_READERS: u32 = 4;
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Writes and transactions. On SQLite a single connection: SQLite has one writer anyway,
+    /// and one connection never waits on its own lock.
     pool: AnyPool,
+    /// Plain reads. On SQLite, separate read-only connections that (with WAL) run beside the
+    /// writer and see everything it committed; elsewhere the same pool.
+    readers: AnyPool,
     dialect: Dialect,
 }
 
@@ -52,8 +60,19 @@ impl Store {
             Dialect::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_owned(),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(dialect.max_connections())
+        let pool = Self::pool(dialect, &url, dialect.max_connections(), false).await?;
+        if dialect != Dialect::Sqlite {
+            return Ok(Store { readers: pool.clone(), pool, dialect });
+        }
+        // Persistent per database file: readers no longer block the writer.
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        let readers = Self::pool(dialect, &url, SQLITE_READERS, true).await?;
+        Ok(Store { pool, readers, dialect })
+    }
+
+    async fn pool(dialect: Dialect, url: &str, connections: u32, read_only: bool) -> Result<AnyPool> {
+        AnyPoolOptions::new()
+            .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -61,18 +80,16 @@ impl Store {
                         // With WAL, NORMAL survives any crash of the process (only a power cut
                         // can lose the last commits) and avoids an fsync per commit.
                         sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                        if read_only {
+                            sqlx::Executor::execute(&mut *conn, "PRAGMA query_only = ON").await?;
+                        }
                     }
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect(url)
             .await
-            .map_err(|source| StoreError::Connect { url: redact(&url), source })?;
-        if dialect == Dialect::Sqlite {
-            // Persistent per database file: readers no longer block the writer.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-        }
-        Ok(Store { pool, dialect })
+            .map_err(|source| StoreError::Connect { url: redact(url), source })
     }
 
     /// The embedded SQLite database inside `data_dir`.
@@ -92,13 +109,14 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        let row = sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT 1").fetch_one(&self.readers).await?;
         let one: i64 = row.try_get(0).or_else(|_| row.try_get::<i32, _>(0).map(i64::from))?;
         debug_assert_eq!(one, 1);
         Ok(())
     }
 
     pub async fn close(&self) {
+        self.readers.close().await;
         self.pool.close().await;
     }
 

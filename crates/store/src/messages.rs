@@ -156,7 +156,7 @@ impl Store {
                 let row = sqlx::query(self.sql(&sql))
                     .bind(new.owner_id)
                     .bind(new.idempotency_key)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.readers)
                     .await?;
                 return Ok(Inserted::Existing(from_row(&row)?));
             }
@@ -224,7 +224,7 @@ impl Store {
 
     pub async fn message(&self, id: &str) -> Result<Option<MessageRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -279,7 +279,7 @@ impl Store {
                 Bind::Int(n) => query.bind(n),
             };
         }
-        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.pool).await?;
+        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.readers).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -291,7 +291,7 @@ impl Store {
             "SELECT status, reason, created_at FROM message_events WHERE message_id = ? ORDER BY created_at, id",
         ))
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         let mut history = vec![MessageEventRecord {
             status: MessageStatus::Queued,
@@ -326,7 +326,7 @@ impl Store {
             "SELECT {COLUMNS}, lease_until FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
              ORDER BY priority DESC, seq ASC LIMIT 1"
         );
-        let Some(row) = sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_optional(&self.pool).await?
+        let Some(row) = sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_optional(&self.readers).await?
         else {
             return Ok(Claim::Empty);
         };
@@ -436,7 +436,7 @@ impl Store {
     pub async fn sessions_with_queued_messages(&self) -> Result<Vec<String>> {
         let rows =
             sqlx::query("SELECT DISTINCT session_id FROM messages WHERE status IN ('queued', 'sending')")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.readers)
                 .await?;
         rows.iter().map(|r| Ok(r.try_get("session_id")?)).collect()
     }
@@ -447,7 +447,7 @@ impl Store {
             sqlx::query(self.sql("SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND sent_at >= ?"))
                 .bind(session.as_str())
                 .bind(since)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.readers)
                 .await?;
         Ok(row.try_get("n")?)
     }
@@ -491,7 +491,7 @@ impl Store {
             "SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND status IN ('queued', 'sending')",
         ))
         .bind(session.as_str())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers)
         .await?;
         Ok(row.try_get("n")?)
     }

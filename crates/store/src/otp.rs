@@ -237,7 +237,7 @@ impl Store {
     pub async fn otp(&self, id: &str) -> Result<Option<OtpRecord>> {
         let row = sqlx::query(self.sql(&format!("SELECT {COLUMNS} FROM otp_verifications WHERE id = ?")))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -250,7 +250,7 @@ impl Store {
         )))
         .bind(owner_id)
         .bind(phone)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -263,7 +263,7 @@ impl Store {
         )))
         .bind(phone)
         .bind(session_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -272,7 +272,7 @@ impl Store {
         let row =
             sqlx::query(self.sql(&format!("SELECT {COLUMNS} FROM otp_verifications WHERE message_id = ?")))
                 .bind(message_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -403,7 +403,7 @@ impl Store {
         )))
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         let mut expired = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -474,7 +474,7 @@ impl Store {
                 Bind::Int(n) => query.bind(n),
             };
         }
-        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.pool).await?;
+        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.readers).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -492,7 +492,7 @@ impl Store {
         if let Some(owner) = owner_id {
             query = query.bind(owner);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.readers).await?;
         rows.iter()
             .map(|row| {
                 let status = parse_column(&row.try_get::<String, _>("status")?, "otp.status")?;
@@ -507,7 +507,7 @@ impl Store {
         ))
         .bind(owner_id)
         .bind(phone)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         row.map(|row| {
             Ok(PhoneFailures {
@@ -566,7 +566,7 @@ impl Store {
             "SELECT name, locale, body, updated_at FROM otp_templates WHERE owner_id = ? ORDER BY name, locale",
         ))
         .bind(owner_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         rows.iter()
             .map(|row| {
@@ -619,7 +619,7 @@ impl Store {
     pub async fn otp_settings(&self, owner_id: &str) -> Result<Option<String>> {
         let row = sqlx::query(self.sql("SELECT settings FROM otp_settings WHERE owner_id = ?"))
             .bind(owner_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.map(|r| r.try_get("settings")).transpose()?)
     }
@@ -647,7 +647,7 @@ impl Store {
             "SELECT message_id FROM otp_verifications WHERE created_at >= ? AND message_id IS NOT NULL",
         ))
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         rows.iter().map(|row| Ok(row.try_get("message_id")?)).collect()
     }

@@ -115,7 +115,7 @@ impl Store {
 
     pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id.as_str()).fetch_optional(&self.readers).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -125,11 +125,11 @@ impl Store {
             Some(owner) => {
                 let sql =
                     format!("SELECT {COLUMNS} FROM sessions WHERE owner_id = ? ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&self.readers).await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM sessions ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?
             }
         };
         rows.iter().map(from_row).collect()
@@ -138,7 +138,7 @@ impl Store {
     /// Sessions that should be online: reconnected when the server starts.
     pub async fn auto_connect_sessions(&self) -> Result<Vec<SessionRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE auto_connect = 1 ORDER BY created_at, id");
-        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -163,7 +163,7 @@ impl Store {
     pub async fn pool_sessions(&self, owner_id: &str, pool: &str) -> Result<Vec<SessionRecord>> {
         let sql =
             format!("SELECT {COLUMNS} FROM sessions WHERE owner_id = ? AND pool = ? ORDER BY created_at, id");
-        let rows = sqlx::query(self.sql(&sql)).bind(owner_id).bind(pool).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(self.sql(&sql)).bind(owner_id).bind(pool).fetch_all(&self.readers).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -178,11 +178,11 @@ impl Store {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM sessions WHERE owner_id = ? AND phone = ? ORDER BY created_at"
                 );
-                sqlx::query(self.sql(&sql)).bind(owner).bind(phone).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).bind(owner).bind(phone).fetch_all(&self.readers).await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM sessions WHERE phone = ? ORDER BY created_at");
-                sqlx::query(self.sql(&sql)).bind(phone).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).bind(phone).fetch_all(&self.readers).await?
             }
         };
         rows.first().map(from_row).transpose()

@@ -8,7 +8,7 @@ impl Store {
     pub async fn setting(&self, name: &str) -> Result<Option<String>> {
         let row = sqlx::query(self.sql("SELECT value FROM settings WHERE name = ?"))
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }

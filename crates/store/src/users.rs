@@ -65,24 +65,24 @@ impl Store {
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE username = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(username).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(username).fetch_optional(&self.readers).await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn users(&self) -> Result<Vec<UserRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username");
-        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?;
         rows.iter().map(from_row).collect()
     }
 
     pub async fn count_users(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.readers).await?;
         Ok(row.try_get("n")?)
     }
 

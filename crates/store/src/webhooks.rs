@@ -152,7 +152,7 @@ impl Store {
 
     pub async fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -162,11 +162,11 @@ impl Store {
             Some(owner) => {
                 let sql =
                     format!("SELECT {COLUMNS} FROM webhooks WHERE owner_id = ? ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&self.readers).await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM webhooks ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).fetch_all(&self.pool).await?
+                sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?
             }
         };
         rows.iter().map(from_row).collect()
@@ -276,7 +276,7 @@ impl Store {
             "SELECT id, owner_id, session_id, type, payload, created_at FROM webhook_events WHERE id = ?",
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         row.map(|row| {
             Ok(WebhookEventRecord {
@@ -300,7 +300,7 @@ impl Store {
         .bind(webhook_id)
         .bind(since)
         .bind(until)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
@@ -313,7 +313,7 @@ impl Store {
              WHERE d.status = 'pending' AND d.seq = (SELECT MIN(seq) FROM webhook_deliveries p \
              WHERE p.webhook_id = d.webhook_id AND p.status = 'pending')"
         );
-        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?;
         rows.iter().map(delivery_from_row).collect()
     }
 
@@ -381,7 +381,7 @@ impl Store {
         if let Some(status) = status {
             query = query.bind(status);
         }
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.readers).await?;
         rows.iter().map(delivery_from_row).collect()
     }
 
@@ -390,7 +390,7 @@ impl Store {
             "SELECT attempt, status_code, error, duration_ms, created_at FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt",
         ))
         .bind(delivery_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         rows.iter()
             .map(|row| {
@@ -414,7 +414,7 @@ impl Store {
         let ids: Vec<String> =
             sqlx::query(self.sql(&format!("SELECT id FROM webhooks WHERE session_id = ?{extra}")))
                 .bind(session.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(&self.readers)
                 .await?
                 .iter()
                 .map(|r| r.try_get("id"))
