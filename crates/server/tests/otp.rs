@@ -724,3 +724,47 @@ async fn the_sandbox_inbox_waits_for_the_next_message() {
     let (status, problem) = app.get(&format!("/api/v1/sandbox/inbox/{phone}?wait_ms=40000"), &admin).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
 }
+
+#[tokio::test]
+async fn otp_messages_jump_the_queue_and_old_verifications_are_deleted() {
+    let (app, admin) = linked_app(|c| {
+        c.otp.retention_days = 0;
+        c.otp.sweep_interval_ms = 100;
+    })
+    .await;
+    // Ordinary messages, paced 300 ms apart, then a one-time password.
+    app.call(
+        Method::PATCH,
+        "/api/v1/sessions/otp",
+        &admin,
+        json!({ "pacing": { "min_delay_ms": 300, "max_delay_ms": 300 } }),
+    )
+    .await;
+    let mut ordinary = Vec::new();
+    for n in 0..5 {
+        let (_, m) = app
+            .post(
+                "/api/v1/sessions/otp/messages",
+                &admin,
+                json!({ "to": "+6281234560018", "text": format!("#{n}") }),
+            )
+            .await;
+        ordinary.push(m["id"].as_str().unwrap().to_owned());
+    }
+    let (_, sent) = app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560019" })).await;
+    let code = code_from_inbox(&app, &admin, "+6281234560019", 1).await;
+    let (_, last) = app.get(&format!("/api/v1/messages/{}", ordinary[4]), &admin).await;
+    assert_eq!(last["status"], "queued", "the code went first: {last}");
+
+    // Retention 0 days: once finished, a verification is deleted by the next sweep.
+    let id = sent["id"].as_str().unwrap().to_owned();
+    app.post("/api/v1/otp/verify", &admin, json!({ "id": id, "code": code })).await;
+    for _ in 0..100 {
+        let (status, _) = app.get(&format!("/api/v1/otp/{id}"), &admin).await;
+        if status == StatusCode::NOT_FOUND {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the finished verification was kept past its retention");
+}

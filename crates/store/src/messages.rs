@@ -326,7 +326,8 @@ impl Store {
             "SELECT {COLUMNS}, lease_until FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
              ORDER BY priority DESC, seq ASC LIMIT 1"
         );
-        let Some(row) = sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_optional(&self.readers).await?
+        let Some(row) =
+            sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_optional(&self.readers).await?
         else {
             return Ok(Claim::Empty);
         };

@@ -13,8 +13,6 @@ use super::feed::{FeedEvent, WatchedOtp};
 use super::{OtpService, PushOutcome};
 use crate::time::now_ms;
 
-const RETENTION_EVERY: Duration = Duration::from_secs(3_600);
-
 impl OtpService {
     pub async fn run(
         self: Arc<Self>,
@@ -23,7 +21,6 @@ impl OtpService {
     ) {
         self.follow_recent_messages().await;
         let mut sweep = tokio::time::interval(Duration::from_millis(self.config.sweep_interval_ms));
-        let mut last_retention: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 event = feed.recv() => match event {
@@ -32,10 +29,7 @@ impl OtpService {
                 },
                 _ = sweep.tick() => {
                     self.sweep_expired().await;
-                    if last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
-                        self.apply_retention().await;
-                        last_retention = Some(tokio::time::Instant::now());
-                    }
+                    self.apply_retention().await;
                 }
                 _ = shutdown.changed() => break,
             }
