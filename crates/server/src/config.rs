@@ -73,6 +73,8 @@ pub struct Config {
     pub trusted_ip_header: Option<String>,
     /// How long shutdown waits for requests and sessions to finish, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Dashboard sign-ins end after this many seconds without a request.
+    pub dashboard_idle_secs: u64,
     pub login_limits: LoginLimits,
     pub sandbox_timings: SandboxTimings,
     pub delivery: DeliveryConfig,
@@ -175,6 +177,7 @@ impl Default for Config {
             stream_token_ttl_secs: 300,
             trusted_ip_header: None,
             shutdown_timeout_secs: 10,
+            dashboard_idle_secs: 1_800,
             login_limits: LoginLimits::default(),
             sandbox_timings: SandboxTimings::default(),
             delivery: DeliveryConfig::default(),
@@ -296,7 +299,7 @@ impl Config {
         {
             return Err(ConfigError::Invalid("admin password must be at least 8 characters".into()));
         }
-        if self.token_ttl_secs == 0 || self.stream_token_ttl_secs == 0 {
+        if self.token_ttl_secs == 0 || self.stream_token_ttl_secs == 0 || self.dashboard_idle_secs == 0 {
             return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
         }
         if let Some(header) = &self.trusted_ip_header

@@ -47,6 +47,7 @@ async fn expired_and_forged_tokens_are_refused() {
         sub: me["user_id"].as_str().unwrap().into(),
         kind: TokenKind::Access,
         session: None,
+        sid: None,
         iat: now - 100,
         exp,
     };

@@ -13,6 +13,7 @@ mod messages;
 mod otp;
 mod sessions;
 mod settings;
+mod stats;
 mod users;
 mod webhooks;
 

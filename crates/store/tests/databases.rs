@@ -247,6 +247,14 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     let templates = store.otp_templates(owner).await.unwrap();
     assert_eq!((templates.len(), templates[0].body.as_str()), (1, "{{ code }} b"));
     assert!(store.delete_otp_template(owner, "default", "en").await.unwrap());
+    // Overview counts.
+    let counts = store.message_counts(Some(owner)).await.unwrap();
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 4, "{counts:?}");
+    let hours = store.messages_per_hour(None, 0).await.unwrap();
+    assert_eq!(hours.iter().map(|(_, n)| n).sum::<i64>(), 4);
+    assert!(hours.iter().all(|(hour, _)| hour % 3_600_000 == 0));
+    assert_eq!(store.dead_webhook_deliveries(Some(owner)).await.unwrap(), 0);
+
     store.put_otp_settings(owner, "{}").await.unwrap();
     store.put_otp_settings(owner, "{\"brand\":\"x\"}").await.unwrap();
     assert_eq!(store.otp_settings(owner).await.unwrap().as_deref(), Some("{\"brand\":\"x\"}"));

@@ -23,6 +23,9 @@ pub struct TokenClaims {
     /// The only session a stream token is valid for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Dashboard sign-ins: a random id kept across renewals (the CSRF tokens derive from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     pub iat: i64,
     pub exp: i64,
 }
@@ -86,7 +89,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: i64) -> TokenClaims {
-        TokenClaims { sub: "u1".into(), kind: TokenKind::Access, session: None, iat: 100, exp }
+        TokenClaims { sub: "u1".into(), kind: TokenKind::Access, session: None, sid: None, iat: 100, exp }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP layer: handlers parse, authorize, call one service, map the error.
 
+mod admin;
 mod api_keys;
 mod auth;
 mod chats;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).layer(middleware::from_fn(compat::seed_error_fields)))
         .merge(health::routes())
+        .merge(admin::routes())
         .merge(docs::routes())
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .layer(middleware::from_fn(problem_for_bare_errors))

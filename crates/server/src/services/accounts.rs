@@ -146,6 +146,7 @@ impl Accounts {
             sub: user_id.to_owned(),
             kind,
             session: session.map(ToString::to_string),
+            sid: None,
             iat: now,
             exp: now + ttl,
         };
@@ -153,6 +154,26 @@ impl Accounts {
     }
 
     /// A short-lived read-only token for one session's QR page and event streams.
+    /// A login token for the dashboard's cookie: its own (idle) lifetime, and the sign-in's
+    /// id `sid`, kept when the token is renewed.
+    pub fn dashboard_token(&self, user_id: &str, sid: &str, ttl_secs: u64) -> String {
+        let now = now_ms() / 1000;
+        let claims = TokenClaims {
+            sub: user_id.to_owned(),
+            kind: TokenKind::Access,
+            session: None,
+            sid: Some(sid.to_owned()),
+            iat: now,
+            exp: now + ttl_secs as i64,
+        };
+        issue_token(&self.secrets.token_key, &claims)
+    }
+
+    /// The claims of a valid token (signature and expiry checked).
+    pub fn token_claims(&self, token: &str) -> Result<TokenClaims, AccountError> {
+        verify_token(&self.secrets.token_key, token, now_ms() / 1000).map_err(AccountError::InvalidToken)
+    }
+
     pub fn stream_token(&self, principal: &Principal, session: &SessionId) -> (String, i64) {
         self.issue(&principal.user_id, TokenKind::Stream, Some(session), self.stream_ttl_secs)
     }

@@ -1,0 +1,67 @@
+// Live updates for the dashboard: the overview's figures and session statuses, and a
+// session's QR code and status, over Server-Sent Events. Pages work without it.
+"use strict";
+
+function setText(selector, value) {
+  document.querySelectorAll(selector).forEach((el) => { el.textContent = value; });
+}
+
+function liveOverview(url) {
+  const source = new EventSource(url);
+  source.addEventListener("overview", (e) => {
+    const stats = JSON.parse(e.data);
+    document.querySelectorAll("[data-count]").forEach((el) => {
+      const value = el.dataset.count.split(".").reduce((v, k) => (v == null ? v : v[k]), stats);
+      if (value != null) el.textContent = value;
+    });
+    for (const [id, status] of Object.entries(stats.statuses || {})) {
+      document.querySelectorAll(`[data-session-status="${CSS.escape(id)}"]`).forEach((el) => { el.textContent = status; });
+    }
+    const chart = document.querySelector("[data-chart]");
+    if (chart && stats.chart) chart.innerHTML = stats.chart; // server-drawn SVG of numbers only
+  });
+}
+
+function liveSession(id) {
+  const base = `/admin/sessions/${encodeURIComponent(id)}`;
+  const source = new EventSource(`${base}/events`);
+  const img = document.getElementById("qr");
+  const caption = document.getElementById("qr-caption");
+  const linking = document.getElementById("linking");
+  source.addEventListener("qr", (e) => {
+    const data = JSON.parse(e.data);
+    img.src = `${base}/qr.png?v=${encodeURIComponent(data.expires_at)}`;
+    img.dataset.qr = data.qr;
+    img.hidden = false;
+    caption.textContent = "Scan this code with WhatsApp.";
+    linking.hidden = false;
+  });
+  source.addEventListener("pair_code", (e) => {
+    const code = document.getElementById("pair-code");
+    code.textContent = `Pairing code: ${JSON.parse(e.data).code}`;
+    code.hidden = false;
+  });
+  source.addEventListener("status", (e) => {
+    const data = JSON.parse(e.data);
+    setText("#session-status", data.status);
+    setText("#session-reason", data.reason || "");
+    if (data.account) {
+      setText("#session-account", data.account.phone + (data.account.push_name ? ` (${data.account.push_name})` : ""));
+    }
+    if (data.status === "connected") {
+      linking.hidden = true;
+      img.hidden = true;
+    }
+  });
+  source.addEventListener("deleted", () => { window.location = "/admin/sessions"; });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const live = document.querySelector("[data-live]");
+  if (live) liveOverview(live.dataset.live);
+  const session = document.querySelector("[data-session]");
+  if (session) liveSession(session.dataset.session);
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (e) => { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
+  });
+});

@@ -1,0 +1,288 @@
+//! Messages (the jobs table, a message's history, retry and cancel) and the OTP log.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::json;
+use wagate_core::{MessageStatus, OtpStatus, Scope};
+use wagate_store::{MessageFilter, MessageRecord, OtpFilter};
+
+use super::auth::{AdminSession, CsrfForm, with_session};
+use super::sessions::failed;
+use super::{done, page, refused, when};
+use crate::app::AppState;
+use crate::http::messages::MessageView;
+use crate::http::sessions::{parse_phone, visible_sessions};
+
+const PAGE: u32 = 50;
+
+#[derive(Deserialize)]
+pub struct MessagesQuery {
+    status: Option<String>,
+    session: Option<String>,
+    q: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+fn row(m: &MessageRecord) -> serde_json::Value {
+    let view = MessageView::from(m);
+    let summary = view
+        .content
+        .text()
+        .map(|t| t.chars().take(80).collect::<String>())
+        .unwrap_or_else(|| view.kind.clone());
+    json!({
+        "id": view.id, "session": view.session_id, "to": view.to, "kind": view.kind, "summary": summary,
+        "status": view.status, "reason": view.reason, "attempts": view.attempts, "priority": view.priority,
+        "created": when(m.created_at),
+    })
+}
+
+pub async fn messages(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Query(q): Query<MessagesQuery>,
+) -> Response {
+    let principal = &session.principal;
+    let mut filter = MessageFilter {
+        owner_id: principal.owner_filter().map(str::to_owned),
+        limit: PAGE,
+        search: q.q.clone().filter(|v| !v.trim().is_empty()),
+        ..MessageFilter::default()
+    };
+    let visible = match visible_sessions(&state, principal).await {
+        Ok(v) => v,
+        Err(err) => return failed(err),
+    };
+    if let Some(id) = q.session.as_deref().filter(|s| !s.is_empty()) {
+        if !visible.iter().any(|s| s.id.as_str() == id) {
+            return page::not_found();
+        }
+        filter.session_id = Some(id.to_owned());
+    }
+    if let Some(status) = q.status.as_deref().filter(|s| !s.is_empty()) {
+        match status.parse::<MessageStatus>() {
+            Ok(status) => filter.status = Some(status),
+            Err(err) => return refused(&err),
+        }
+    }
+    if let Some(cursor) = &q.cursor {
+        filter.before = cursor.split_once(':').and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())));
+    }
+    let records = match state.store.messages(&filter).await {
+        Ok(records) => records,
+        Err(err) => return failed(err.into()),
+    };
+    let allowed =
+        |m: &&MessageRecord| principal.sessions.is_none() || visible.iter().any(|s| s.id == m.session_id);
+    let rows: Vec<_> = records.iter().filter(allowed).map(row).collect();
+    let next = (records.len() as u32 == PAGE)
+        .then(|| records.last().map(|m| format!("{}:{}", m.created_at, m.id)))
+        .flatten();
+    let sessions: Vec<String> = visible.iter().map(|s| s.id.to_string()).collect();
+    with_session(
+        &session,
+        page::signed_in(
+            &session,
+            "messages.html",
+            "messages",
+            context! {
+                title => "Messages", messages => rows, next => next, sessions => sessions,
+                status => q.status, session_filter => q.session, q => q.q, notice => q.notice,
+                statuses => ["queued", "sending", "sent", "delivered", "read", "failed", "canceled"],
+            },
+        ),
+    )
+}
+
+async fn visible_message(state: &AppState, session: &AdminSession, id: &str) -> Option<MessageRecord> {
+    let message = state.store.message(id).await.ok().flatten()?;
+    let principal = &session.principal;
+    let owner_ok = principal.sees_all() || message.owner_id == principal.user_id;
+    let key_ok = principal.sessions.as_ref().is_none_or(|allowed| allowed.contains(&message.session_id));
+    (owner_ok && key_ok).then_some(message)
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+pub async fn message(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    let Some(message) = visible_message(&state, &session, &id).await else { return page::not_found() };
+    let history: Vec<_> = state
+        .store
+        .message_history(&message.id)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|h| json!({ "status": h.status.to_string(), "reason": h.reason, "at": when(h.created_at) }))
+        .collect();
+    let view = MessageView::from(&message);
+    let content = serde_json::to_string_pretty(&view.content).unwrap_or_default();
+    with_session(
+        &session,
+        page::signed_in(
+            &session,
+            "message.html",
+            "messages",
+            context! { title => format!("Message {}", message.id), m => row(&message), content => content, history => history, notice => q.notice },
+        ),
+    )
+}
+
+pub async fn message_action(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path((id, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = session.check_csrf(&form.csrf) {
+        return refused.into_response();
+    }
+    let Some(message) = visible_message(&state, &session, &id).await else { return page::not_found() };
+    if let Err(err) = session.principal.require(Scope::Send) {
+        return failed(err);
+    }
+    let delivery = state.sessions.delivery();
+    let result = match action.as_str() {
+        "retry" => delivery.retry(&message.id).await.map(|_| "Queued again"),
+        "cancel" => delivery.cancel(&message.id).await.map(|_| "Canceled"),
+        _ => return page::not_found(),
+    };
+    match result {
+        Ok(notice) => {
+            if let Ok(record) = state.sessions.get(&message.session_id).await {
+                state.sessions.notify_work(&record);
+            }
+            done(&format!("/admin/messages/{}", message.id), notice)
+        }
+        Err(err) => failed(err.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct OtpQuery {
+    phone: Option<String>,
+    status: Option<String>,
+    cursor: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn otp_log(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Query(q): Query<OtpQuery>,
+) -> Response {
+    let principal = &session.principal;
+    let mut filter = OtpFilter {
+        owner_id: principal.owner_filter().map(str::to_owned),
+        limit: PAGE,
+        ..OtpFilter::default()
+    };
+    let mut failures = None;
+    if let Some(phone) = q.phone.as_deref().filter(|p| !p.trim().is_empty()) {
+        match parse_phone(&state, phone) {
+            Ok(phone) => {
+                filter.phone = Some(phone.e164().to_owned());
+                if let Ok((count, locked)) = state.otp.phone_failures(&principal.user_id, phone.e164()).await
+                {
+                    failures = Some(
+                        json!({ "phone": phone.e164(), "count": count, "locked_until": locked.map(when) }),
+                    );
+                }
+            }
+            Err(err) => return failed(err),
+        }
+    }
+    if let Some(status) = q.status.as_deref().filter(|s| !s.is_empty()) {
+        match status.parse::<OtpStatus>() {
+            Ok(status) => filter.status = Some(status),
+            Err(err) => return refused(&err),
+        }
+    }
+    if let Some(cursor) = &q.cursor {
+        filter.before = cursor.split_once(':').and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())));
+    }
+    let records = match state.otp.list(&filter).await {
+        Ok(records) => records,
+        Err(err) => return failed(err.into()),
+    };
+    let now = crate::time::now_ms();
+    let rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "phone": r.phone, "status": r.effective_status(now).to_string(), "mode": r.mode.to_string(),
+                "session": r.session_id, "attempts": r.attempts, "sends": r.sends, "created": when(r.created_at),
+                "expires": when(r.expires_at), "pending": r.effective_status(now) == OtpStatus::Pending,
+            })
+        })
+        .collect();
+    let next = (records.len() as u32 == PAGE)
+        .then(|| records.last().map(|r| format!("{}:{}", r.created_at, r.id)))
+        .flatten();
+    with_session(
+        &session,
+        page::signed_in(
+            &session,
+            "otp.html",
+            "otp",
+            context! {
+                title => "OTP log", verifications => rows, next => next, phone => q.phone, status => q.status,
+                failures => failures, notice => q.notice,
+                statuses => ["pending", "approved", "expired", "canceled", "max_attempts", "failed"],
+            },
+        ),
+    )
+}
+
+pub async fn otp_cancel(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = session.check_csrf(&form.csrf) {
+        return refused.into_response();
+    }
+    let record = match state.otp.visible(&session.principal, &id).await {
+        Ok(record) => record,
+        Err(_) => return page::not_found(),
+    };
+    match state.otp.cancel(&record).await {
+        Ok(_) => done("/admin/otp", "Verification canceled"),
+        Err(err) => failed(err.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PhoneForm {
+    csrf: String,
+    phone: String,
+}
+
+pub async fn otp_reset_phone(
+    State(state): State<AppState>,
+    session: AdminSession,
+    axum::Form(form): axum::Form<PhoneForm>,
+) -> Response {
+    if let Err(refused) = session.check_csrf(&form.csrf) {
+        return refused.into_response();
+    }
+    let phone = match parse_phone(&state, &form.phone) {
+        Ok(phone) => phone,
+        Err(err) => return failed(err),
+    };
+    match state.otp.reset_phone_failures(&session.principal.user_id, phone.e164()).await {
+        Ok(_) => done(&format!("/admin/otp?phone=%2B{}", phone.digits()), "Failure counter cleared"),
+        Err(err) => failed(err.into()),
+    }
+}

@@ -1,0 +1,52 @@
+//! Counts for the dashboard's overview.
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+impl Store {
+    /// Messages by status (all tenants with `None`).
+    pub async fn message_counts(&self, owner_id: Option<&str>) -> Result<Vec<(String, i64)>> {
+        let sql = match owner_id {
+            Some(_) => "SELECT status, COUNT(*) AS n FROM messages WHERE owner_id = ? GROUP BY status",
+            None => "SELECT status, COUNT(*) AS n FROM messages GROUP BY status",
+        };
+        let mut query = sqlx::query(self.sql(sql));
+        if let Some(owner) = owner_id {
+            query = query.bind(owner);
+        }
+        let rows = query.fetch_all(&self.readers).await?;
+        rows.iter().map(|row| Ok((row.try_get("status")?, row.try_get("n")?))).collect()
+    }
+
+    /// Messages created per hour since `since`: (start of the hour in Unix ms, count).
+    pub async fn messages_per_hour(&self, owner_id: Option<&str>, since: i64) -> Result<Vec<(i64, i64)>> {
+        let owner = if owner_id.is_some() { " AND owner_id = ?" } else { "" };
+        let sql = format!(
+            "SELECT created_at - (created_at % 3600000) AS hour, COUNT(*) AS n FROM messages \
+             WHERE created_at >= ?{owner} GROUP BY created_at - (created_at % 3600000) ORDER BY hour"
+        );
+        let mut query = sqlx::query(self.sql(&sql)).bind(since);
+        if let Some(owner) = owner_id {
+            query = query.bind(owner);
+        }
+        let rows = query.fetch_all(&self.readers).await?;
+        rows.iter().map(|row| Ok((row.try_get("hour")?, row.try_get("n")?))).collect()
+    }
+
+    /// Webhook deliveries that gave up (dead letters).
+    pub async fn dead_webhook_deliveries(&self, owner_id: Option<&str>) -> Result<i64> {
+        let sql = match owner_id {
+            Some(_) => {
+                "SELECT COUNT(*) AS n FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                 WHERE d.status = 'dead' AND w.owner_id = ?"
+            }
+            None => "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'dead'",
+        };
+        let mut query = sqlx::query(self.sql(sql));
+        if let Some(owner) = owner_id {
+            query = query.bind(owner);
+        }
+        Ok(query.fetch_one(&self.readers).await?.try_get("n")?)
+    }
+}
