@@ -27,6 +27,8 @@ const TEMPLATES: [(&str, &str); 13] = [
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    // Every value is HTML-escaped unless a template marks it `|safe` (only server-drawn SVG).
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     for (name, source) in TEMPLATES {
         env.add_template(name, source).expect("dashboard templates compile");
     }
@@ -62,4 +64,14 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 
 pub fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "There is nothing here, or it belongs to someone else.")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_compiles_and_escapes() {
+        let html = super::render("error.html", minijinja::context! { title => "T", message => "<b>x</b>" }).0;
+        assert!(html.contains("&lt;b&gt;x&lt;") && !html.contains("<b>"), "{html}");
+        assert_eq!(super::ENV.templates().count(), super::TEMPLATES.len());
+    }
 }

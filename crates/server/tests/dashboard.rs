@@ -1,0 +1,276 @@
+//! The dashboard over plain HTTP: sign-in, CSRF, tenant isolation, escaping, expiry.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_PASSWORD, TestApp};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// A browser-like client: no redirects followed, cookies kept by hand.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { client, base: app.base.clone(), cookies: Vec::new() }
+    }
+
+    fn keep(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all(SET_COOKIE) {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, path: &str) -> (StatusCode, String, Option<String>) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        let location = response.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), response.text().await.unwrap(), location)
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, Option<String>) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        let location = response.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), response.text().await.unwrap(), location)
+    }
+
+    async fn sign_in(&mut self, username: &str, password: &str) -> (StatusCode, String, Option<String>) {
+        let (_, page, _) = self.get("/admin/login").await;
+        let csrf = hidden(&page, "csrf");
+        self.post(
+            "/admin/login",
+            &[("username", username), ("password", password), ("csrf", &csrf), ("next", "/admin")],
+        )
+        .await
+    }
+}
+
+/// The value of a hidden form field.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} field in {page}")) + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited_and_uses_a_strict_cookie() {
+    let app = TestApp::spawn().await;
+    let mut browser = Browser::new(&app);
+    let (status, _, location) = browser.get("/admin").await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/admin/login?next=/admin")));
+
+    // Without the form's token: refused.
+    let (status, _, _) = browser
+        .post("/admin/login", &[("username", "admin"), ("password", ADMIN_PASSWORD), ("csrf", "x")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    for _ in 0..5 {
+        let (status, page, _) = browser.sign_in("admin", "wrong-password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(page.contains("Wrong username or password."), "a generic error");
+    }
+    let (status, page, _) = browser.sign_in("admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "locked out after repeated failures");
+    assert!(page.contains("Too many attempts"));
+
+    let other = TestApp::spawn().await;
+    let mut browser = Browser::new(&other);
+    let response = {
+        let (_, page, _) = browser.get("/admin/login").await;
+        let csrf = hidden(&page, "csrf");
+        browser
+            .client
+            .post(format!("{}/admin/login", other.base))
+            .header(COOKIE, browser.cookie_header())
+            .header("x-forwarded-proto", "https")
+            .form(&[
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("csrf", &csrf),
+                ("next", "/admin/sessions"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/admin/sessions");
+    let session_cookie = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("wagate_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/admin"] {
+        assert!(session_cookie.contains(attribute), "{attribute} in {session_cookie}");
+    }
+}
+
+#[tokio::test]
+async fn forms_need_the_csrf_token_and_other_tenants_are_invisible() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let user = app.create_user(&admin, "tenant").await;
+    app.create_session(&admin, "admins-own").await;
+    app.create_session(&user, "tenants-own").await;
+
+    let mut browser = Browser::new(&app);
+    let (status, _, _) = browser.sign_in("tenant", "tenant-password").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, page, _) = browser.get("/admin/sessions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("tenants-own") && !page.contains("admins-own"), "only the user's own sessions");
+    let csrf = hidden(&page, "csrf");
+
+    // Missing or wrong CSRF token: 403 and nothing created.
+    let (status, _, _) = browser.post("/admin/sessions", &[("id", "forged"), ("engine", "sandbox")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a form without the field is malformed");
+    let (status, _, _) =
+        browser.post("/admin/sessions", &[("id", "forged"), ("engine", "sandbox"), ("csrf", "0000")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get("/api/v1/sessions/forged", &admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was created");
+    let (status, _, location) =
+        browser.post("/admin/sessions", &[("id", "made-here"), ("engine", "sandbox"), ("csrf", &csrf)]).await;
+    assert_eq!(
+        (status, location.as_deref().map(|l| l.starts_with("/admin/sessions/made-here"))),
+        (StatusCode::SEE_OTHER, Some(true))
+    );
+
+    // Another tenant's session, in any URL: 404, and its actions do nothing.
+    let (status, _, _) = browser.get("/admin/sessions/admins-own").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) =
+        browser.post("/admin/sessions/admins-own/delete", &[("csrf", &csrf), ("confirm", "yes")]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get("/api/v1/sessions/admins-own", &admin).await;
+    assert_eq!(status, StatusCode::OK, "still there");
+    let (status, _, _) = browser.get("/admin/users").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "users are for admins");
+
+    // Signing out ends the cookie.
+    let (status, _, location) = browser.post("/admin/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/admin/login")));
+    let (status, _, _) = browser.get("/admin/sessions").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn user_content_is_escaped_everywhere() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let script = "<script>alert(1)</script>";
+    let (status, _) = app
+        .post("/api/v1/sessions", &admin, json!({ "id": "xss", "engine": "sandbox", "name": script }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.linked(&admin, "xss-linked", "+6281200000301").await;
+    app.post(
+        "/api/v1/sessions/xss-linked/messages",
+        &admin,
+        json!({ "to": "+6281234560301", "text": script }),
+    )
+    .await;
+    let (status, body) = app
+        .post(
+            "/api/v1/webhooks",
+            &admin,
+            json!({ "url": "http://127.0.0.1:9/hook?<script>alert(1)</script>" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", ADMIN_PASSWORD).await;
+    for path in ["/admin/sessions", "/admin/sessions/xss", "/admin/messages", "/admin/webhooks"] {
+        let (status, page, _) = browser.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!page.contains(script), "{path} shows the script unescaped");
+        assert!(page.contains("&lt;script&gt;"), "{path} shows it escaped");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_sign_in_expires() {
+    let app = TestApp::spawn_with(|c| c.dashboard_idle_secs = 1).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", ADMIN_PASSWORD).await;
+    let (status, page, _) = browser.get("/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Overview"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _, location) = browser.get("/admin/messages").await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/admin/login?next=/admin/messages"))
+    );
+}
+
+#[tokio::test]
+async fn every_page_renders() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    app.linked(&admin, "pages", "+6281200000302").await;
+    let (_, sent) = app
+        .post("/api/v1/sessions/pages/messages", &admin, json!({ "to": "+6281234560302", "text": "hi" }))
+        .await;
+    app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560303" })).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", ADMIN_PASSWORD).await;
+    let message = format!("/admin/messages/{}", sent["id"].as_str().unwrap());
+    for path in [
+        "/admin",
+        "/admin/status",
+        "/admin/sessions",
+        "/admin/sessions/pages",
+        "/admin/messages",
+        "/admin/messages?status=failed&q=hi",
+        message.as_str(),
+        "/admin/otp",
+        "/admin/otp?phone=%2B6281234560303",
+        "/admin/webhooks",
+        "/admin/api-keys",
+        "/admin/users",
+        "/admin/sandbox?phone=%2B6281234560302",
+        "/admin/assets/app.css",
+        "/admin/assets/app.js",
+    ] {
+        let (status, page, _) = browser.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+    }
+    let (status, _, _) = browser.get("/admin/messages/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = app.request(Method::GET, "/admin", None);
+}
