@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of wagate on a fresh Debian machine: installs what the tests need (Chromium
-# for the browser tests, the database servers), starts the servers, then runs the whole suite.
+# and its driver for the browser tests, the database servers), starts the servers, then runs
+# the whole suite. The browser tests' screenshots are kept in artifacts/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 ls /etc/postgresql/*/main >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -32,4 +34,5 @@ cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+[ -d artifacts/screenshots ] && echo "browser screenshots: artifacts/screenshots/"
 exit "$status"
