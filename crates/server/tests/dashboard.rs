@@ -156,7 +156,7 @@ async fn forms_need_the_csrf_token_and_other_tenants_are_invisible() {
 
     // Missing or wrong CSRF token: 403 and nothing created.
     let (status, _, _) = browser.post("/admin/sessions", &[("id", "forged"), ("engine", "sandbox")]).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a form without the field is malformed");
+    assert_eq!(status, StatusCode::FORBIDDEN, "no token");
     let (status, _, _) =
         browser.post("/admin/sessions", &[("id", "forged"), ("engine", "sandbox"), ("csrf", "0000")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -260,6 +260,7 @@ async fn every_page_renders() {
         message.as_str(),
         "/admin/otp",
         "/admin/otp?phone=%2B6281234560303",
+        "/admin/otp?status=pending&since=2026-01-01&until=2099-12-31",
         "/admin/webhooks",
         "/admin/api-keys",
         "/admin/users",
@@ -270,6 +271,12 @@ async fn every_page_renders() {
         let (status, page, _) = browser.get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {page}");
     }
+    let (_, page, _) = browser.get("/admin/otp?since=2000-01-01").await;
+    assert!(page.contains("+6281234560303"), "the OTP log lists it");
+    let (_, page, _) = browser.get("/admin/otp?since=2099-01-01").await;
+    assert!(page.contains("No verifications."), "a time filter applies");
+    let (status, _, _) = browser.get("/admin/otp?since=yesterday").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _, _) = browser.get("/admin/messages/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let _ = app.request(Method::GET, "/admin", None);

@@ -165,6 +165,7 @@ fn login_form(
 pub struct LoginForm {
     username: String,
     password: String,
+    #[serde(default)]
     csrf: String,
     next: Option<String>,
 }
@@ -214,8 +215,10 @@ pub async fn login(
     }
 }
 
+/// Every form's CSRF field defaults to empty: a missing token is refused like a wrong one (403).
 #[derive(Deserialize)]
 pub struct CsrfForm {
+    #[serde(default)]
     pub csrf: String,
 }
 

@@ -172,6 +172,10 @@ pub async fn message_action(
 pub struct OtpQuery {
     phone: Option<String>,
     status: Option<String>,
+    /// `YYYY-MM-DD` (UTC), from the start of that day…
+    since: Option<String>,
+    /// …to the end of that day.
+    until: Option<String>,
     cursor: Option<String>,
     notice: Option<String>,
 }
@@ -208,6 +212,16 @@ pub async fn otp_log(
             Err(err) => return refused(&err),
         }
     }
+    for (field, value, day_offset) in [("since", &q.since, 0), ("until", &q.until, 1)] {
+        if let Some(day) = value.as_deref().filter(|d| !d.is_empty()) {
+            let Ok(date) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+                return refused(&format!("{field} must be a date such as 2026-11-21"));
+            };
+            let start = date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_millis();
+            let at = start + day_offset * 24 * 3_600_000;
+            if field == "since" { filter.since = Some(at) } else { filter.until = Some(at) }
+        }
+    }
     if let Some(cursor) = &q.cursor {
         filter.before = cursor.split_once(':').and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())));
     }
@@ -237,6 +251,7 @@ pub async fn otp_log(
             "otp",
             context! {
                 title => "OTP log", verifications => rows, next => next, phone => q.phone, status => q.status,
+                since => q.since, until => q.until,
                 failures => failures, notice => q.notice,
                 statuses => ["pending", "approved", "expired", "canceled", "max_attempts", "failed"],
             },
@@ -265,6 +280,7 @@ pub async fn otp_cancel(
 
 #[derive(Deserialize)]
 pub struct PhoneForm {
+    #[serde(default)]
     csrf: String,
     phone: String,
 }

@@ -58,6 +58,7 @@ pub async fn list(State(state): State<AppState>, session: AdminSession, Query(q)
 
 #[derive(Deserialize)]
 pub struct CreateForm {
+    #[serde(default)]
     csrf: String,
     id: Option<String>,
     name: Option<String>,
@@ -177,6 +178,7 @@ pub async fn qr_png(
 
 #[derive(Deserialize)]
 pub struct ActionForm {
+    #[serde(default)]
     csrf: String,
     confirm: Option<String>,
     phone: Option<String>,

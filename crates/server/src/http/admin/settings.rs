@@ -240,6 +240,7 @@ pub async fn users(
 
 #[derive(Deserialize)]
 pub struct UserForm {
+    #[serde(default)]
     csrf: String,
     username: Option<String>,
     password: Option<String>,
@@ -367,6 +368,7 @@ pub async fn sandbox(
 
 #[derive(Deserialize)]
 pub struct InboundForm {
+    #[serde(default)]
     csrf: String,
     session: String,
     from: String,
