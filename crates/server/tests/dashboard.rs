@@ -265,8 +265,6 @@ async fn every_page_renders() {
         "/admin/api-keys",
         "/admin/users",
         "/admin/sandbox?phone=%2B6281234560302",
-        "/admin/assets/app.css",
-        "/admin/assets/app.js",
     ] {
         let (status, page, _) = browser.get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {page}");

@@ -1,4 +1,4 @@
-//! The admin dashboard (`/admin`): server-rendered pages with every asset embedded, a little
+//! The admin dashboard (`/admin`): server-rendered pages with their style and script inline, a little
 //! JavaScript for live updates over Server-Sent Events, cookie sign-in with CSRF tokens.
 
 mod auth;
@@ -9,8 +9,7 @@ mod sessions;
 mod settings;
 
 use axum::Router;
-use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -42,25 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/users/{id}/{action}", post(settings::user_action))
         .route("/admin/sandbox", get(settings::sandbox))
         .route("/admin/sandbox/inbound", post(settings::sandbox_inbound))
-        .route("/admin/assets/{file}", get(asset))
         .route("/admin/", get(|| async { Redirect::permanent("/admin") }))
-}
-
-async fn asset(Path(file): Path<String>) -> Response {
-    let (body, content_type): (&'static str, &'static str) = match file.as_str() {
-        "app.css" => (include_str!("../../../assets/admin/app.css"), "text/css; charset=utf-8"),
-        "app.js" => (include_str!("../../../assets/admin/app.js"), "text/javascript; charset=utf-8"),
-        _ => return page::not_found(),
-    };
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// After a form: back to `to`, with a short notice shown on the page.

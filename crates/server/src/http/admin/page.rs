@@ -29,6 +29,9 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     // Every value is HTML-escaped unless a template marks it `|safe` (only server-drawn SVG).
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    // Inline, so a page renders from one request (plus its live stream).
+    env.add_global("app_css", Value::from_safe_string(include_str!("../../../assets/admin/app.css").into()));
+    env.add_global("app_js", Value::from_safe_string(include_str!("../../../assets/admin/app.js").into()));
     for (name, source) in TEMPLATES {
         env.add_template(name, source).expect("dashboard templates compile");
     }
