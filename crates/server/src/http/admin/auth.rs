@@ -2,7 +2,7 @@
 //! holding a signed token that expires after a period of inactivity and is renewed while the
 //! user is active; CSRF tokens derived from the sign-in's random id.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -215,21 +215,38 @@ pub async fn login(
     }
 }
 
-/// Every form's CSRF field defaults to empty: a missing token is refused like a wrong one (403).
+/// A form posted by the signed-in user with this sign-in's CSRF token: the session and the
+/// form's other fields. Without a session: to the sign-in page; with a missing or wrong token:
+/// 403, and the handler never runs.
+pub struct SignedForm<T>(pub AdminSession, pub T);
+
+/// A form with nothing but its CSRF token.
 #[derive(Deserialize)]
-pub struct CsrfForm {
+pub struct NoFields {}
+
+#[derive(Deserialize)]
+struct WithCsrf<T> {
     #[serde(default)]
-    pub csrf: String,
+    csrf: String,
+    #[serde(flatten)]
+    fields: T,
 }
 
-pub async fn logout(
-    session: AdminSession,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<CsrfForm>,
-) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
+impl<T: serde::de::DeserializeOwned + Send> FromRequest<AppState> for SignedForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let session = AdminSession::from_request_parts(&mut parts, state).await?;
+        let form = axum::Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), state).await;
+        let axum::Form(form) =
+            form.map_err(|rejection| page::error(StatusCode::UNPROCESSABLE_ENTITY, &rejection.body_text()))?;
+        session.check_csrf(&form.csrf).map_err(IntoResponse::into_response)?;
+        Ok(SignedForm(session, form.fields))
     }
+}
+
+pub async fn logout(headers: HeaderMap, SignedForm(_, NoFields {}): SignedForm<NoFields>) -> Response {
     let mut response = Redirect::to("/admin/login").into_response();
     response.headers_mut().append(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, "", 0));
     response

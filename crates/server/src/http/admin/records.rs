@@ -1,14 +1,14 @@
 //! Messages (the jobs table, a message's history, retry and cancel) and the OTP log.
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::json;
 use wagate_core::{MessageStatus, OtpStatus, Scope};
 use wagate_store::{MessageFilter, MessageRecord, OtpFilter};
 
-use super::auth::{AdminSession, CsrfForm, with_session};
+use super::auth::{AdminSession, NoFields, SignedForm, with_session};
 use super::sessions::failed;
 use super::{done, page, refused, when};
 use crate::app::AppState;
@@ -140,13 +140,9 @@ pub async fn message(
 
 pub async fn message_action(
     State(state): State<AppState>,
-    session: AdminSession,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<CsrfForm>,
+    SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let Some(message) = visible_message(&state, &session, &id).await else { return page::not_found() };
     if let Err(err) = session.principal.require(Scope::Send) {
         return failed(err);
@@ -261,13 +257,9 @@ pub async fn otp_log(
 
 pub async fn otp_cancel(
     State(state): State<AppState>,
-    session: AdminSession,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<CsrfForm>,
+    SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let record = match state.otp.visible(&session.principal, &id).await {
         Ok(record) => record,
         Err(_) => return page::not_found(),
@@ -280,19 +272,13 @@ pub async fn otp_cancel(
 
 #[derive(Deserialize)]
 pub struct PhoneForm {
-    #[serde(default)]
-    csrf: String,
     phone: String,
 }
 
 pub async fn otp_reset_phone(
     State(state): State<AppState>,
-    session: AdminSession,
-    axum::Form(form): axum::Form<PhoneForm>,
+    SignedForm(session, form): SignedForm<PhoneForm>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let phone = match parse_phone(&state, &form.phone) {
         Ok(phone) => phone,
         Err(err) => return failed(err),

@@ -13,7 +13,7 @@ use serde_json::json;
 use wagate_core::{EngineKind, Pacing, Scope, SessionStatus};
 use wagate_store::SessionRecord;
 
-use super::auth::{AdminSession, with_session};
+use super::auth::{AdminSession, SignedForm, with_session};
 use super::{done, page, refused, when};
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -58,8 +58,6 @@ pub async fn list(State(state): State<AppState>, session: AdminSession, Query(q)
 
 #[derive(Deserialize)]
 pub struct CreateForm {
-    #[serde(default)]
-    csrf: String,
     id: Option<String>,
     name: Option<String>,
     engine: Option<String>,
@@ -68,12 +66,8 @@ pub struct CreateForm {
 
 pub async fn create(
     State(state): State<AppState>,
-    session: AdminSession,
-    axum::Form(form): axum::Form<CreateForm>,
+    SignedForm(session, form): SignedForm<CreateForm>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let engine = match form.engine.as_deref().map(str::parse::<EngineKind>) {
         None => None,
         Some(Ok(engine)) => Some(engine),
@@ -178,8 +172,6 @@ pub async fn qr_png(
 
 #[derive(Deserialize)]
 pub struct ActionForm {
-    #[serde(default)]
-    csrf: String,
     confirm: Option<String>,
     phone: Option<String>,
     to: Option<String>,
@@ -219,13 +211,9 @@ fn pacing(form: &ActionForm) -> Result<Pacing, String> {
 
 pub async fn action(
     State(state): State<AppState>,
-    session: AdminSession,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<ActionForm>,
+    SignedForm(session, form): SignedForm<ActionForm>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let record = match visible(&state, &session, &id).await {
         Ok(record) => record,
         Err(response) => return response,

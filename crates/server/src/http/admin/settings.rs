@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use wagate_core::{Role, Scope, ScopeSet, SessionId};
 
-use super::auth::{AdminSession, CsrfForm, with_session};
+use super::auth::{AdminSession, NoFields, SignedForm, with_session};
 use super::sessions::failed;
 use super::{done, page, refused, when};
 use crate::app::AppState;
@@ -66,13 +66,9 @@ pub async fn webhooks(
 /// Queues the endpoint's dead letters again.
 pub async fn replay_dead(
     State(state): State<AppState>,
-    session: AdminSession,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<CsrfForm>,
+    SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let principal = &session.principal;
     let endpoint = match state.store.webhook(&id).await {
         Ok(Some(endpoint)) if principal.sees_all() || endpoint.owner_id == principal.user_id => endpoint,
@@ -188,13 +184,9 @@ fn url_decoded_pairs(body: &str) -> Vec<(String, String)> {
 
 pub async fn revoke_api_key(
     State(state): State<AppState>,
-    session: AdminSession,
     Path(id): Path<String>,
-    axum::Form(form): axum::Form<CsrfForm>,
+    SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let principal = &session.principal;
     match state.accounts.api_key(&id).await {
         Ok(key) if principal.sees_all() || key.user_id == principal.user_id => {}
@@ -240,8 +232,6 @@ pub async fn users(
 
 #[derive(Deserialize)]
 pub struct UserForm {
-    #[serde(default)]
-    csrf: String,
     username: Option<String>,
     password: Option<String>,
     role: Option<String>,
@@ -249,14 +239,10 @@ pub struct UserForm {
 
 pub async fn create_user(
     State(state): State<AppState>,
-    session: AdminSession,
-    axum::Form(form): axum::Form<UserForm>,
+    SignedForm(session, form): SignedForm<UserForm>,
 ) -> Response {
     if !is_admin(&session) {
         return page::not_found();
-    }
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
     }
     let role = match form.role.as_deref().unwrap_or("user").parse::<Role>() {
         Ok(role) => role,
@@ -271,15 +257,11 @@ pub async fn create_user(
 
 pub async fn user_action(
     State(state): State<AppState>,
-    session: AdminSession,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<UserForm>,
+    SignedForm(session, form): SignedForm<UserForm>,
 ) -> Response {
     if !is_admin(&session) {
         return page::not_found();
-    }
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
     }
     let user = match state.accounts.user(&id).await {
         Ok(user) => user,
@@ -368,8 +350,6 @@ pub async fn sandbox(
 
 #[derive(Deserialize)]
 pub struct InboundForm {
-    #[serde(default)]
-    csrf: String,
     session: String,
     from: String,
     text: String,
@@ -377,12 +357,8 @@ pub struct InboundForm {
 
 pub async fn sandbox_inbound(
     State(state): State<AppState>,
-    session: AdminSession,
-    axum::Form(form): axum::Form<InboundForm>,
+    SignedForm(session, form): SignedForm<InboundForm>,
 ) -> Response {
-    if let Err(refused) = session.check_csrf(&form.csrf) {
-        return refused.into_response();
-    }
     let record = match visible_session(&state, &session.principal, &form.session).await {
         Ok(record) => record,
         Err(_) => return page::not_found(),
