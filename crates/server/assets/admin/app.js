@@ -6,8 +6,20 @@ function setText(selector, value) {
   document.querySelectorAll(selector).forEach((el) => { el.textContent = value; });
 }
 
-function liveOverview(url) {
+// Browsers allow six connections per server over HTTP/1.1 and each stream holds one: close
+// streams when the page goes away, or the next pages wait for a free connection.
+const streams = [];
+window.addEventListener("pagehide", () => streams.forEach((s) => s.close()));
+window.addEventListener("pageshow", (e) => { if (e.persisted) window.location.reload(); });
+
+function stream(url) {
   const source = new EventSource(url);
+  streams.push(source);
+  return source;
+}
+
+function liveOverview(url) {
+  const source = stream(url);
   source.addEventListener("overview", (e) => {
     const stats = JSON.parse(e.data);
     document.querySelectorAll("[data-count]").forEach((el) => {
@@ -24,7 +36,7 @@ function liveOverview(url) {
 
 function liveSession(id) {
   const base = `/admin/sessions/${encodeURIComponent(id)}`;
-  const source = new EventSource(`${base}/events`);
+  const source = stream(`${base}/events`);
   const img = document.getElementById("qr");
   const caption = document.getElementById("qr-caption");
   const linking = document.getElementById("linking");
