@@ -202,6 +202,7 @@ fn engines(config: &Config) -> Engines {
             read_delay: Duration::from_millis(t.read_delay_ms),
             slow_delivery: Duration::from_millis(t.slow_delivery_ms),
             state_dir: Some(config.data_dir.join("sandbox")),
+            inbox_capacity: t.inbox_capacity,
         });
         engines = engines.with_sandbox(sandbox);
     }

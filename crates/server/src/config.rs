@@ -145,6 +145,8 @@ pub struct SandboxTimings {
     pub delivery_delay_ms: u64,
     pub read_delay_ms: u64,
     pub slow_delivery_ms: u64,
+    /// How many deliveries the sandbox remembers (its inboxes show these).
+    pub inbox_capacity: usize,
 }
 
 impl Default for SandboxTimings {
@@ -157,6 +159,7 @@ impl Default for SandboxTimings {
             delivery_delay_ms: 300,
             read_delay_ms: 2_000,
             slow_delivery_ms: 30_000,
+            inbox_capacity: 10_000,
         }
     }
 }

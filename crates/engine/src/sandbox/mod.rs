@@ -53,6 +53,8 @@ pub struct SandboxConfig {
     /// it remembers across restarts of wagate: inboxes survive and a resent message id is not
     /// delivered twice. `None`: in memory only.
     pub state_dir: Option<std::path::PathBuf>,
+    /// How many deliveries the network remembers (inboxes show these; older ones are gone).
+    pub inbox_capacity: usize,
 }
 
 impl Default for SandboxConfig {
@@ -66,6 +68,7 @@ impl Default for SandboxConfig {
             read_delay: Duration::from_secs(2),
             slow_delivery: Duration::from_secs(30),
             state_dir: None,
+            inbox_capacity: 10_000,
         }
     }
 }

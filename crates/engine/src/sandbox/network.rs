@@ -1,6 +1,6 @@
 //! The shared simulated network: which sandbox sessions are online, and every number's inbox.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -60,8 +60,59 @@ struct NetworkState {
     sessions: HashMap<SessionId, mpsc::UnboundedSender<Command>>,
     /// Phone (E.164) → the connected session linked to it.
     online: HashMap<String, SessionId>,
-    inboxes: HashMap<String, Vec<InboxEntry>>,
+    inboxes: Inboxes,
     groups: HashMap<String, SandboxGroup>,
+}
+
+/// The most recent deliveries, per number; beyond the capacity the oldest are forgotten (a
+/// test network need not keep everything, and the gateway's own memory use stays measurable).
+#[derive(Default)]
+struct Inboxes {
+    by_phone: HashMap<String, VecDeque<InboxEntry>>,
+    /// The number of every kept delivery, oldest first.
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Inboxes {
+    fn new(capacity: usize) -> Self {
+        Inboxes { capacity: capacity.max(1), ..Inboxes::default() }
+    }
+
+    fn contains(&self, phone: &str, id: &str) -> bool {
+        self.by_phone.get(phone).is_some_and(|inbox| inbox.iter().any(|m| m.id == id))
+    }
+
+    fn push(&mut self, entry: InboxEntry) {
+        self.order.push_back(entry.to.clone());
+        self.by_phone.entry(entry.to.clone()).or_default().push_back(entry);
+        while self.order.len() > self.capacity {
+            let Some(phone) = self.order.pop_front() else { break };
+            if let Some(inbox) = self.by_phone.get_mut(&phone) {
+                inbox.pop_front();
+                if inbox.is_empty() {
+                    self.by_phone.remove(&phone);
+                }
+            }
+        }
+    }
+
+    fn get(&self, phone: &str) -> Vec<InboxEntry> {
+        self.by_phone.get(phone).map(|inbox| inbox.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Every kept delivery, oldest first.
+    fn all(&self) -> Vec<&InboxEntry> {
+        let mut next: HashMap<&str, usize> = HashMap::new();
+        self.order
+            .iter()
+            .filter_map(|phone| {
+                let n = next.entry(phone.as_str()).or_default();
+                *n += 1;
+                self.by_phone.get(phone).and_then(|inbox| inbox.get(*n - 1))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +124,8 @@ pub(super) struct SandboxGroup {
 
 impl SandboxNetwork {
     pub(super) fn new(config: SandboxConfig) -> Self {
-        let mut state = NetworkState::default();
+        let mut state =
+            NetworkState { inboxes: Inboxes::new(config.inbox_capacity), ..NetworkState::default() };
         let journal = config.state_dir.as_ref().and_then(|dir| match open_journal(dir, &mut state) {
             Ok(file) => Some(Mutex::new(file)),
             Err(err) => {
@@ -110,7 +162,7 @@ impl SandboxNetwork {
     /// already reached this recipient is not delivered twice.
     pub(super) fn deliver(&self, entry: InboxEntry, inbound: InboundMessage) {
         let mut state = self.state();
-        if state.inboxes.get(&entry.to).is_some_and(|inbox| inbox.iter().any(|m| m.id == entry.id)) {
+        if state.inboxes.contains(&entry.to, &entry.id) {
             return;
         }
         if let Some(session) = state.online.get(&entry.to)
@@ -126,7 +178,7 @@ impl SandboxNetwork {
                 tracing::error!(error = %err, "sandbox: cannot record a delivery");
             }
         }
-        state.inboxes.entry(entry.to.clone()).or_default().push(entry);
+        state.inboxes.push(entry);
         drop(state);
         self.deliveries.send_modify(|n| *n += 1);
     }
@@ -208,7 +260,7 @@ impl SandboxNetwork {
 
     /// What was sent to `phone`, oldest first.
     pub fn inbox(&self, phone: &Phone) -> Vec<InboxEntry> {
-        self.state().inboxes.get(phone.e164()).cloned().unwrap_or_default()
+        self.state().inboxes.get(phone.e164())
     }
 
     /// Changes with every delivery: wait on it for new inbox entries.
@@ -217,18 +269,30 @@ impl SandboxNetwork {
     }
 }
 
-/// Opens the delivery journal and replays it into `state`.
+/// Opens the delivery journal and replays it into `state`. A journal that holds more than the
+/// kept deliveries is rewritten with just those, so it stays as small as the memory.
 fn open_journal(dir: &std::path::Path, state: &mut NetworkState) -> std::io::Result<std::fs::File> {
-    use std::io::BufRead;
+    use std::io::{BufRead, Write};
     std::fs::create_dir_all(dir)?;
     let path = dir.join("sandbox-deliveries.jsonl");
+    let mut lines = 0;
     if let Ok(file) = std::fs::File::open(&path) {
         for line in std::io::BufReader::new(file).lines() {
+            lines += 1;
             // A torn last line (a crash mid-write) is skipped.
             if let Ok(entry) = serde_json::from_str::<InboxEntry>(&line?) {
-                state.inboxes.entry(entry.to.clone()).or_default().push(entry);
+                state.inboxes.push(entry);
             }
         }
+    }
+    if lines > state.inboxes.order.len() {
+        let compacted = dir.join("sandbox-deliveries.jsonl.new");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&compacted)?);
+        for entry in state.inboxes.all() {
+            writeln!(file, "{}", serde_json::to_string(entry).expect("entries serialize"))?;
+        }
+        file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
+        std::fs::rename(&compacted, &path)?;
     }
     std::fs::OpenOptions::new().create(true).append(true).open(path)
 }

@@ -16,6 +16,7 @@ fn fast() -> SandboxConfig {
         read_delay: Duration::from_millis(10),
         slow_delivery: Duration::from_millis(300),
         state_dir: None,
+        inbox_capacity: 10_000,
     }
 }
 
@@ -313,4 +314,44 @@ async fn the_network_remembers_deliveries_across_restarts() {
     assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "TWO".into() });
     let ids: Vec<String> = engine.network().inbox(&to).into_iter().map(|m| m.id).collect();
     assert_eq!(ids, ["ONE", "TWO"], "…but not delivered twice");
+}
+
+#[tokio::test]
+async fn the_network_remembers_only_the_latest_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { state_dir: Some(dir.path().join("net")), inbox_capacity: 3, ..fast() };
+    let text = |id: &str, to: &str| OutgoingMessage {
+        id: id.into(),
+        to: Chat::Phone(phone(to)),
+        content: MessageContent::Text { body: id.into(), mentions: vec![], reply_to: None },
+        media: None,
+    };
+    {
+        let engine = SandboxEngine::new(config.clone());
+        let mut s = open(&engine, &dir, "bounded").await;
+        link(&engine, &mut s, "+6281234500002").await;
+        for (id, to) in [
+            ("A", "+6281234512001"),
+            ("B", "+6281234512002"),
+            ("C", "+6281234512001"),
+            ("D", "+6281234512003"),
+        ] {
+            s.connection.send(text(id, to)).await.unwrap();
+            assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: id.into() });
+        }
+        let network = engine.network();
+        let ids = |to: &str| network.inbox(&phone(to)).into_iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids("+6281234512001"), ["C"], "the oldest delivery (A) is forgotten");
+        assert_eq!(
+            (ids("+6281234512002"), ids("+6281234512003")),
+            (vec!["B".to_owned()], vec!["D".to_owned()])
+        );
+        s.connection.close().await;
+    }
+    let journal = std::fs::read_to_string(dir.path().join("net/sandbox-deliveries.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 4, "appended while running");
+    let engine = SandboxEngine::new(config);
+    assert_eq!(engine.network().inbox(&phone("+6281234512001")).len(), 1);
+    let journal = std::fs::read_to_string(dir.path().join("net/sandbox-deliveries.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 3, "compacted to what is kept");
 }
