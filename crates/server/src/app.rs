@@ -97,10 +97,10 @@ impl App {
         let (stop, shutdown) = watch::channel(false);
         let delivery = Arc::new(Delivery::new(store.clone(), config.delivery.clone()));
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
-        let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone()));
+        let sealer = Arc::new(Sealer::new(&secrets.seal_key));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone(), sealer.clone()));
         tokio::spawn(webhooks.clone().run(shutdown.clone()));
         let media = Arc::new(MediaStore::new(&config.data_dir, config.media.clone(), webhooks.clone()));
-        let sealer = Arc::new(Sealer::new(&secrets.seal_key));
         let (otp_feed, otp_events) = OtpFeed::new();
         let sessions = SessionManager::new(
             store.clone(),

@@ -129,7 +129,7 @@ pub async fn create(
             session_id: session.as_ref().map(|s| &s.id),
             url: &request.url,
             events: &events,
-            secret: &secret,
+            secret: &webhooks.seal_secret(&secret),
             from_session_url: false,
         })
         .await?;

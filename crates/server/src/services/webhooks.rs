@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use wagate_core::SessionId;
 use wagate_store::{DeliveryRecord, Store, StoreError, WebhookEventRecord, WebhookRecord};
 
+use crate::services::otp::seal::Sealer;
 use crate::time::{Sequence, now_ms, rfc3339};
 
 /// Event types wagate emits.
@@ -70,6 +71,8 @@ pub enum WebhookError {
 pub struct Webhooks {
     store: Store,
     config: WebhookConfig,
+    /// Signing secrets are stored encrypted; this opens them to sign.
+    sealer: Arc<Sealer>,
     client: reqwest::Client,
     endpoints: RwLock<Option<Arc<Vec<WebhookRecord>>>>,
     wake: Notify,
@@ -77,7 +80,7 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    pub fn new(store: Store, config: WebhookConfig) -> Self {
+    pub fn new(store: Store, config: WebhookConfig, sealer: Arc<Sealer>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
@@ -87,6 +90,7 @@ impl Webhooks {
         Webhooks {
             store,
             config,
+            sealer,
             client,
             endpoints: RwLock::new(None),
             wake: Notify::new(),
@@ -97,6 +101,16 @@ impl Webhooks {
     /// `whsec_` + 24 random bytes in base64, as the Standard Webhooks spec shows secrets.
     pub fn generate_secret() -> String {
         format!("whsec_{}", B64.encode(rand::random::<[u8; 24]>()))
+    }
+
+    /// A new signing secret as it is stored (encrypted with the server secret).
+    pub fn seal_secret(&self, secret: &str) -> String {
+        self.sealer.seal(secret)
+    }
+
+    /// The stored secret in clear (secrets stored before they were encrypted are used as they are).
+    fn open_secret(&self, stored: &str) -> String {
+        self.sealer.open(stored).unwrap_or_else(|| stored.to_owned())
     }
 
     /// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` keyed with the secret's bytes.
@@ -169,7 +183,7 @@ impl Webhooks {
         if let Some(url) = url {
             let events: Vec<String> =
                 ["message.received", "message.status", "session.status"].map(String::from).to_vec();
-            let secret = Self::generate_secret();
+            let secret = self.seal_secret(&Self::generate_secret());
             self.store
                 .insert_webhook(wagate_store::NewWebhook {
                     owner_id,
@@ -364,7 +378,8 @@ impl Webhooks {
     async fn post(&self, endpoint: &WebhookRecord, delivery: &DeliveryRecord) -> Result<u16, (String, bool)> {
         let url = self.check_url(&endpoint.url).await.map_err(|e| (e.to_string(), false))?;
         let timestamp = now_ms() / 1000;
-        let signature = Self::sign(&endpoint.secret, &delivery.id, timestamp, &delivery.payload);
+        let signature =
+            Self::sign(&self.open_secret(&endpoint.secret), &delivery.id, timestamp, &delivery.payload);
         let response = self
             .client
             .post(url)

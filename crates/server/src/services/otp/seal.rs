@@ -1,6 +1,7 @@
-//! Sealed message text: a queued one-time-password message is stored encrypted
-//! (ChaCha20-Poly1305, key derived from the server secret) and opened only by the dispatcher
-//! right before it is handed to WhatsApp. The database never holds a code in clear.
+//! Sealed values: stored encrypted (ChaCha20-Poly1305, key derived from the server secret).
+//! A queued one-time-password message is opened only by the dispatcher right before it is
+//! handed to WhatsApp, so the database never holds a code in clear; webhook signing secrets are
+//! opened only to sign.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
