@@ -362,6 +362,51 @@ impl Store {
         })))
     }
 
+    /// Moves many messages to `to` (`delivered` or `read`) where that is a step forward, in one
+    /// statement; returns the ids that moved.
+    pub async fn transition_messages(&self, ids: &[&str], to: MessageStatus) -> Result<Vec<String>> {
+        let stamp = match to {
+            MessageStatus::Delivered => "delivered_at",
+            MessageStatus::Read => "read_at",
+            _ => return Err(StoreError::Corrupt { column: "messages.status", value: to.to_string() }),
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let allowed =
+            to.reachable_from().iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
+        let marks = vec!["?"; ids.len()].join(", ");
+        let mut select = sqlx::query(
+            self.sql(&format!("SELECT id FROM messages WHERE id IN ({marks}) AND status IN ({allowed})")),
+        );
+        for id in ids {
+            select = select.bind(*id);
+        }
+        let movable: Vec<String> = select
+            .fetch_all(&self.readers)
+            .await?
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        if movable.is_empty() {
+            return Ok(movable);
+        }
+        let now = now_ms();
+        let marks = vec!["?"; movable.len()].join(", ");
+        let mut update = sqlx::query(self.sql(&format!(
+            "UPDATE messages SET status = ?, reason = NULL, lease_until = NULL, updated_at = ?, \
+             {stamp} = COALESCE({stamp}, ?) WHERE id IN ({marks}) AND status IN ({allowed})"
+        )))
+        .bind(to.as_str())
+        .bind(now)
+        .bind(now);
+        for id in &movable {
+            update = update.bind(id.as_str());
+        }
+        update.execute(&self.pool).await?;
+        Ok(movable)
+    }
+
     /// Moves a message to `to` if it is in one of `from`; records the transition. Returns
     /// false (and changes nothing) otherwise.
     pub async fn transition_message(

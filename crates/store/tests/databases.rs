@@ -247,9 +247,23 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     let templates = store.otp_templates(owner).await.unwrap();
     assert_eq!((templates.len(), templates[0].body.as_str()), (1, "{{ code }} b"));
     assert!(store.delete_otp_template(owner, "default", "en").await.unwrap());
+    // Receipts in one statement: only forward steps.
+    let moved =
+        store.transition_messages(&["m-2", "m-4", "missing"], MessageStatus::Delivered).await.unwrap();
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    assert_eq!(store.transition_messages(&["m-2"], MessageStatus::Read).await.unwrap(), ["m-2"]);
+    assert!(
+        store.transition_messages(&["m-2"], MessageStatus::Delivered).await.unwrap().is_empty(),
+        "never back"
+    );
+    let read = store.message("m-2").await.unwrap().unwrap();
+    assert_eq!(read.status, MessageStatus::Read);
+    assert!(read.delivered_at.is_some() && read.read_at.is_some());
+
     // Overview counts.
     let counts = store.message_counts(Some(owner)).await.unwrap();
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 4, "{counts:?}");
+    assert!(counts.contains(&("read".to_owned(), 1)), "{counts:?}");
     let hours = store.messages_per_hour(None, 0).await.unwrap();
     assert_eq!(hours.iter().map(|(_, n)| n).sum::<i64>(), 4);
     assert!(hours.iter().all(|(hour, _)| hour % 3_600_000 == 0));

@@ -2,14 +2,15 @@
 //!
 //! Accepting a message writes it to the database (status `queued`) before anything else; the
 //! session's dispatcher (see `sessions::dispatcher`) sends it. Engine acknowledgements are
-//! handed to the waiting dispatcher; receipts move the message forward (never backwards).
+//! handed to the waiting dispatcher; receipts (see `sessions::receipts`) move the message
+//! forward (never backwards).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 use wagate_core::{MessageContent, MessageStatus, SessionId};
-use wagate_engine::{ReceiptKind, SendFailure};
+use wagate_engine::SendFailure;
 use wagate_store::{Inserted, MessageRecord, NewMessage, Store, StoreError};
 
 use crate::config::DeliveryConfig;
@@ -123,14 +124,6 @@ impl Delivery {
             }
             None => None,
         }
-    }
-
-    pub(crate) async fn on_receipt(&self, id: &str, kind: ReceiptKind) -> Option<MessageStatus> {
-        let status = match kind {
-            ReceiptKind::Delivered => MessageStatus::Delivered,
-            ReceiptKind::Read | ReceiptKind::Played => MessageStatus::Read,
-        };
-        self.transition(id, status, None).await.then_some(status)
     }
 
     /// Moves the message forward to `status` when that is a step forward; false otherwise.

@@ -7,6 +7,7 @@
 
 mod dispatcher;
 mod pools;
+mod receipts;
 
 pub use pools::PoolStrategy;
 
@@ -252,6 +253,7 @@ struct Inner {
     pipeline: Pipeline,
     pacing: SessionPacing,
     shutdown: watch::Receiver<bool>,
+    receipts: mpsc::UnboundedSender<receipts::Receipt>,
 }
 
 /// The services a session's messages flow through.
@@ -290,18 +292,20 @@ impl SessionManager {
         pacing: SessionPacing,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        SessionManager {
-            inner: Arc::new(Inner {
-                store,
-                engines,
-                sessions_dir: data_dir.join("sessions"),
-                runtimes: Mutex::new(HashMap::new()),
-                pool_turns: Mutex::new(HashMap::new()),
-                pipeline,
-                pacing,
-                shutdown,
-            }),
-        }
+        let (receipts, pending_receipts) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            store,
+            engines,
+            sessions_dir: data_dir.join("sessions"),
+            runtimes: Mutex::new(HashMap::new()),
+            pool_turns: Mutex::new(HashMap::new()),
+            pipeline,
+            pacing,
+            shutdown,
+            receipts,
+        });
+        tokio::spawn(receipts::run(Arc::downgrade(&inner), pending_receipts));
+        SessionManager { inner }
     }
 
     pub fn delivery(&self) -> &Delivery {
@@ -743,7 +747,7 @@ impl SessionManager {
     }
 
     /// Returns true when the connection ended.
-    async fn on_event(&self, runtime: &Runtime, event: EngineEvent) -> bool {
+    async fn on_event(&self, runtime: &Arc<Runtime>, event: EngineEvent) -> bool {
         let id = &runtime.id;
         let session_id = id.to_string();
         match event {
@@ -838,8 +842,8 @@ impl SessionManager {
             }
             EngineEvent::Receipt { ids, kind } => {
                 for message_id in ids {
-                    let status = self.delivery().on_receipt(&message_id, kind).await;
-                    self.publish_message_status(runtime, message_id, status, None, false).await;
+                    let receipt = receipts::Receipt { runtime: runtime.clone(), message_id, kind };
+                    let _ = self.inner.receipts.send(receipt);
                 }
                 false
             }
