@@ -298,6 +298,14 @@ impl Store {
             reason: None,
             created_at: message.created_at,
         }];
+        let claimed_at: Option<i64> = sqlx::query(self.sql("SELECT claimed_at FROM messages WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&self.readers)
+            .await?
+            .try_get("claimed_at")?;
+        if let Some(at) = claimed_at {
+            history.push(MessageEventRecord { status: MessageStatus::Sending, reason: None, created_at: at });
+        }
         for row in &rows {
             history.push(MessageEventRecord {
                 status: parse_column(&row.try_get::<String, _>("status")?, "message_events.status")?,
@@ -314,7 +322,8 @@ impl Store {
                 history.push(MessageEventRecord { status, reason: None, created_at: at });
             }
         }
-        // Stable: equal times keep the order above (queued, attempts, sent, delivered, read).
+        // Stable: equal times keep the order above (queued, first attempt, later attempts, sent,
+        // delivered, read).
         history.sort_by_key(|event| event.created_at);
         Ok(history)
     }
@@ -340,10 +349,12 @@ impl Store {
             return Ok(Claim::WaitUntil(head.not_before));
         }
         let claimed = sqlx::query(self.sql(
-            "UPDATE messages SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
+            "UPDATE messages SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ?, \
+             claimed_at = COALESCE(claimed_at, ?) \
              WHERE id = ? AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)",
         ))
         .bind(lease_until)
+        .bind(now)
         .bind(now)
         .bind(&head.id)
         .bind(now)
@@ -352,8 +363,11 @@ impl Store {
         if claimed.rows_affected() == 0 {
             return Ok(Claim::InFlight); // another worker was faster
         }
-        // Every attempt is in the history (a crash right here only loses that line).
-        self.insert_event(&self.pool, &head.id, MessageStatus::Sending, None, now).await?;
+        // Every attempt is in the history: the first one as the row's `claimed_at`, later ones as
+        // lines of their own (a crash right here only loses that line).
+        if head.attempts > 0 {
+            self.insert_event(&self.pool, &head.id, MessageStatus::Sending, None, now).await?;
+        }
         Ok(Claim::Message(Box::new(MessageRecord {
             status: MessageStatus::Sending,
             attempts: head.attempts + 1,
