@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{Server, percentile, rss_kib};
 
-const SESSIONS: usize = 4;
-
 struct Bench {
     server: Server,
+    sessions: usize,
 }
 
 impl Bench {
@@ -28,7 +27,7 @@ impl Bench {
     }
 
     async fn send(&self, n: usize) -> bool {
-        let session = n % SESSIONS;
+        let session = n % self.sessions;
         // Ends in 1: never one of the sandbox's magic failing numbers.
         let body =
             json!({ "to": format!("+628129{:06}1", n % 1_000_000), "text": format!("bench message {n}") });
@@ -120,15 +119,17 @@ async fn main() {
     let soak_count = args.get(3).copied().unwrap_or(100_000);
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), SESSIONS, |config| {
+    // Sessions sending in parallel (default 4; `BENCH_SESSIONS`).
+    let sessions: usize = std::env::var("BENCH_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let server = Server::start(dir.path(), sessions, |config| {
         if let Ok(ms) = std::env::var("BENCH_ACK_TIMEOUT_MS") {
             config.delivery.ack_timeout_ms = ms.parse().unwrap();
         }
     })
     .await;
-    let bench = Arc::new(Bench { server });
+    let bench = Arc::new(Bench { server, sessions });
     println!(
-        "wagate message benchmark: {SESSIONS} sandbox sessions, pacing off, SQLite, {} cores",
+        "wagate message benchmark: {sessions} sandbox sessions, pacing off, SQLite, {} cores",
         support::cores()
     );
 
