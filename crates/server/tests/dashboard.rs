@@ -38,27 +38,18 @@ impl Browser {
     }
 
     async fn get(&mut self, path: &str) -> (StatusCode, String, Option<String>) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.keep(&response);
-        let location = response.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
-        (response.status(), response.text().await.unwrap(), location)
+        let request = self.client.get(format!("{}{path}", self.base));
+        self.exchange(request).await
     }
 
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, Option<String>) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+        let request = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.exchange(request).await
+    }
+
+    /// Sends with the kept cookies; keeps the new ones; returns status, body and redirect.
+    async fn exchange(&mut self, request: reqwest::RequestBuilder) -> (StatusCode, String, Option<String>) {
+        let response = request.header(COOKIE, self.cookie_header()).send().await.unwrap();
         self.keep(&response);
         let location = response.headers().get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
         (response.status(), response.text().await.unwrap(), location)

@@ -8,6 +8,7 @@ mod api_keys;
 mod dialect;
 mod error;
 mod events;
+mod filter;
 mod inbound;
 mod messages;
 mod otp;

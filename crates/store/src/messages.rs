@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::{MessageContent, MessageStatus, SessionId};
 
+use crate::filter::Where;
 use crate::{Result, Store, StoreError, now_ms, parse_column};
 
 #[derive(Debug, Clone)]
@@ -230,55 +231,27 @@ impl Store {
 
     /// Newest first.
     pub async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
-        let mut clauses = Vec::new();
-        let mut binds: Vec<Bind> = Vec::new();
-        if let Some(owner) = &filter.owner_id {
-            clauses.push("owner_id = ?");
-            binds.push(Bind::Text(owner.clone()));
-        }
-        if let Some(session) = &filter.session_id {
-            clauses.push("session_id = ?");
-            binds.push(Bind::Text(session.clone()));
-        }
-        if let Some(status) = filter.status {
-            clauses.push("status = ?");
-            binds.push(Bind::Text(status.as_str().to_owned()));
-        }
-        if let Some(recipient) = &filter.recipient {
-            clauses.push("recipient = ?");
-            binds.push(Bind::Text(recipient.clone()));
-        }
-        if let Some(since) = filter.since {
-            clauses.push("created_at >= ?");
-            binds.push(Bind::Int(since));
-        }
-        if let Some(until) = filter.until {
-            clauses.push("created_at < ?");
-            binds.push(Bind::Int(until));
-        }
+        let mut conditions = Where::default();
+        conditions
+            .text("owner_id = ?", filter.owner_id.as_deref())
+            .text("session_id = ?", filter.session_id.as_deref())
+            .text("status = ?", filter.status.map(MessageStatus::as_str))
+            .text("recipient = ?", filter.recipient.as_deref())
+            .int("created_at >= ?", filter.since)
+            .int("created_at < ?", filter.until);
         if let Some(search) = &filter.search {
-            clauses.push("(id = ? OR recipient LIKE ? OR content LIKE ? OR reason LIKE ?)");
             let pattern = format!("%{}%", search.replace(['%', '_'], ""));
-            binds.push(Bind::Text(search.clone()));
-            binds.extend(std::iter::repeat_n(Bind::Text(pattern), 3));
+            conditions.texts(
+                "(id = ? OR recipient LIKE ? OR content LIKE ? OR reason LIKE ?)",
+                vec![search.clone(), pattern.clone(), pattern.clone(), pattern],
+            );
         }
-        if let Some((created_at, id)) = &filter.before {
-            clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
-            binds.push(Bind::Int(*created_at));
-            binds.push(Bind::Int(*created_at));
-            binds.push(Bind::Text(id.clone()));
-        }
-        let filter_sql =
-            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-        let sql =
-            format!("SELECT {COLUMNS} FROM messages {filter_sql} ORDER BY created_at DESC, id DESC LIMIT ?");
-        let mut query = sqlx::query(self.sql(&sql));
-        for bind in binds {
-            query = match bind {
-                Bind::Text(text) => query.bind(text),
-                Bind::Int(n) => query.bind(n),
-            };
-        }
+        conditions.before(filter.before.as_ref());
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages {} ORDER BY created_at DESC, id DESC LIMIT ?",
+            conditions.sql()
+        );
+        let query = conditions.bind(sqlx::query(self.sql(&sql)));
         let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.readers).await?;
         rows.iter().map(from_row).collect()
     }
@@ -524,12 +497,6 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
-}
-
-#[derive(Clone)]
-pub(crate) enum Bind {
-    Text(String),
-    Int(i64),
 }
 
 impl Store {

@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::{MessageStatus, OtpMode, OtpStatus};
 
-use crate::messages::Bind;
+use crate::filter::Where;
 use crate::{NewMessage, Result, Store, StoreError, now_ms, parse_column};
 
 #[derive(Debug, Clone)]
@@ -436,44 +436,19 @@ impl Store {
 
     /// Newest first.
     pub async fn otps(&self, filter: &OtpFilter) -> Result<Vec<OtpRecord>> {
-        let mut clauses = Vec::new();
-        let mut binds = Vec::new();
-        if let Some(owner) = &filter.owner_id {
-            clauses.push("owner_id = ?");
-            binds.push(Bind::Text(owner.clone()));
-        }
-        if let Some(phone) = &filter.phone {
-            clauses.push("phone = ?");
-            binds.push(Bind::Text(phone.clone()));
-        }
-        if let Some(status) = filter.status {
-            clauses.push("status = ?");
-            binds.push(Bind::Text(status.as_str().to_owned()));
-        }
-        if let Some(since) = filter.since {
-            clauses.push("created_at >= ?");
-            binds.push(Bind::Int(since));
-        }
-        if let Some(until) = filter.until {
-            clauses.push("created_at < ?");
-            binds.push(Bind::Int(until));
-        }
-        if let Some((created_at, id)) = &filter.before {
-            clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
-            binds.extend([Bind::Int(*created_at), Bind::Int(*created_at), Bind::Text(id.clone())]);
-        }
-        let filter_sql =
-            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let mut conditions = Where::default();
+        conditions
+            .text("owner_id = ?", filter.owner_id.as_deref())
+            .text("phone = ?", filter.phone.as_deref())
+            .text("status = ?", filter.status.map(OtpStatus::as_str))
+            .int("created_at >= ?", filter.since)
+            .int("created_at < ?", filter.until)
+            .before(filter.before.as_ref());
         let sql = format!(
-            "SELECT {COLUMNS} FROM otp_verifications {filter_sql} ORDER BY created_at DESC, id DESC LIMIT ?"
+            "SELECT {COLUMNS} FROM otp_verifications {} ORDER BY created_at DESC, id DESC LIMIT ?",
+            conditions.sql()
         );
-        let mut query = sqlx::query(self.sql(&sql));
-        for bind in binds {
-            query = match bind {
-                Bind::Text(text) => query.bind(text),
-                Bind::Int(n) => query.bind(n),
-            };
-        }
+        let query = conditions.bind(sqlx::query(self.sql(&sql)));
         let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.readers).await?;
         rows.iter().map(from_row).collect()
     }

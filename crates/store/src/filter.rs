@@ -1,0 +1,70 @@
+//! `WHERE` clauses of the listings, built from optional filters, with their bound values.
+
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+
+#[derive(Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Conditions joined with `AND`; each brings its values for the `?` it contains.
+#[derive(Default)]
+pub(crate) struct Where {
+    clauses: Vec<&'static str>,
+    binds: Vec<Bind>,
+}
+
+impl Where {
+    /// `column = value` when the value is given.
+    pub(crate) fn text(&mut self, clause: &'static str, value: Option<&str>) -> &mut Self {
+        if let Some(value) = value {
+            self.clauses.push(clause);
+            self.binds.push(Bind::Text(value.to_owned()));
+        }
+        self
+    }
+
+    pub(crate) fn int(&mut self, clause: &'static str, value: Option<i64>) -> &mut Self {
+        if let Some(value) = value {
+            self.clauses.push(clause);
+            self.binds.push(Bind::Int(value));
+        }
+        self
+    }
+
+    /// Newest-first paging: rows created before `(created_at, id)`.
+    pub(crate) fn before(&mut self, cursor: Option<&(i64, String)>) -> &mut Self {
+        if let Some((created_at, id)) = cursor {
+            self.clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
+            self.binds.extend([Bind::Int(*created_at), Bind::Int(*created_at), Bind::Text(id.clone())]);
+        }
+        self
+    }
+
+    /// A clause with several values of its own.
+    pub(crate) fn texts(&mut self, clause: &'static str, values: Vec<String>) -> &mut Self {
+        self.clauses.push(clause);
+        self.binds.extend(values.into_iter().map(Bind::Text));
+        self
+    }
+
+    /// `WHERE …`, or nothing.
+    pub(crate) fn sql(&self) -> String {
+        if self.clauses.is_empty() { String::new() } else { format!("WHERE {}", self.clauses.join(" AND ")) }
+    }
+
+    pub(crate) fn bind<'q>(
+        &self,
+        mut query: Query<'q, sqlx::Any, AnyArguments>,
+    ) -> Query<'q, sqlx::Any, AnyArguments> {
+        for bind in &self.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text.clone()),
+                Bind::Int(n) => query.bind(*n),
+            };
+        }
+        query
+    }
+}
