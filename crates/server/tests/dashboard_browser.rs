@@ -224,9 +224,24 @@ async fn an_operator_runs_the_gateway_from_the_browser() {
     .await;
     assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "a revoked key no longer works");
 
-    // The sessions page (the README's screenshot), then sign out.
+    // The sessions page (the README's screenshot); on a phone-sized screen nothing is wider
+    // than the screen but the tables, which scroll inside their frames.
     browser.goto(&app.url("/admin/sessions")).await.unwrap();
     shot(&browser, "09-sessions").await;
+    browser.set_window_size(390, 844).await.unwrap();
+    for (path, name) in [("/admin", "09-phone-overview"), ("/admin/sessions/shop", "09-phone-session")] {
+        browser.goto(&app.url(path)).await.unwrap();
+        let overflow = browser
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(overflow.as_i64().is_some_and(|px| px <= 0), "{path} is wider than a phone: {overflow}");
+        shot(&browser, name).await;
+    }
+    browser.set_window_size(1280, 1000).await.unwrap();
     click(&browser, "#logout").await;
     wait_js(&browser, "signed out", "return location.pathname", |v| v == "/admin/login").await;
     browser.goto(&app.url("/admin")).await.unwrap();
