@@ -270,3 +270,149 @@ async fn every_page_renders() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let _ = app.request(Method::GET, "/admin", None);
 }
+
+/// The notice a form's redirect carries.
+fn notice(location: &Option<String>) -> String {
+    let location = location.as_deref().unwrap_or_default();
+    let encoded = location.split("notice=").nth(1).unwrap_or_default();
+    reqwest::Url::parse(&format!("http://x/?n={encoded}"))
+        .unwrap()
+        .query_pairs()
+        .next()
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+#[tokio::test]
+async fn every_action_works_from_the_dashboard() {
+    let app = TestApp::spawn_with(|c| c.webhooks.retry_schedule_ms = vec![]).await;
+    let admin = app.admin().await;
+    let user = app.create_user(&admin, "ops-user").await;
+    app.create_session(&user, "users-own").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("admin", ADMIN_PASSWORD).await;
+    let (_, page, _) = browser.get("/admin/sessions").await;
+    assert!(page.contains("users-own"), "admins see every tenant's sessions");
+    let csrf = hidden(&page, "csrf");
+
+    // Users: create, disable, enable, reset the password.
+    let (status, _, location) = browser
+        .post(
+            "/admin/users",
+            &[("csrf", &csrf), ("username", "clerk"), ("password", "clerk-password"), ("role", "user")],
+        )
+        .await;
+    assert_eq!((status, notice(&location)), (StatusCode::SEE_OTHER, "User clerk created".to_owned()));
+    let (_, users) = app.get("/api/v1/users", &admin).await;
+    let clerk = users["users"].as_array().unwrap().iter().find(|u| u["username"] == "clerk").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.post(&format!("/admin/users/{clerk}/disable"), &[("csrf", &csrf)]).await;
+    let login = |password: &'static str| {
+        app.request(Method::POST, "/api/v1/auth/login", None)
+            .json(&json!({ "username": "clerk", "password": password }))
+            .send()
+    };
+    assert_eq!(login("clerk-password").await.unwrap().status(), StatusCode::UNAUTHORIZED, "disabled");
+    browser.post(&format!("/admin/users/{clerk}/enable"), &[("csrf", &csrf)]).await;
+    browser
+        .post(
+            &format!("/admin/users/{clerk}/password"),
+            &[("csrf", &csrf), ("password", "new-clerk-password")],
+        )
+        .await;
+    assert_eq!(login("new-clerk-password").await.unwrap().status(), StatusCode::OK, "enabled, new password");
+
+    // A session: pairing code, pacing, webhook URL, a queued message canceled, delete.
+    browser.post("/admin/sessions", &[("csrf", &csrf), ("id", "ops"), ("engine", "sandbox")]).await;
+    let (_, _, location) =
+        browser.post("/admin/sessions/ops/pair-code", &[("csrf", &csrf), ("phone", "+6281200000501")]).await;
+    assert!(notice(&location).starts_with("Pairing code: "), "{location:?}");
+    browser
+        .post(
+            "/admin/sessions/ops/pacing",
+            &[("csrf", &csrf), ("min_delay_ms", "100"), ("max_delay_ms", "200"), ("hourly_cap", "50")],
+        )
+        .await;
+    browser.post("/admin/sessions/ops/webhook", &[("csrf", &csrf), ("url", "http://127.0.0.1:9/ops")]).await;
+    let session = app.session_status("ops", &admin).await;
+    assert_eq!(
+        (session["pacing"]["max_delay_ms"].as_i64(), session["pacing"]["hourly_cap"].as_i64()),
+        (Some(200), Some(50))
+    );
+    assert_eq!(session["webhook_url"], "http://127.0.0.1:9/ops");
+    let (_, _, location) = browser
+        .post("/admin/sessions/ops/send", &[("csrf", &csrf), ("to", "+6281234560501"), ("text", "waits")])
+        .await;
+    let id = notice(&location).split(' ').nth(1).unwrap().to_owned();
+    browser.post(&format!("/admin/messages/{id}/cancel"), &[("csrf", &csrf)]).await;
+    let (_, message) = app.get(&format!("/api/v1/messages/{id}"), &admin).await;
+    assert_eq!(message["status"], "canceled");
+    let (status, _, _) = browser.post("/admin/sessions/ops/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "deleting needs the confirmation");
+    assert_eq!(app.get("/api/v1/sessions/ops", &admin).await.0, StatusCode::OK);
+    browser.post("/admin/sessions/ops/delete", &[("csrf", &csrf), ("confirm", "yes")]).await;
+    assert_eq!(app.get("/api/v1/sessions/ops", &admin).await.0, StatusCode::NOT_FOUND);
+
+    // OTP: cancel a verification; clear a phone's failure counter.
+    app.linked(&admin, "otp-ops", "+6281200000502").await;
+    let (_, sent) = app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560502" })).await;
+    browser.post(&format!("/admin/otp/{}/cancel", sent["id"].as_str().unwrap()), &[("csrf", &csrf)]).await;
+    let (_, shown) = app.get(&format!("/api/v1/otp/{}", sent["id"].as_str().unwrap()), &admin).await;
+    assert_eq!(shown["status"], "canceled");
+    app.post("/api/v1/otp/verify", &admin, json!({ "phone": "+6281234560502", "code": "123456" })).await;
+    let (_, page, _) = browser.get("/admin/otp?phone=%2B6281234560502").await;
+    assert!(page.contains("id=\"phone-failures\">1<"), "the counter is shown");
+    browser.post("/admin/otp/phones/reset", &[("csrf", &csrf), ("phone", "+6281234560502")]).await;
+    let (_, failures) = app.get("/api/v1/otp/phones/+6281234560502", &admin).await;
+    assert_eq!(failures["consecutive_failures"], 0);
+
+    // Sandbox: write to a session, read a number's inbox.
+    let (_, _, location) = browser
+        .post(
+            "/admin/sandbox/inbound",
+            &[("csrf", &csrf), ("session", "otp-ops"), ("from", "+6281234560503"), ("text", "hello ops")],
+        )
+        .await;
+    assert_eq!(notice(&location), "Message delivered to the session");
+    let (_, chat) = app.get("/api/v1/sessions/otp-ops/chats/+6281234560503/messages", &admin).await;
+    assert_eq!(chat["messages"][0]["text"], "hello ops", "{chat}");
+    app.post(
+        "/api/v1/sessions/otp-ops/messages",
+        &admin,
+        json!({ "to": "+6281234560504", "text": "to the inbox" }),
+    )
+    .await;
+    app.get("/api/v1/sandbox/inbox/+6281234560504?wait_ms=5000", &admin).await;
+    let (_, page, _) = browser.get("/admin/sandbox?phone=%2B6281234560504").await;
+    assert!(page.contains("to the inbox"));
+
+    // Webhooks: a receiver that refuses (400) leaves dead letters; replay queues them again.
+    let refusing =
+        axum::Router::new().route("/hook", axum::routing::post(|| async { StatusCode::BAD_REQUEST }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, refusing).await.unwrap() });
+    let (_, hook) =
+        app.post("/api/v1/webhooks", &admin, json!({ "url": url, "events": ["message.*"] })).await;
+    app.post("/api/v1/sessions/otp-ops/messages", &admin, json!({ "to": "+6281234560505", "text": "event" }))
+        .await;
+    let mut dead = false;
+    for _ in 0..100 {
+        let (_, page, _) = browser.get("/admin/webhooks").await;
+        if page.contains("dead deliveries") {
+            assert!(page.contains("400"), "the response code is in the log");
+            dead = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(dead, "a dead letter shows up");
+    let (_, _, location) = browser
+        .post(&format!("/admin/webhooks/{}/replay", hook["id"].as_str().unwrap()), &[("csrf", &csrf)])
+        .await;
+    assert!(notice(&location).ends_with("deliveries queued again"), "{location:?}");
+    assert!(!notice(&location).starts_with("0 "));
+}

@@ -138,10 +138,10 @@ async fn an_operator_runs_the_gateway_from_the_browser() {
     wait_js(&browser, "qr rotated", qr_src, |v| v.is_string() && *v != first).await;
     shot(&browser, "03-qr-rotated").await;
 
-    // The phone scans (simulated): the page turns to connected by itself.
-    let (status, body) =
-        app.post("/api/v1/sandbox/sessions/shop/scan", &token, json!({ "phone": "+6281200000401" })).await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    // "Simulate scan": the page turns to connected by itself, without a reload.
+    browser.execute("window.__same_page = true; return null", vec![]).await.unwrap();
+    fill(&browser, "#scan-phone", "+6281200000401").await;
+    click(&browser, "#simulate-scan").await;
     wait_js(&browser, "connected", "return document.getElementById('session-status').textContent", |v| {
         v == "connected"
     })
@@ -153,6 +153,8 @@ async fn an_operator_runs_the_gateway_from_the_browser() {
         |v| v.as_str().is_some_and(|t| t.contains("+6281200000401")),
     )
     .await;
+    let same_page = browser.execute("return window.__same_page === true", vec![]).await.unwrap();
+    assert_eq!(same_page, json!(true), "no reload happened");
     shot(&browser, "04-connected").await;
 
     // A test message, delivered, in the messages table.
@@ -228,6 +230,22 @@ async fn an_operator_runs_the_gateway_from_the_browser() {
     // than the screen but the tables, which scroll inside their frames.
     browser.goto(&app.url("/admin/sessions")).await.unwrap();
     shot(&browser, "09-sessions").await;
+    // The list's statuses and the overview's figures follow without a reload.
+    app.post("/api/v1/sessions/shop/disconnect", &token, Value::Null).await;
+    wait_js(
+        &browser,
+        "live session status",
+        "return document.querySelector('[data-session-status=\"shop\"]').textContent",
+        |v| v == "disconnected",
+    )
+    .await;
+    app.post("/api/v1/sessions/shop/connect", &token, Value::Null).await;
+    browser.goto(&app.url("/admin")).await.unwrap();
+    let read_now = "return document.querySelector('[data-count=\"last_hour\"]').textContent";
+    let before = browser.execute(read_now, vec![]).await.unwrap();
+    app.post("/api/v1/sessions/shop/messages", &token, json!({ "to": "+6281234560403", "text": "queued" }))
+        .await;
+    wait_js(&browser, "live overview", read_now, |v| *v != before).await;
     browser.set_window_size(390, 844).await.unwrap();
     for (path, name) in [("/admin", "09-phone-overview"), ("/admin/sessions/shop", "09-phone-session")] {
         browser.goto(&app.url(path)).await.unwrap();

@@ -73,6 +73,15 @@ document.addEventListener("DOMContentLoaded", () => {
   if (live) liveOverview(live.dataset.live);
   const session = document.querySelector("[data-session]");
   if (session) liveSession(session.dataset.session);
+  // Forms whose result shows up in the live stream post in the background: the page stays.
+  document.querySelectorAll("form[data-background]").forEach((form) => {
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const status = form.querySelector("[role=status]");
+      const response = await fetch(form.action, { method: "POST", body: new URLSearchParams(new FormData(form)) });
+      if (status) status.textContent = response.ok ? form.dataset.background : "That did not work; reload the page.";
+    });
+  });
   document.querySelectorAll("form[data-confirm]").forEach((form) => {
     form.addEventListener("submit", (e) => { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
   });
