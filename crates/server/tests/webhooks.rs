@@ -301,11 +301,11 @@ async fn a_receiver_that_refuses_connections_gets_everything_once_it_is_back() {
     let app =
         TestApp::spawn_with(|c| c.webhooks.retry_schedule_ms = vec![100, 200, 400, 800, 1600, 3200]).await;
     let admin = app.admin().await;
-    // A port nothing listens on (yet): connections are refused.
-    let address = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().to_string()
-    };
+    // A port bound but not listening (yet): connections are refused, and no other test can
+    // take the port meanwhile.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = reserved.local_addr().unwrap().to_string();
     let (_, created) = app
         .post(
             "/api/v1/webhooks",
@@ -332,6 +332,7 @@ async fn a_receiver_that_refuses_connections_gets_everything_once_it_is_back() {
     assert_eq!(failed_attempt["attempt_log"][0]["error"], "connection failed", "{failed_attempt}");
     assert_eq!(failed_attempt["status"], "pending");
 
+    drop(reserved);
     let (receiver, _) = Receiver::start_on(vec![], &address).await;
     let calls = receiver.wait_for(3).await;
     let statuses: Vec<String> = calls

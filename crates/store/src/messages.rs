@@ -29,6 +29,8 @@ pub struct MessageRecord {
     pub sent_at: Option<i64>,
     pub delivered_at: Option<i64>,
     pub read_at: Option<i64>,
+    /// When it was first handed to its session (its first `sending` step).
+    pub claimed_at: Option<i64>,
 }
 
 pub struct NewMessage<'a> {
@@ -69,6 +71,7 @@ impl NewMessage<'_> {
             sent_at: None,
             delivered_at: None,
             read_at: None,
+            claimed_at: None,
         }
     }
 }
@@ -114,7 +117,7 @@ pub struct MessageFilter {
 
 const COLUMNS: &str = "id, owner_id, session_id, pool, seq, priority, recipient, content, status, reason, \
                        attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at, \
-                       sent_at, delivered_at, read_at";
+                       sent_at, delivered_at, read_at, claimed_at";
 
 fn from_row(row: &AnyRow) -> Result<MessageRecord> {
     let session: String = row.try_get("session_id")?;
@@ -142,6 +145,7 @@ fn from_row(row: &AnyRow) -> Result<MessageRecord> {
         sent_at: row.try_get("sent_at")?,
         delivered_at: row.try_get("delivered_at")?,
         read_at: row.try_get("read_at")?,
+        claimed_at: row.try_get("claimed_at")?,
     })
 }
 
@@ -271,12 +275,7 @@ impl Store {
             reason: None,
             created_at: message.created_at,
         }];
-        let claimed_at: Option<i64> = sqlx::query(self.sql("SELECT claimed_at FROM messages WHERE id = ?"))
-            .bind(id)
-            .fetch_one(&self.readers)
-            .await?
-            .try_get("claimed_at")?;
-        if let Some(at) = claimed_at {
+        if let Some(at) = message.claimed_at {
             history.push(MessageEventRecord { status: MessageStatus::Sending, reason: None, created_at: at });
         }
         for row in &rows {
@@ -345,6 +344,7 @@ impl Store {
             status: MessageStatus::Sending,
             attempts: head.attempts + 1,
             updated_at: now,
+            claimed_at: head.claimed_at.or(Some(now)),
             ..head
         })))
     }

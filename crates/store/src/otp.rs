@@ -615,15 +615,4 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-
-    /// Message ids of recent verifications, to follow their delivery after a restart.
-    pub async fn recent_otp_message_ids(&self, since: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT message_id FROM otp_verifications WHERE created_at >= ? AND message_id IS NOT NULL",
-        ))
-        .bind(since)
-        .fetch_all(&self.readers)
-        .await?;
-        rows.iter().map(|row| Ok(row.try_get("message_id")?)).collect()
-    }
 }

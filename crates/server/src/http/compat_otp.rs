@@ -14,13 +14,14 @@ use wagate_store::{OtpFilter, OtpRecord};
 
 use super::extract::{Auth, Json, QueryParams};
 use super::otp::{
-    OtpCaller, OtpView, SendOtpRequest, VerifyOtpRequest, generated, send_request, verify_request, view,
+    OtpCaller, OtpView, SendOtpRequest, VerifyOtpRequest, caller, generated, send_request, verify_request,
+    view,
 };
 use super::sessions::parse_phone;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::services::otp::{Caller, OtpError};
+use crate::services::otp::OtpError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,11 +31,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/otp/status/{phone}", get(status))
         .route("/api/otp/resend", post(resend))
         .route("/api/otp/expire", post(expire))
-}
-
-fn caller(principal: &Principal, OtpCaller(caller): OtpCaller) -> Caller {
-    let key = principal.api_key_id.clone().unwrap_or_else(|| format!("user:{}", principal.user_id));
-    Caller { key, ..caller }
 }
 
 /// Seed 001's `data` object of an OTP answer.

@@ -584,7 +584,11 @@ pub(crate) async fn session_by_phone(
     })
 }
 
-async fn visible_message(state: &AppState, principal: &Principal, id: &str) -> ApiResult<MessageRecord> {
+pub(crate) async fn visible_message(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> ApiResult<MessageRecord> {
     principal.require(Scope::Read)?;
     let not_found = || ApiError::not_found("message_not_found", "message not found");
     if id.len() > 64 {

@@ -121,7 +121,7 @@ impl FromRequestParts<AppState> for OtpCaller {
     }
 }
 
-fn caller(principal: &Principal, OtpCaller(caller): OtpCaller) -> Caller {
+pub(crate) fn caller(principal: &Principal, OtpCaller(caller): OtpCaller) -> Caller {
     let key = principal.api_key_id.clone().unwrap_or_else(|| format!("user:{}", principal.user_id));
     Caller { key, ..caller }
 }

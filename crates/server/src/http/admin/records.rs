@@ -98,11 +98,7 @@ pub async fn messages(
 }
 
 async fn visible_message(state: &AppState, session: &AdminSession, id: &str) -> Option<MessageRecord> {
-    let message = state.store.message(id).await.ok().flatten()?;
-    let principal = &session.principal;
-    let owner_ok = principal.sees_all() || message.owner_id == principal.user_id;
-    let key_ok = principal.sessions.as_ref().is_none_or(|allowed| allowed.contains(&message.session_id));
-    (owner_ok && key_ok).then_some(message)
+    crate::http::messages::visible_message(state, &session.principal, id).await.ok()
 }
 
 #[derive(Deserialize)]

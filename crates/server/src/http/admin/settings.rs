@@ -177,9 +177,7 @@ pub async fn create_api_key(State(state): State<AppState>, session: AdminSession
 
 /// `application/x-www-form-urlencoded` pairs, repeated names kept.
 fn url_decoded_pairs(body: &str) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://form/?{body}"))
-        .map(|url| url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-        .unwrap_or_default()
+    form_urlencoded::parse(body.as_bytes()).into_owned().collect()
 }
 
 pub async fn revoke_api_key(

@@ -90,12 +90,7 @@ impl SettingsCache {
             Some(json) => serde_json::from_str(&json).map_err(|e| SettingsError::Invalid(e.to_string()))?,
             None => OtpSettings::default(),
         };
-        let settings = Arc::new(settings);
-        self.settings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(owner_id.to_owned(), settings.clone());
-        Ok(settings)
+        Ok(remember(&self.settings, owner_id, settings))
     }
 
     /// Applies the fields present in `patch` (`null` clears one).
@@ -117,12 +112,7 @@ impl SettingsCache {
             serde_json::from_value(merged).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         settings.validate()?;
         self.store.put_otp_settings(owner_id, &serde_json::to_string(&settings).expect("serializes")).await?;
-        let settings = Arc::new(settings);
-        self.settings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(owner_id.to_owned(), settings.clone());
-        Ok(settings)
+        Ok(remember(&self.settings, owner_id, settings))
     }
 
     /// The tenant's own body of template `name` for `locale` (or its language), if any.
@@ -135,14 +125,7 @@ impl SettingsCache {
         let cached = self.templates.read().unwrap_or_else(|p| p.into_inner()).get(owner_id).cloned();
         let templates = match cached {
             Some(templates) => templates,
-            None => {
-                let loaded = Arc::new(self.store.otp_templates(owner_id).await?);
-                self.templates
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(owner_id.to_owned(), loaded.clone());
-                loaded
-            }
+            None => remember(&self.templates, owner_id, self.store.otp_templates(owner_id).await?),
         };
         let find =
             |l: &str| templates.iter().find(|t| t.name == name && t.locale == l).map(|t| t.body.clone());
@@ -152,4 +135,11 @@ impl SettingsCache {
     pub(super) fn forget_templates(&self, owner_id: &str) {
         self.templates.write().unwrap_or_else(|p| p.into_inner()).remove(owner_id);
     }
+}
+
+/// Caches `value` for the tenant and returns the shared copy.
+fn remember<T>(cache: &RwLock<HashMap<String, Arc<T>>>, owner_id: &str, value: T) -> Arc<T> {
+    let value = Arc::new(value);
+    cache.write().unwrap_or_else(|p| p.into_inner()).insert(owner_id.to_owned(), value.clone());
+    value
 }

@@ -5,6 +5,8 @@
 //! `length`. The built-in texts follow WhatsApp's guidance for authentication messages: the
 //! code first, then who it is for and when it expires, no links.
 
+use std::sync::LazyLock;
+
 use minijinja::{Environment, UndefinedBehavior, context};
 
 /// The template of the pushed message.
@@ -83,17 +85,18 @@ pub fn valid_locale(locale: &str) -> bool {
         && locale.len() <= 16
 }
 
-fn environment() -> Environment<'static> {
+/// One environment for every render (templates are rendered from their source each time).
+static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(20_000));
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env
-}
+});
 
 pub fn render(body: &str, vars: &Vars<'_>) -> Result<String, TemplateError> {
     let brand = vars.brand.unwrap_or("");
-    let text = environment()
+    let text = ENVIRONMENT
         .render_str(
             body,
             context! { code => vars.code, brand => brand, company_name => brand, minutes => vars.minutes, length => vars.code.len() },

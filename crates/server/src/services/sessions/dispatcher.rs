@@ -72,16 +72,8 @@ async fn dispatch(
     let delivery = manager.delivery();
     let store = manager.store();
     let id = message.id.clone();
-    if message.expires_at.is_some_and(|at| at <= now_ms()) {
-        // A one-time password that arrives late is worse than none.
-        return settle(
-            manager,
-            runtime,
-            &id,
-            MessageStatus::Failed,
-            Some("expired before it could be sent".into()),
-        )
-        .await;
+    if expired(&message) {
+        return drop_expired(manager, runtime, &id).await;
     }
 
     let pacing = manager.pacing_for(&message).await;
@@ -129,10 +121,8 @@ async fn dispatch(
         },
         None => None,
     };
-    if message.expires_at.is_some_and(|at| at <= now_ms()) {
-        // It expired while paced: still never sent late.
-        let reason = Some("expired before it could be sent".into());
-        return settle(manager, runtime, &id, MessageStatus::Failed, reason).await;
+    if expired(&message) {
+        return drop_expired(manager, runtime, &id).await; // while it was paced
     }
     let content = match manager.sealer().open_content(message.content.clone()) {
         Ok(content) => content,
@@ -191,6 +181,16 @@ async fn dispatch(
             retry_or_fail(manager, runtime, &message, "no acknowledgement from WhatsApp".into()).await;
         }
     }
+}
+
+fn expired(message: &MessageRecord) -> bool {
+    message.expires_at.is_some_and(|at| at <= now_ms())
+}
+
+/// A one-time password that arrives late is worse than none: it is never sent.
+async fn drop_expired(manager: &SessionManager, runtime: &Runtime, id: &str) {
+    let reason = Some("expired before it could be sent".into());
+    settle(manager, runtime, id, MessageStatus::Failed, reason).await;
 }
 
 async fn retry_or_fail(manager: &SessionManager, runtime: &Runtime, message: &MessageRecord, detail: String) {
