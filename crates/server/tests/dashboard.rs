@@ -350,6 +350,21 @@ async fn every_action_works_from_the_dashboard() {
     browser.post(&format!("/admin/messages/{id}/cancel"), &[("csrf", &csrf)]).await;
     let (_, message) = app.get(&format!("/api/v1/messages/{id}"), &admin).await;
     assert_eq!(message["status"], "canceled");
+    // Reload, disconnect, connect, and "log out and scan again" (which shows a new QR code).
+    browser.post("/admin/sessions/ops/disconnect", &[("csrf", &csrf)]).await;
+    assert_eq!(app.session_status("ops", &admin).await["status"], "disconnected");
+    let (_, _, location) = browser.post("/admin/sessions/ops/restart", &[("csrf", &csrf)]).await;
+    assert_eq!(notice(&location), "Restarted");
+    assert_ne!(app.session_status("ops", &admin).await["status"], "disconnected");
+    let (_, _, location) = browser.post("/admin/sessions/ops/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(notice(&location), "Logged out: scan the new QR code");
+    for _ in 0..100 {
+        if app.session_status("ops", &admin).await["status"] == "qr" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.session_status("ops", &admin).await["status"], "qr");
     let (status, _, _) = browser.post("/admin/sessions/ops/delete", &[("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "deleting needs the confirmation");
     assert_eq!(app.get("/api/v1/sessions/ops", &admin).await.0, StatusCode::OK);
@@ -388,6 +403,25 @@ async fn every_action_works_from_the_dashboard() {
     app.get("/api/v1/sandbox/inbox/+6281234560504?wait_ms=5000", &admin).await;
     let (_, page, _) = browser.get("/admin/sandbox?phone=%2B6281234560504").await;
     assert!(page.contains("to the inbox"));
+
+    // An API key limited to one session and scope, from the form (the scope field repeats).
+    let (status, page, _) = browser
+        .post(
+            "/admin/api-keys",
+            &[("csrf", &csrf), ("name", "limited"), ("scope", "read"), ("sessions", "otp-ops")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let key = page.split("id=\"new-key\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let (_, me) = common::read(
+        app.client.get(app.url("/api/v1/auth/me")).header("x-api-key", &key).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (me["scopes"].to_string(), me["sessions"].to_string()),
+        ("[\"read\"]".to_owned(), "[\"otp-ops\"]".to_owned()),
+        "{me}"
+    );
 
     // Webhooks: a receiver that refuses (400) leaves dead letters; replay queues them again.
     let refusing =
