@@ -1,0 +1,78 @@
+//! The state shared by every connection task and the public API.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
+
+use crate::noise::ServerIdentity;
+use crate::state::{ConnectionEntry, Outbound, World};
+use crate::{MockConfig, ReceivedMessage};
+
+/// Everything behind a [`crate::WaMock`] handle.
+pub(crate) struct Hub {
+    pub(crate) config: MockConfig,
+    pub(crate) server: ServerIdentity,
+    world: Mutex<World>,
+    received_tx: mpsc::UnboundedSender<ReceivedMessage>,
+    received_rx: AsyncMutex<mpsc::UnboundedReceiver<ReceivedMessage>>,
+    next_connection_id: AtomicU64,
+}
+
+impl Hub {
+    /// A hub with an empty world.
+    pub(crate) fn new(config: MockConfig, server: ServerIdentity) -> Self {
+        let (received_tx, received_rx) = mpsc::unbounded_channel();
+        Self {
+            config,
+            server,
+            world: Mutex::new(World::default()),
+            received_tx,
+            received_rx: AsyncMutex::new(received_rx),
+            next_connection_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Locks the world (never held across an await).
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a live connection and returns its id.
+    pub(crate) fn register_connection(&self, outbound: mpsc::UnboundedSender<Outbound>) -> u64 {
+        let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        self.world()
+            .connections
+            .insert(id, ConnectionEntry { outbound, registration: None, pairing: None, session: None });
+        id
+    }
+
+    /// Forgets a closed connection.
+    pub(crate) fn unregister_connection(&self, id: u64) {
+        self.world().connections.remove(&id);
+    }
+
+    /// Sends a node on one connection, if it is still open.
+    pub(crate) fn send_to(&self, connection: u64, node: wacore_binary::Node) {
+        if let Some(entry) = self.world().connections.get(&connection) {
+            entry.send(node);
+        }
+    }
+
+    /// Closes one connection, if it is still open.
+    pub(crate) fn close(&self, connection: u64) {
+        if let Some(entry) = self.world().connections.get(&connection) {
+            let _ = entry.outbound.send(Outbound::Close);
+        }
+    }
+
+    /// Records a message a client sent, for [`crate::WaMock::next_message`].
+    pub(crate) fn record_received(&self, message: ReceivedMessage) {
+        let _ = self.received_tx.send(message);
+    }
+
+    /// The queue of recorded messages.
+    pub(crate) fn received(&self) -> &AsyncMutex<mpsc::UnboundedReceiver<ReceivedMessage>> {
+        &self.received_rx
+    }
+}
