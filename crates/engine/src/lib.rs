@@ -7,5 +7,7 @@
 mod port;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use port::*;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 pub use wagate_core::MessageContent;
 use wagate_core::{EngineKind, Phone, SessionId};
 
@@ -84,7 +84,7 @@ pub enum SendFailure {
     #[error("the recipient is not on WhatsApp")]
     NotOnWhatsApp,
     /// WhatsApp error 463: the account may not start conversations with strangers right now.
-    #[error("WhatsApp refused the message: reach-out restriction (463)")]
+    #[error("reach_out_restricted: WhatsApp does not let this account message new contacts right now (463)")]
     ReachOutRestricted,
     /// Worth retrying later.
     #[error("send failed: {detail}")]
@@ -156,6 +156,14 @@ pub enum EngineEvent {
         reason: String,
         reconnecting: bool,
     },
+    /// Not online, and the engine is trying again: `attempt` counts the attempts in a row
+    /// that failed (0 right after an established connection dropped), `retry_in` is the wait
+    /// before the next one.
+    Reconnecting {
+        attempt: u32,
+        retry_in: Duration,
+        reason: String,
+    },
     /// The link was removed (from the phone or by a logout); credentials are gone.
     LoggedOut {
         reason: String,
@@ -176,19 +184,64 @@ pub enum EngineEvent {
     Inbound(InboundMessage),
 }
 
+/// One event, and who waits until it was handled.
+#[derive(Debug)]
+struct Envelope {
+    event: EngineEvent,
+    handled: Option<oneshot::Sender<()>>,
+}
+
 /// Delivers a session's events to whoever runs the session.
 #[derive(Debug, Clone)]
-pub struct EventSink(mpsc::UnboundedSender<EngineEvent>);
+pub struct EventSink(mpsc::UnboundedSender<Envelope>);
 
 impl EventSink {
-    pub fn channel() -> (EventSink, mpsc::UnboundedReceiver<EngineEvent>) {
+    pub fn channel() -> (EventSink, EventReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (EventSink(tx), rx)
+        (EventSink(tx), EventReceiver { envelopes: rx, in_hand: None })
     }
 
     /// Returns false when nobody listens any more (the session was closed).
     pub fn emit(&self, event: EngineEvent) -> bool {
-        self.0.send(event).is_ok()
+        self.0.send(Envelope { event, handled: None }).is_ok()
+    }
+
+    /// Emits and waits until the receiver has handled the event, e.g. stored an inbound
+    /// message, before the network is told it arrived. False when the receiver went away
+    /// without handling it.
+    pub async fn emit_and_wait(&self, event: EngineEvent) -> bool {
+        let (handled, done) = oneshot::channel();
+        self.0.send(Envelope { event, handled: Some(handled) }).is_ok() && done.await.is_ok()
+    }
+}
+
+/// The receiving end of an [`EventSink`]. Events are handled one after the other: asking for
+/// the next one confirms that the previous one was handled.
+#[derive(Debug)]
+pub struct EventReceiver {
+    envelopes: mpsc::UnboundedReceiver<Envelope>,
+    in_hand: Option<oneshot::Sender<()>>,
+}
+
+impl EventReceiver {
+    pub async fn recv(&mut self) -> Option<EngineEvent> {
+        self.confirm();
+        let envelope = self.envelopes.recv().await?;
+        self.in_hand = envelope.handled;
+        Some(envelope.event)
+    }
+
+    pub fn try_recv(&mut self) -> Option<EngineEvent> {
+        self.confirm();
+        let envelope = self.envelopes.try_recv().ok()?;
+        self.in_hand = envelope.handled;
+        Some(envelope.event)
+    }
+
+    fn confirm(&mut self) {
+        if let Some(handled) = self.in_hand.take() {
+            let _ = handled.send(());
+        }
     }
 }
 
@@ -245,5 +298,34 @@ pub trait Engine: Send + Sync {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(EngineError::Other(format!("cannot remove {}: {err}", spec.store_dir.display()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_waited_event_is_confirmed_when_the_receiver_asks_for_the_next_one() {
+        let (sink, mut events) = EventSink::channel();
+        let waiting = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.emit_and_wait(EngineEvent::QrExhausted).await }
+        });
+        assert_eq!(events.recv().await, Some(EngineEvent::QrExhausted));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "handling is not over until the next event is asked for");
+        sink.emit(EngineEvent::LoggedOut { reason: "test".into() });
+        assert!(events.recv().await.is_some());
+        assert!(waiting.await.unwrap(), "confirmed");
+
+        let unhandled = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.emit_and_wait(EngineEvent::QrExhausted).await }
+        });
+        assert!(events.recv().await.is_some());
+        drop(events);
+        assert!(!unhandled.await.unwrap(), "a receiver that goes away handled nothing");
+        assert!(!sink.emit(EngineEvent::QrExhausted));
     }
 }

@@ -352,9 +352,16 @@ impl Store {
     /// Moves many messages to `to` (`delivered` or `read`) where that is a step forward, in one
     /// statement; returns the ids that moved.
     pub async fn transition_messages(&self, ids: &[&str], to: MessageStatus) -> Result<Vec<String>> {
-        let stamp = match to {
-            MessageStatus::Delivered => "delivered_at",
-            MessageStatus::Read => "read_at",
+        // A receipt also tells what the server's acknowledgement would have: the message was
+        // sent (and, for a read receipt, delivered), even when the receipt arrives first.
+        let stamps = match to {
+            MessageStatus::Delivered => {
+                "delivered_at = COALESCE(delivered_at, ?), sent_at = COALESCE(sent_at, ?)"
+            }
+            MessageStatus::Read => {
+                "read_at = COALESCE(read_at, ?), delivered_at = COALESCE(delivered_at, ?), \
+                 sent_at = COALESCE(sent_at, ?)"
+            }
             _ => return Err(StoreError::Corrupt { column: "messages.status", value: to.to_string() }),
         };
         if ids.is_empty() {
@@ -382,11 +389,13 @@ impl Store {
         let marks = vec!["?"; movable.len()].join(", ");
         let mut update = sqlx::query(self.sql(&format!(
             "UPDATE messages SET status = ?, reason = NULL, lease_until = NULL, updated_at = ?, \
-             {stamp} = COALESCE({stamp}, ?) WHERE id IN ({marks}) AND status IN ({allowed})"
+             {stamps} WHERE id IN ({marks}) AND status IN ({allowed})"
         )))
         .bind(to.as_str())
-        .bind(now)
         .bind(now);
+        for _ in 0..stamps.matches('?').count() {
+            update = update.bind(now);
+        }
         for id in &movable {
             update = update.bind(id.as_str());
         }

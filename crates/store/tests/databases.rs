@@ -259,6 +259,8 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     let read = store.message("m-2").await.unwrap().unwrap();
     assert_eq!(read.status, MessageStatus::Read);
     assert!(read.delivered_at.is_some() && read.read_at.is_some());
+    let delivered = store.message("m-4").await.unwrap().unwrap();
+    assert!(delivered.sent_at.is_some(), "a receipt that beats the server's ack still means sent");
 
     // Overview counts.
     let counts = store.message_counts(Some(owner)).await.unwrap();

@@ -1,10 +1,11 @@
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
 use wagate_core::{Phone, SessionId};
 
 use super::*;
-use crate::{Account, Chat, EngineEvent, MessageContent, OutgoingMessage, ReceiptKind, SendFailure};
+use crate::{
+    Account, Chat, EngineEvent, EventReceiver, MessageContent, OutgoingMessage, ReceiptKind, SendFailure,
+};
 
 fn fast() -> SandboxConfig {
     SandboxConfig {
@@ -26,7 +27,7 @@ fn phone(raw: &str) -> Phone {
 
 struct Opened {
     connection: Arc<dyn Connection>,
-    events: UnboundedReceiver<EngineEvent>,
+    events: EventReceiver,
     spec: SessionSpec,
 }
 
@@ -37,7 +38,7 @@ async fn open(engine: &SandboxEngine, dir: &tempfile::TempDir, id: &str) -> Open
     Opened { connection, events, spec }
 }
 
-async fn next(events: &mut UnboundedReceiver<EngineEvent>) -> EngineEvent {
+async fn next(events: &mut EventReceiver) -> EngineEvent {
     tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .expect("an event in time")

@@ -1,0 +1,167 @@
+//! The task that owns a session's client: builds it, turns its events into ours, and builds a
+//! new one when it stops for a reason that is not final.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use whatsapp_rust::async_channel;
+use whatsapp_rust::bot::Bot;
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::transport::{TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory};
+use whatsapp_rust::types::events::{Event, EventHandler};
+
+use super::attempts::{FailedAttempt, retry_delay};
+use super::durable::StoreBeforeAck;
+use super::events::{Ending, Translator};
+use super::session::{Shared, remove_credentials};
+use crate::EngineEvent;
+
+pub(super) async fn supervise(shared: Arc<Shared>) {
+    let mut restarts = 0u32;
+    loop {
+        if shared.is_stopping() {
+            return;
+        }
+        let ending = run_client(&shared).await;
+        shared.set_client(None);
+        match ending {
+            Ending::Stopped => return,
+            Ending::LoggedOut { reason } => {
+                if let Err(err) = remove_credentials(&shared).await {
+                    tracing::warn!(session = %shared.spec.id, error = %err, "cannot remove credentials");
+                }
+                shared.events.emit(EngineEvent::LoggedOut { reason });
+                return;
+            }
+            Ending::QrExhausted => {
+                shared.events.emit(EngineEvent::QrExhausted);
+                return;
+            }
+            Ending::Final { reason } => {
+                shared.events.emit(EngineEvent::Disconnected { reason, reconnecting: false });
+                return;
+            }
+            Ending::Unexpected { reason } => {
+                if shared.is_stopping() {
+                    return;
+                }
+                let retry_in = retry_delay(restarts);
+                restarts += 1;
+                tracing::warn!(session = %shared.spec.id, %reason, "the WhatsApp client stopped; starting a new one");
+                shared.events.emit(EngineEvent::Reconnecting { attempt: restarts, retry_in, reason });
+                tokio::select! {
+                    _ = tokio::time::sleep(retry_in) => {}
+                    _ = shared.stop.notified() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Runs one client until it stops, and says why it stopped.
+async fn run_client(shared: &Arc<Shared>) -> Ending {
+    let path = shared.database_path();
+    let store = match SqliteStore::new(&path.to_string_lossy()).await {
+        Ok(store) => store,
+        Err(err) => return Ending::Final { reason: format!("cannot open the session store: {err}") },
+    };
+    let (forwarder, mut events) = EventForwarder::new();
+    let transport = AttemptCounter { inner: transport_factory(shared), shared: shared.clone() };
+    let mut builder = Bot::builder()
+        .with_backend(store)
+        .with_transport_factory(transport)
+        .with_event_handler(forwarder)
+        .with_inbound_durability_hook(StoreBeforeAck(shared.clone()))
+        .skip_history_sync();
+    if let Some(version) = shared.config.version {
+        builder = builder.with_version(version);
+    }
+    let bot = match builder.build().await {
+        Ok(bot) => bot,
+        Err(err) => return Ending::Final { reason: format!("cannot start the WhatsApp client: {err}") },
+    };
+    let mut handle = bot.spawn();
+    let client = handle.client();
+    shared.set_client(Some(client.clone()));
+    if shared.is_stopping() {
+        client.disconnect().await;
+    }
+
+    let mut translator = Translator::new(shared.clone());
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => {
+                    if translator.on_event(&event).await {
+                        // The client will not recover from this one by itself.
+                        client.disconnect().await;
+                    }
+                }
+                None => break,
+            },
+            _ = &mut handle => break,
+        }
+    }
+    while let Ok(event) = events.try_recv() {
+        translator.on_event(&event).await;
+    }
+    translator.ending(shared.is_stopping())
+}
+
+fn transport_factory(shared: &Shared) -> TokioWebSocketTransportFactory {
+    let factory = TokioWebSocketTransportFactory::new();
+    match shared.config.server_url() {
+        Some(url) => factory.with_url(url),
+        None => factory,
+    }
+}
+
+/// Hands the client's events, in order, to the supervisor.
+struct EventForwarder(mpsc::UnboundedSender<Arc<Event>>);
+
+impl EventForwarder {
+    fn new() -> (Self, mpsc::UnboundedReceiver<Arc<Event>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+}
+
+impl EventHandler for EventForwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// Counts connection attempts, which the client does not report, so the session says
+/// `connecting` with the attempt number instead of nothing while nothing works.
+struct AttemptCounter {
+    inner: TokioWebSocketTransportFactory,
+    shared: Arc<Shared>,
+}
+
+impl AttemptCounter {
+    fn report(&self, failed: FailedAttempt, reason: String) {
+        let FailedAttempt { attempt, retry_in } = failed;
+        self.shared.events.emit(EngineEvent::Reconnecting { attempt, retry_in, reason });
+    }
+}
+
+#[async_trait]
+impl TransportFactory for AttemptCounter {
+    async fn create_transport(
+        &self,
+    ) -> Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>), whatsapp_rust::anyhow::Error>
+    {
+        if let Some(failed) = self.shared.attempts.start() {
+            self.report(failed, "the connection closed before WhatsApp answered".into());
+        }
+        match self.inner.create_transport().await {
+            Ok(transport) => Ok(transport),
+            Err(err) => {
+                self.report(self.shared.attempts.failed_now(), format!("cannot connect: {err:#}"));
+                Err(err)
+            }
+        }
+    }
+}
