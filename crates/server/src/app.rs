@@ -206,7 +206,15 @@ fn engines(config: &Config) -> Engines {
         });
         engines = engines.with_sandbox(sandbox);
     }
-    #[cfg(not(feature = "sandbox"))]
-    let _ = config;
-    engines
+    #[cfg(feature = "web")]
+    {
+        let web = wagate_engine::web::WebConfig {
+            // validated with the rest of the configuration
+            version: config.web_version().ok().flatten(),
+            #[cfg(feature = "test-server")]
+            server_url: config.web.server_url.clone(),
+        };
+        engines = engines.with_web(wagate_engine::web::WebEngine::new(web));
+    }
+    engines.with_default(config.default_engine)
 }

@@ -61,6 +61,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether the sandbox engine (simulated WhatsApp network) is enabled.
     pub sandbox: bool,
+    /// The engine of sessions created without one (default: `web`, the real network).
+    pub default_engine: Option<wagate_core::EngineKind>,
     /// Region for phone numbers written without country code (ISO 3166 alpha-2, e.g. `ID`).
     pub default_region: Option<String>,
     /// Master secret for tokens and key hashes; generated and kept in the database if unset.
@@ -87,6 +89,18 @@ pub struct Config {
     pub numbers_cache_ttl_secs: u64,
     pub media: MediaConfig,
     pub otp: OtpConfig,
+    pub web: WebSettings,
+}
+
+/// How `web` sessions reach WhatsApp.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// WhatsApp Web version to announce (`2.3000.1029384756`); unset: fetched from
+    /// web.whatsapp.com before each connection.
+    pub version: Option<String>,
+    /// Test builds only: a test server's WebSocket URL to use instead of WhatsApp's.
+    pub server_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +188,7 @@ impl Default for Config {
             admin_password: None,
             log_format: LogFormat::Text,
             sandbox: true,
+            default_engine: None,
             default_region: None,
             secret: None,
             token_ttl_secs: 12 * 3600,
@@ -203,6 +218,7 @@ impl Default for Config {
             numbers_cache_ttl_secs: 3_600,
             media: MediaConfig::default(),
             otp: OtpConfig::default(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -265,6 +281,9 @@ impl Config {
         if let Some(sandbox) = parse_bool(env, "WAGATE_SANDBOX")? {
             self.sandbox = sandbox;
         }
+        if let Some(engine) = parse(env, "WAGATE_DEFAULT_ENGINE", "`web` or `sandbox`")? {
+            self.default_engine = Some(engine);
+        }
         if let Some(region) = parse(env, "WAGATE_DEFAULT_REGION", "a region code such as ID")? {
             self.default_region = Some(region);
         }
@@ -282,6 +301,12 @@ impl Config {
         }
         if let Some(header) = parse(env, "WAGATE_TRUSTED_IP_HEADER", "a header name")? {
             self.trusted_ip_header = Some(header);
+        }
+        if let Some(version) = parse(env, "WAGATE_WEB_VERSION", "a version such as 2.3000.1029384756")? {
+            self.web.version = Some(version);
+        }
+        if let Some(url) = parse(env, "WAGATE_WEB_SERVER_URL", "a ws:// URL")? {
+            self.web.server_url = Some(url);
         }
         Ok(())
     }
@@ -325,6 +350,12 @@ impl Config {
                 "otp.client_ip_header `{header}` is not a header name"
             )));
         }
+        self.web_version()?;
+        if self.web.server_url.is_some() && !cfg!(feature = "test-server") {
+            return Err(ConfigError::Invalid(
+                "web.server_url only exists in test builds; release builds always talk to WhatsApp".into(),
+            ));
+        }
         let t = &self.sandbox_timings;
         if t.qr_codes == 0 || t.qr_first_timeout_ms == 0 || t.qr_timeout_ms == 0 {
             return Err(ConfigError::Invalid("sandbox QR timings and count must be positive".into()));
@@ -334,6 +365,18 @@ impl Config {
 
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| wagate_store::Store::sqlite_url(&self.data_dir))
+    }
+
+    /// The pinned WhatsApp Web version, if any.
+    pub fn web_version(&self) -> Result<Option<(u32, u32, u32)>, ConfigError> {
+        let Some(raw) = &self.web.version else { return Ok(None) };
+        let mut parts = raw.trim().split('.').map(str::parse::<u32>);
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch)), None) => Ok(Some((major, minor, patch))),
+            _ => Err(ConfigError::Invalid(format!(
+                "web.version `{raw}` is not a version such as 2.3000.1029384756"
+            ))),
+        }
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -382,6 +425,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!((config.port, config.sandbox, config.log_format), (5000, true, LogFormat::Json));
+    }
+
+    #[test]
+    fn web_engine_settings() {
+        let config = Config::load(
+            None,
+            &env(&[("WAGATE_WEB_VERSION", "2.3000.1029384756"), ("WAGATE_DEFAULT_ENGINE", "sandbox")]),
+        )
+        .unwrap();
+        assert_eq!(config.web_version().unwrap(), Some((2, 3000, 1_029_384_756)));
+        assert_eq!(config.default_engine, Some(wagate_core::EngineKind::Sandbox));
+        let err = Config::load(None, &env(&[("WAGATE_WEB_VERSION", "2.3000")])).unwrap_err().to_string();
+        assert!(err.contains("web.version"), "{err}");
+        let err = Config::load(None, &env(&[("WAGATE_DEFAULT_ENGINE", "pigeon")])).unwrap_err().to_string();
+        assert!(err.contains("WAGATE_DEFAULT_ENGINE"), "{err}");
+
+        let test_server = Config::load(None, &env(&[("WAGATE_WEB_SERVER_URL", "ws://127.0.0.1:1/ws/chat")]));
+        if cfg!(feature = "test-server") {
+            assert!(test_server.is_ok());
+        } else {
+            let err = test_server.unwrap_err().to_string();
+            assert!(err.contains("only exists in test builds"), "{err}");
+        }
     }
 
     #[test]

@@ -11,3 +11,10 @@ pub mod time;
 
 pub use app::{App, AppState};
 pub use config::{Config, LogFormat};
+
+/// The cargo features this build was made with, as `wagate version` reports them.
+pub const BUILD_FEATURES: &[(&str, bool)] = &[
+    ("sandbox", cfg!(feature = "sandbox")),
+    ("web", cfg!(feature = "web")),
+    ("test-server", cfg!(feature = "test-server")),
+];

@@ -99,14 +99,15 @@ async fn bad_session_ids_and_names() {
 }
 
 #[tokio::test]
-async fn engine_not_in_this_build_is_a_clear_error() {
-    let app = TestApp::spawn().await;
+async fn the_default_engine_is_configurable() {
+    let app = TestApp::spawn_with(|c| c.default_engine = None).await;
     let admin = app.admin().await;
+    let (status, session) = app.post("/api/v1/sessions", &admin, json!({ "id": "real" })).await;
+    assert_eq!((status, session["engine"].as_str()), (StatusCode::CREATED, Some("web")), "{session}");
     let (status, problem) =
-        app.post("/api/v1/sessions", &admin, json!({ "id": "real", "engine": "web" })).await;
-    assert_eq!((status, code(&problem)), (StatusCode::NOT_IMPLEMENTED, "engine_not_available"));
-    assert!(problem["detail"].as_str().unwrap().contains("web"));
-    let (status, _) = app.get("/api/v1/sessions/real", &admin).await;
+        app.post("/api/v1/sessions", &admin, json!({ "id": "x", "engine": "carrier-pigeon" })).await;
+    assert_eq!((status, code(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"), "{problem}");
+    let (status, _) = app.get("/api/v1/sessions/x", &admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no session was left behind");
 }
 
@@ -117,6 +118,9 @@ async fn sandbox_can_be_switched_off() {
     let (status, problem) =
         app.post("/api/v1/sessions", &admin, json!({ "id": "s", "engine": "sandbox" })).await;
     assert_eq!((status, code(&problem)), (StatusCode::NOT_IMPLEMENTED, "engine_not_available"));
+    assert!(problem["detail"].as_str().unwrap().contains("sandbox"));
+    let (status, _) = app.get("/api/v1/sessions/s", &admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no session was left behind");
     let (status, problem) = app.get("/api/v1/sandbox/inbox/+6281234567890", &admin).await;
     assert_eq!((status, code(&problem)), (StatusCode::NOT_FOUND, "sandbox_disabled"));
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -154,6 +156,39 @@ async fn qr_codes_run_out_with_a_clear_status() {
     // Connecting again starts a new round of codes.
     app.post("/api/v1/sessions/ignored/connect", &admin, Value::Null).await;
     events.until("qr").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_right_after_connect_is_the_last_word() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    // Many sessions at once, so that the server is busy and events queue up.
+    let rounds = (0..100).map(|round| flip(&app, &admin, round));
+    futures::future::join_all(rounds).await;
+}
+
+async fn flip(app: &TestApp, admin: &str, round: usize) {
+    let id = format!("flip{round}");
+    app.create_session(admin, &id).await;
+    let mut events = app.events(&id, admin).await;
+    app.post(&format!("/api/v1/sessions/{id}/connect"), admin, Value::Null).await;
+    app.post(&format!("/api/v1/sessions/{id}/disconnect"), admin, Value::Null).await;
+    // Whatever the closed connection still had in flight (its first QR code) must not land
+    // after the "disconnected".
+    let mut last_status = Value::Null;
+    let mut after_disconnect = Vec::new();
+    while let Ok(Some((name, body))) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+        if last_status == "disconnected" {
+            after_disconnect.push(name.clone());
+        }
+        if name == "status" {
+            last_status = body["status"].clone();
+        }
+    }
+    assert_eq!(last_status, "disconnected", "round {round}");
+    assert!(after_disconnect.is_empty(), "round {round}: {after_disconnect:?} after the disconnect");
+    let session = app.session_status(&id, admin).await;
+    assert_eq!(session["status"], "disconnected", "round {round}: {session}");
 }
 
 #[tokio::test]

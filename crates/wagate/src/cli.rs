@@ -128,10 +128,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn print_version() {
-    let features: Vec<&str> = [("sandbox", cfg!(feature = "sandbox"))]
-        .into_iter()
-        .filter_map(|(name, on)| on.then_some(name))
-        .collect();
+    let features: Vec<&str> =
+        wagate_server::BUILD_FEATURES.iter().filter_map(|&(name, on)| on.then_some(name)).collect();
     println!("wagate {}", env!("CARGO_PKG_VERSION"));
     println!("features: {}", if features.is_empty() { "(none)".to_owned() } else { features.join(", ") });
 }

@@ -160,7 +160,10 @@ fn version_names_the_features() {
     let output = std::process::Command::new(BIN).arg("version").output().unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.starts_with(&format!("wagate {}", env!("CARGO_PKG_VERSION"))), "{text}");
-    assert!(text.contains("features: sandbox"), "{text}");
+    assert!(text.contains("features: sandbox, web"), "{text}");
+    // Tests run a test build (it may talk to the fake WhatsApp server); CI checks that the
+    // release binary says otherwise.
+    assert!(text.contains("test-server"), "{text}");
 }
 
 #[test]

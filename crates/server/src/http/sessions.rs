@@ -78,10 +78,10 @@ pub struct CreateSessionRequest {
     /// Display name (1–100 characters); defaults to the id.
     pub name: Option<String>,
     /// `web` (a linked device on WhatsApp) or `sandbox` (the simulated network). Defaults to
-    /// `web` when this build has it, else `sandbox`.
+    /// the server's `default_engine` setting, which is `web` unless configured otherwise.
     #[schema(value_type = Option<String>, example = "sandbox")]
     pub engine: Option<EngineKind>,
-    /// Stored with the session; webhook delivery arrives with the delivery pipeline.
+    /// An endpoint for this session's messages and status changes (signed like every webhook).
     pub webhook_url: Option<String>,
     /// Connect right away (start showing QR codes).
     #[serde(default)]
@@ -102,12 +102,7 @@ pub(crate) async fn create_session(
     }
     let id = request.id.as_deref().map(parse_session_id).transpose()?;
     let name = request.name.as_deref().map(parse_name).transpose()?;
-    let available = state.sessions.engines().kinds();
-    let engine = request.engine.unwrap_or(if available.contains(&EngineKind::Web) {
-        EngineKind::Web
-    } else {
-        available.first().copied().unwrap_or(EngineKind::Web)
-    });
+    let engine = request.engine.unwrap_or_else(|| state.sessions.engines().default_kind());
     let record = state
         .sessions
         .create(&principal.user_id, CreateSession { id, name, engine, webhook_url: request.webhook_url })

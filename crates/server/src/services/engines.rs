@@ -8,6 +8,7 @@ use wagate_engine::{Engine, EngineError};
 #[derive(Clone, Default)]
 pub struct Engines {
     engines: Vec<Arc<dyn Engine>>,
+    preferred: Option<EngineKind>,
     #[cfg(feature = "sandbox")]
     sandbox: Option<Arc<wagate_engine::sandbox::SandboxNetwork>>,
 }
@@ -22,6 +23,27 @@ impl Engines {
         self.sandbox = Some(engine.network());
         self.engines.push(Arc::new(engine));
         self
+    }
+
+    #[cfg(feature = "web")]
+    pub fn with_web(mut self, engine: wagate_engine::web::WebEngine) -> Self {
+        self.engines.push(Arc::new(engine));
+        self
+    }
+
+    /// The engine of sessions created without one: the configured one, else `web`.
+    pub fn with_default(mut self, preferred: Option<EngineKind>) -> Self {
+        self.preferred = preferred;
+        self
+    }
+
+    pub fn default_kind(&self) -> EngineKind {
+        let available = self.kinds();
+        match self.preferred {
+            Some(kind) => kind,
+            None if available.contains(&EngineKind::Web) || available.is_empty() => EngineKind::Web,
+            None => available[0],
+        }
     }
 
     pub fn get(&self, kind: EngineKind) -> Result<Arc<dyn Engine>, EngineError> {

@@ -22,6 +22,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         admin_password: Some(ADMIN_PASSWORD.into()),
         secret: Some(SECRET.into()),
         shutdown_timeout_secs: 5,
+        default_engine: Some(wagate_core::EngineKind::Sandbox),
         ..Config::default()
     };
     config.webhooks.allow_private_urls = true;

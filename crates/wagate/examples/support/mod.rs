@@ -23,13 +23,7 @@ impl Server {
     /// A fresh data directory, sandbox receipts after 50 ms, `sessions` linked sandbox
     /// sessions `b0`, `b1`…; `adjust` changes the rest of the configuration.
     pub async fn start(dir: &std::path::Path, sessions: usize, adjust: impl FnOnce(&mut Config)) -> Server {
-        let mut config = Config {
-            port: 0,
-            data_dir: dir.to_path_buf(),
-            admin_password: Some(PASSWORD.into()),
-            ..Config::default()
-        };
-        config.host = [127, 0, 0, 1].into();
+        let mut config = loopback_config(dir);
         config.sandbox_timings.delivery_delay_ms = 50;
         config.sandbox_timings.read_delay_ms = 50;
         adjust(&mut config);
@@ -41,16 +35,7 @@ impl Server {
         }));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
-        let login: Value = client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({ "username": "admin", "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["token"].as_str().unwrap().to_owned();
+        let token = login(&client, &base).await;
         let server = Server { base, client, token, stop, task };
         for n in 0..sessions {
             server
@@ -91,6 +76,31 @@ impl Server {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
+}
+
+/// A server on a free loopback port, keeping its data in `dir`, with `admin`'s password known.
+pub fn loopback_config(dir: &std::path::Path) -> Config {
+    Config {
+        host: [127, 0, 0, 1].into(),
+        port: 0,
+        data_dir: dir.to_path_buf(),
+        admin_password: Some(PASSWORD.into()),
+        ..Config::default()
+    }
+}
+
+/// Signs in as `admin` and returns the token.
+pub async fn login(client: &reqwest::Client, base: &str) -> String {
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "username": "admin", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["token"].as_str().unwrap().to_owned()
 }
 
 pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {

@@ -44,7 +44,11 @@ pub async fn list(State(state): State<AppState>, session: AdminSession, Query(q)
             })
         })
         .collect();
-    let engines: Vec<String> = state.sessions.engines().kinds().iter().map(ToString::to_string).collect();
+    // The default engine first: the form preselects it.
+    let mut kinds = state.sessions.engines().kinds();
+    let default = state.sessions.engines().default_kind();
+    kinds.sort_by_key(|kind| *kind != default);
+    let engines: Vec<String> = kinds.iter().map(ToString::to_string).collect();
     with_session(
         &session,
         page::signed_in(

@@ -3,7 +3,9 @@
 //!
 //! Each session has a [`Runtime`]. Operations on one session are serialised by its `live`
 //! lock; the engine's events are handled by a pump task per connection. Every connection gets
-//! a new generation number, so late events of a closed connection are ignored.
+//! a new generation number, so late events of a closed connection are ignored. Status
+//! changes pass the runtime's `status_gate`, where a pump re-checks its generation: a closed
+//! connection's late QR code can never land after the "disconnected" that closed it.
 
 mod dispatcher;
 mod pools;
@@ -20,7 +22,9 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use utoipa::ToSchema;
 use wagate_core::{EngineKind, MessageStatus, Pacing, Phone, SessionId, SessionStatus};
-use wagate_engine::{Account, Connection, EngineError, EngineEvent, EventSink, InboundMessage, SessionSpec};
+use wagate_engine::{
+    Account, Connection, EngineError, EngineEvent, EventReceiver, EventSink, InboundMessage, SessionSpec,
+};
 use wagate_store::{LinkedAccount, NewSession, SessionRecord, Store, StoreError};
 
 use super::delivery::{Delivery, Outcome};
@@ -178,6 +182,17 @@ impl wagate_store::InboundFields for StoredInbound<'_> {
     }
 }
 
+/// Whether handling `event` changes the session's status or live codes.
+fn changes_status(event: &EngineEvent) -> bool {
+    !matches!(
+        event,
+        EngineEvent::Sent { .. }
+            | EngineEvent::SendFailed { .. }
+            | EngineEvent::Receipt { .. }
+            | EngineEvent::Inbound(_)
+    )
+}
+
 /// A stream event as webhook data: the same fields, without the `event` tag.
 fn webhook_data(event: &StreamEvent) -> serde_json::Value {
     let mut value = serde_json::to_value(event).unwrap_or_default();
@@ -210,6 +225,8 @@ struct Runtime {
     live: tokio::sync::Mutex<Live>,
     view: Mutex<View>,
     generation: AtomicU64,
+    /// Serialises status changes (see the module docs).
+    status_gate: tokio::sync::Mutex<()>,
     /// Wakes the dispatcher: a message was queued.
     work: Notify,
     /// Whether the session is connected (the dispatcher sends only then).
@@ -393,6 +410,7 @@ impl SessionManager {
             live: tokio::sync::Mutex::new(Live { connection: None }),
             view: Mutex::new(View::default()),
             generation: AtomicU64::new(0),
+            status_gate: tokio::sync::Mutex::new(()),
             work: Notify::new(),
             online: watch::Sender::new(false),
             deleted: Notify::new(),
@@ -694,6 +712,12 @@ impl SessionManager {
     }
 
     async fn set_status(&self, runtime: &Runtime, status: SessionStatus, reason: Option<&str>) {
+        let _gate = runtime.status_gate.lock().await;
+        self.write_status(runtime, status, reason).await;
+    }
+
+    /// Records and announces a status; the caller holds `status_gate`.
+    async fn write_status(&self, runtime: &Runtime, status: SessionStatus, reason: Option<&str>) {
         runtime.online.send_replace(status == SessionStatus::Connected);
         if let Err(err) = self.store().set_session_status(&runtime.id, status, reason).await {
             tracing::error!(session = %runtime.id, error = %err, "cannot record session status");
@@ -724,17 +748,14 @@ impl SessionManager {
     }
 
     /// Handles one connection's events until it ends or a newer connection replaces it.
-    async fn pump(
-        self,
-        runtime: Arc<Runtime>,
-        generation: u64,
-        mut events: mpsc::UnboundedReceiver<EngineEvent>,
-    ) {
+    async fn pump(self, runtime: Arc<Runtime>, generation: u64, mut events: EventReceiver) {
         while let Some(event) = events.recv().await {
+            let gate = if changes_status(&event) { Some(runtime.status_gate.lock().await) } else { None };
             if runtime.generation.load(Ordering::SeqCst) != generation {
                 break;
             }
             let terminal = self.on_event(&runtime, event).await;
+            drop(gate);
             if terminal {
                 let mut live = runtime.live.lock().await;
                 if runtime.generation.load(Ordering::SeqCst) == generation {
@@ -746,7 +767,8 @@ impl SessionManager {
         }
     }
 
-    /// Returns true when the connection ended.
+    /// Returns true when the connection ended. Status-changing events arrive with
+    /// `status_gate` held (see [`changes_status`]).
     async fn on_event(&self, runtime: &Arc<Runtime>, event: EngineEvent) -> bool {
         let id = &runtime.id;
         let session_id = id.to_string();
@@ -761,7 +783,7 @@ impl SessionManager {
                     first
                 };
                 if first {
-                    self.set_status(runtime, SessionStatus::Qr, None).await;
+                    self.write_status(runtime, SessionStatus::Qr, None).await;
                     self.log(id, "qr", serde_json::json!({ "valid_for_ms": valid_for.as_millis() as u64 }))
                         .await;
                 }
@@ -777,7 +799,7 @@ impl SessionManager {
             EngineEvent::QrExhausted => {
                 *runtime.view() = View::default();
                 let _ = self.store().set_session_auto_connect(id, false).await;
-                self.set_status(runtime, SessionStatus::Disconnected, Some("qr_codes_exhausted")).await;
+                self.write_status(runtime, SessionStatus::Disconnected, Some("qr_codes_exhausted")).await;
                 self.log(id, "qr_codes_exhausted", serde_json::json!({})).await;
                 runtime.publish(StreamEvent::Error {
                     session_id,
@@ -793,7 +815,7 @@ impl SessionManager {
                     view.qr = None;
                     view.pair_code = Some(LiveCode { code: code.clone(), expires_at });
                 }
-                self.set_status(runtime, SessionStatus::PairingCode, None).await;
+                self.write_status(runtime, SessionStatus::PairingCode, None).await;
                 runtime.publish(StreamEvent::PairCode { session_id, code, expires_at: rfc3339(expires_at) });
                 false
             }
@@ -806,7 +828,7 @@ impl SessionManager {
             EngineEvent::Connected { account } => {
                 *runtime.view() = View::default();
                 self.record_account(id, &account).await;
-                self.set_status(runtime, SessionStatus::Connected, None).await;
+                self.write_status(runtime, SessionStatus::Connected, None).await;
                 self.log(id, "connected", serde_json::json!({ "phone": account.phone.e164() })).await;
                 false
             }
@@ -814,7 +836,7 @@ impl SessionManager {
                 *runtime.view() = View::default();
                 let status =
                     if reconnecting { SessionStatus::Connecting } else { SessionStatus::Disconnected };
-                self.set_status(runtime, status, Some(&reason)).await;
+                self.write_status(runtime, status, Some(&reason)).await;
                 self.log(
                     id,
                     "disconnected",
@@ -823,11 +845,28 @@ impl SessionManager {
                 .await;
                 !reconnecting
             }
+            EngineEvent::Reconnecting { attempt, retry_in, reason } => {
+                *runtime.view() = View::default();
+                let secs = retry_in.as_secs();
+                let reason = if attempt == 0 {
+                    format!("reconnecting in {secs} s: {reason}")
+                } else {
+                    format!("reconnecting: attempt {attempt} failed, next in {secs} s: {reason}")
+                };
+                self.write_status(runtime, SessionStatus::Connecting, Some(&reason)).await;
+                self.log(
+                    id,
+                    "reconnecting",
+                    serde_json::json!({ "attempt": attempt, "retry_in_ms": retry_in.as_millis() as u64, "reason": reason }),
+                )
+                .await;
+                false
+            }
             EngineEvent::LoggedOut { reason } => {
                 *runtime.view() = View::default();
                 let _ = self.store().set_session_auto_connect(id, false).await;
                 let _ = self.store().set_session_account(id, None).await;
-                self.set_status(runtime, SessionStatus::LoggedOut, Some(&reason)).await;
+                self.write_status(runtime, SessionStatus::LoggedOut, Some(&reason)).await;
                 self.log(id, "logged_out", serde_json::json!({ "reason": reason })).await;
                 true
             }
