@@ -38,6 +38,11 @@ impl Pacing {
         Ok(())
     }
 
+    /// No delay, no typing indicator and no cap: messages may go back to back.
+    pub fn is_unpaced(&self) -> bool {
+        self.max_delay_ms == 0 && !self.typing && self.hourly_cap.is_none() && self.daily_cap.is_none()
+    }
+
     /// A delay drawn uniformly from `[min, max]`, in milliseconds.
     pub fn draw_delay_ms(&self) -> u64 {
         if self.max_delay_ms <= self.min_delay_ms {
@@ -58,6 +63,10 @@ mod tests {
         assert!((0..200).map(|_| pacing.draw_delay_ms()).all(|d| (5_000..=20_000).contains(&d)));
         assert!(Pacing { min_delay_ms: 2, max_delay_ms: 1, ..Pacing::default() }.validate().is_err());
         assert!(Pacing { hourly_cap: Some(0), ..Pacing::default() }.validate().is_err());
+        assert!(Pacing::default().is_unpaced());
+        assert!(!pacing.is_unpaced());
+        assert!(!Pacing { typing: true, ..Pacing::default() }.is_unpaced());
+        assert!(!Pacing { daily_cap: Some(10), ..Pacing::default() }.is_unpaced());
         assert_eq!(Pacing::default().draw_delay_ms(), 0);
     }
 }

@@ -202,6 +202,66 @@ async fn failures_have_reasons_and_transient_ones_are_retried() {
 }
 
 #[tokio::test]
+async fn a_retried_message_holds_the_rest_of_its_batch() {
+    let app = TestApp::spawn_with(fast_retries).await;
+    let admin = app.admin().await;
+    app.create_session(&admin, "held").await;
+    // Queued while the session is not linked, so that one claim takes them all.
+    let to = "+6281234500030";
+    let queue = |text: String, to: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let (status, accepted) =
+                app.post("/api/v1/sessions/held/messages", &admin, json!({ "to": to, "text": text })).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+            accepted["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut before = Vec::new();
+    for n in 0..2 {
+        before.push(queue(format!("#{n}"), to).await);
+    }
+    let flaky = queue("flaky".into(), "+6281234560500").await;
+    let mut after = Vec::new();
+    for n in 2..6 {
+        after.push(queue(format!("#{n}"), to).await);
+    }
+    let mut events = app.events("held", &admin).await;
+    app.post("/api/v1/sessions/held/connect", &admin, Value::Null).await;
+    events.until("qr").await;
+    app.post("/api/v1/sandbox/sessions/held/scan", &admin, json!({ "phone": "+6281200000005" })).await;
+
+    let flaky = app.wait_for_message(&admin, &flaky, |m| m["status"] == "failed").await;
+    assert_eq!(flaky["attempts"], 2, "{flaky}");
+    let gave_up = flaky["history"].as_array().unwrap().last().unwrap()["at"].as_str().unwrap().to_owned();
+    for id in before.iter().chain(&after) {
+        app.wait_for_message(&admin, id, |m| m["sent_at"].is_string()).await;
+    }
+    for id in &after {
+        let (_, message) = app.get(&format!("/api/v1/messages/{id}"), &admin).await;
+        assert_eq!(message["attempts"], 1, "given back unsent, then sent once: {message}");
+        let attempts: Vec<&Value> =
+            message["history"].as_array().unwrap().iter().filter(|h| h["status"] == "sending").collect();
+        assert_eq!(attempts.len(), 1, "{message}");
+        let sent = message["sent_at"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(sent).unwrap()
+                >= chrono::DateTime::parse_from_rfc3339(&gave_up).unwrap(),
+            "not sent before the message ahead of it was settled: {message} {flaky}"
+        );
+    }
+    let (_, inbox) = app.get(&format!("/api/v1/sandbox/inbox/{to}"), &admin).await;
+    let bodies: Vec<&str> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["#0", "#1", "#2", "#3", "#4", "#5"], "once each, in order");
+}
+
+#[tokio::test]
 async fn idempotency_keys_make_retries_safe() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;

@@ -726,6 +726,60 @@ async fn the_sandbox_inbox_waits_for_the_next_message() {
 }
 
 #[tokio::test]
+async fn an_otp_jumps_ahead_of_an_unpaced_batch() {
+    // An image whose download holds the dispatcher until the test lets it go.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let files = axum::Router::new().route(
+        "/held.png",
+        axum::routing::get(move || {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+                png.extend_from_slice(&[7u8; 100]);
+                png
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, files).await.unwrap() });
+    let (app, admin) = linked_app(|c| c.otp_pacing.max_delay_ms = 0).await;
+
+    // Sandbox sessions are unpaced: these are claimed together, the image first.
+    app.post("/api/v1/sessions/otp/disconnect", &admin, Value::Null).await;
+    let to = "+6281234560020";
+    let queue = |body: Value| app.post("/api/v1/sessions/otp/messages", &admin, body);
+    let (_, image) = queue(json!({ "to": to, "image": { "url": format!("{base}/held.png") } })).await;
+    let mut texts = Vec::new();
+    for n in 0..3 {
+        let (_, m) = queue(json!({ "to": to, "text": format!("#{n}") })).await;
+        texts.push(m["id"].as_str().unwrap().to_owned());
+    }
+    app.post("/api/v1/sessions/otp/connect", &admin, Value::Null).await;
+    app.wait_for_message(&admin, image["id"].as_str().unwrap(), |m| m["status"] == "sending").await;
+    let (_, second) = app.get(&format!("/api/v1/messages/{}", texts[0]), &admin).await;
+    assert_eq!(second["status"], "sending", "claimed in the same batch: {second}");
+
+    let (status, otp) = app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560021" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{otp}");
+    release.notify_one();
+    let otp_message =
+        app.wait_for_message(&admin, otp["message_id"].as_str().unwrap(), |m| m["sent_at"].is_string()).await;
+    let at =
+        |m: &Value, field: &str| chrono::DateTime::parse_from_rfc3339(m[field].as_str().unwrap()).unwrap();
+    for id in &texts {
+        let text = app.wait_for_message(&admin, id, |m| m["sent_at"].is_string()).await;
+        assert!(
+            at(&text, "sent_at") >= at(&otp_message, "sent_at"),
+            "the code went first: {text} {otp_message}"
+        );
+        assert_eq!(text["attempts"], 1, "given back unsent, then sent once: {text}");
+    }
+}
+
+#[tokio::test]
 async fn otp_messages_jump_the_queue_and_old_verifications_are_deleted() {
     let (app, admin) = linked_app(|c| {
         c.otp.retention_days = 0;

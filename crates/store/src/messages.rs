@@ -84,8 +84,9 @@ pub enum Inserted {
 
 /// What the dispatcher of a session should do next.
 pub enum Claim {
-    /// This message is now `sending`, leased until the given time.
-    Message(Box<MessageRecord>),
+    /// These messages (the session's next ones, in order) are now `sending`, leased until the
+    /// given time.
+    Messages(Vec<MessageRecord>),
     /// The next message may not go before this time (backoff or pacing).
     WaitUntil(i64),
     /// A message is being sent (by a lease that has not expired yet).
@@ -300,61 +301,114 @@ impl Store {
         Ok(history)
     }
 
-    /// Takes the session's next message in order (highest priority first, then oldest), leasing
-    /// it until `lease_until`. Messages are never overtaken: a head that must wait holds the rest.
-    pub async fn claim_next_message(&self, session: &SessionId, now: i64, lease_until: i64) -> Result<Claim> {
+    /// Takes the session's next messages in order (highest priority first, then oldest), at
+    /// most `limit`, leasing them until `lease_until`. Messages are never overtaken: a head that
+    /// must wait holds the rest, and a batch ends before the first message that must wait. Only
+    /// the head may be a retry; the others are first attempts, so a batch released unsent (see
+    /// [`Store::release_messages`]) leaves no trace in their history.
+    pub async fn claim_next_messages(
+        &self,
+        session: &SessionId,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Claim> {
         let sql = format!(
             "SELECT {COLUMNS}, lease_until FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
-             ORDER BY priority DESC, seq ASC LIMIT 1"
+             ORDER BY priority DESC, seq ASC LIMIT ?"
         );
-        let Some(row) =
-            sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_optional(&self.readers).await?
-        else {
+        let rows = sqlx::query(self.sql(&sql))
+            .bind(session.as_str())
+            .bind(limit.max(1) as i64)
+            .fetch_all(&self.readers)
+            .await?;
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let message = from_row(row)?;
+            let leased_until: Option<i64> = row.try_get("lease_until")?;
+            let in_flight =
+                message.status == MessageStatus::Sending && leased_until.is_some_and(|until| until > now);
+            let head = batch.is_empty();
+            if head && in_flight {
+                return Ok(Claim::InFlight);
+            }
+            if head && message.not_before > now {
+                return Ok(Claim::WaitUntil(message.not_before));
+            }
+            if !head && (in_flight || message.not_before > now || message.attempts > 0) {
+                break;
+            }
+            batch.push(message);
+        }
+        if batch.is_empty() {
             return Ok(Claim::Empty);
-        };
-        let head = from_row(&row)?;
-        let leased_until: Option<i64> = row.try_get("lease_until")?;
-        if head.status == MessageStatus::Sending && leased_until.is_some_and(|until| until > now) {
-            return Ok(Claim::InFlight);
         }
-        if head.not_before > now {
-            return Ok(Claim::WaitUntil(head.not_before));
-        }
-        let claimed = sqlx::query(self.sql(
+        let marks = vec!["?"; batch.len()].join(", ");
+        let mut claim = sqlx::query(self.sql(&format!(
             "UPDATE messages SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ?, \
              claimed_at = COALESCE(claimed_at, ?) \
-             WHERE id = ? AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)",
-        ))
+             WHERE id IN ({marks}) AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)"
+        )))
         .bind(lease_until)
         .bind(now)
-        .bind(now)
-        .bind(&head.id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if claimed.rows_affected() == 0 {
-            return Ok(Claim::InFlight); // another worker was faster
+        .bind(now);
+        for message in &batch {
+            claim = claim.bind(message.id.as_str());
+        }
+        let claim = claim.bind(now);
+        let mut tx = self.pool.begin().await?;
+        if claim.execute(&mut *tx).await?.rows_affected() != batch.len() as u64 {
+            return Ok(Claim::InFlight); // another worker was faster (the transaction rolls back)
         }
         // Every attempt is in the history: the first one as the row's `claimed_at`, later ones as
-        // lines of their own (a crash right here only loses that line).
+        // lines of their own.
+        let head = &batch[0];
         if head.attempts > 0 {
-            self.insert_event(&self.pool, &head.id, MessageStatus::Sending, None, now).await?;
+            self.insert_event(&mut *tx, &head.id, MessageStatus::Sending, None, now).await?;
         }
-        Ok(Claim::Message(Box::new(MessageRecord {
-            status: MessageStatus::Sending,
-            attempts: head.attempts + 1,
-            updated_at: now,
-            claimed_at: head.claimed_at.or(Some(now)),
-            ..head
-        })))
+        tx.commit().await?;
+        Ok(Claim::Messages(
+            batch
+                .into_iter()
+                .map(|message| MessageRecord {
+                    status: MessageStatus::Sending,
+                    attempts: message.attempts + 1,
+                    updated_at: now,
+                    claimed_at: message.claimed_at.or(Some(now)),
+                    ..message
+                })
+                .collect(),
+        ))
     }
 
-    /// Moves many messages to `to` (`delivered` or `read`) where that is a step forward, in one
-    /// statement; returns the ids that moved.
+    /// Gives claimed first attempts back to the queue unsent (the rest of a batch whose earlier
+    /// message could not go): as if they had never been claimed.
+    pub async fn release_messages(&self, ids: &[&str]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        // `claimed_at` first: MySQL assigns left to right, with `attempts` still the old value.
+        let mut release = sqlx::query(self.sql(&format!(
+            "UPDATE messages SET claimed_at = CASE WHEN attempts <= 1 THEN NULL ELSE claimed_at END, \
+             attempts = attempts - 1, status = 'queued', lease_until = NULL, updated_at = ? \
+             WHERE id IN ({marks}) AND status = 'sending'"
+        )))
+        .bind(now_ms());
+        for id in ids {
+            release = release.bind(*id);
+        }
+        release.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Moves many messages to `to` (`sent`, `delivered` or `read`) where that is a step
+    /// forward, in one statement; returns the ids that moved.
     pub async fn transition_messages(&self, ids: &[&str], to: MessageStatus) -> Result<Vec<String>> {
         // A receipt also tells what the server's acknowledgement would have: the message was
         // sent (and, for a read receipt, delivered), even when the receipt arrives first.
         let stamps = match to {
+            MessageStatus::Sent => "sent_at = COALESCE(sent_at, ?)",
             MessageStatus::Delivered => {
                 "delivered_at = COALESCE(delivered_at, ?), sent_at = COALESCE(sent_at, ?)"
             }

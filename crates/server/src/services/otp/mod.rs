@@ -373,7 +373,7 @@ impl OtpService {
         }
         if let Some(message_id) = &record.message_id {
             self.feed.watch(message_id, WatchedOtp::of(&record));
-            self.sessions.notify_work(&session);
+            self.sessions.notify_urgent_work(&session);
         }
         tracing::info!(otp = %id, phone = %phone, session = %session.id, mode = %mode, "verification issued");
         let mut issued = Issued { record, code: None, link: carrier.link, fallback_reason: None };
@@ -461,7 +461,7 @@ impl OtpService {
         renewed = updated;
         if let Some(message_id) = carrier.message_id() {
             self.feed.watch(&message_id, WatchedOtp::of(&renewed));
-            self.sessions.notify_work(&session);
+            self.sessions.notify_urgent_work(&session);
         }
         tracing::info!(otp = %renewed.id, sends = renewed.sends, mode = %mode, "new code sent");
         let settings = self.settings(&renewed.owner_id).await?;

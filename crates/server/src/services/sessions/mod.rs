@@ -229,6 +229,9 @@ struct Runtime {
     status_gate: tokio::sync::Mutex<()>,
     /// Wakes the dispatcher: a message was queued.
     work: Notify,
+    /// A one-time password was queued: the dispatcher ends its batch of ordinary messages early
+    /// so the password jumps the queue.
+    urgent: AtomicBool,
     /// Whether the session is connected (the dispatcher sends only then).
     online: watch::Sender<bool>,
     deleted: Notify,
@@ -355,16 +358,24 @@ impl SessionManager {
         self.runtime(record).work.notify_one();
     }
 
-    /// The pacing that applies to `message`: one-time passwords have their own; otherwise the
-    /// session's own policy, or its engine's default.
-    async fn pacing_for(&self, message: &wagate_store::MessageRecord) -> Pacing {
-        if message.priority > 0 {
-            return self.inner.pacing.otp;
-        }
-        match self.store().session(&message.session_id).await {
+    /// Wakes the session's dispatcher after a one-time password was queued for it.
+    pub fn notify_urgent_work(&self, record: &SessionRecord) {
+        let runtime = self.runtime(record);
+        runtime.urgent.store(true, Ordering::SeqCst);
+        runtime.work.notify_one();
+    }
+
+    /// The pacing of the session's ordinary messages: its own policy, or its engine's default.
+    async fn session_pacing(&self, id: &SessionId) -> Pacing {
+        match self.store().session(id).await {
             Ok(Some(record)) => self.effective_pacing(&record),
             _ => self.inner.pacing.web,
         }
+    }
+
+    /// The pacing of one-time passwords, whichever session sends them.
+    fn otp_pacing(&self) -> Pacing {
+        self.inner.pacing.otp
     }
 
     /// WhatsApp refused a message with a reach-out restriction (463): the account may not
@@ -412,6 +423,7 @@ impl SessionManager {
             generation: AtomicU64::new(0),
             status_gate: tokio::sync::Mutex::new(()),
             work: Notify::new(),
+            urgent: AtomicBool::new(false),
             online: watch::Sender::new(false),
             deleted: Notify::new(),
             is_deleted: AtomicBool::new(false),
