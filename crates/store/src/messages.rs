@@ -48,8 +48,8 @@ pub struct NewMessage<'a> {
 }
 
 impl NewMessage<'_> {
-    /// The record as [`Store::insert_message_row`] stores it at `now`.
-    pub(crate) fn record(&self, now: i64) -> MessageRecord {
+    /// The record as [`Store::insert_message`] stores it at `now`.
+    pub fn record(&self, now: i64) -> MessageRecord {
         MessageRecord {
             id: self.id.to_owned(),
             owner_id: self.owner_id.to_owned(),
@@ -171,6 +171,12 @@ impl Store {
         Ok(Inserted::New(new.record(now)))
     }
 
+    /// New `queued` messages (records made by [`NewMessage::record`]), in one statement. For
+    /// messages without an idempotency key: several requests' messages share one write.
+    pub async fn insert_new_messages(&self, records: &[MessageRecord]) -> Result<()> {
+        self.insert_message_rows(&self.pool, records).await
+    }
+
     /// The `INSERT` of a new `queued` message, on the pool or inside a transaction. One
     /// statement: the `queued` step of the history is the row's `created_at`.
     pub(crate) async fn insert_message_row<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
@@ -179,31 +185,44 @@ impl Store {
         new: &NewMessage<'_>,
         now: i64,
     ) -> Result<()> {
-        let content = serde_json::to_string(new.content).expect("content serializes");
-        sqlx::query(self.sql(
+        self.insert_message_rows(executor, &[new.record(now)]).await
+    }
+
+    async fn insert_message_rows<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+        &self,
+        executor: E,
+        records: &[MessageRecord],
+    ) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)"; records.len()].join(", ");
+        let sql = format!(
             "INSERT INTO messages (id, owner_id, session_id, pool, seq, priority, recipient, kind, content, status, \
-             attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(new.id)
-        .bind(new.owner_id)
-        .bind(new.session_id.as_str())
-        .bind(new.pool)
-        .bind(new.seq)
-        .bind(new.priority)
-        .bind(new.recipient)
-        .bind(new.content.kind())
-        .bind(&content)
-        .bind(MessageStatus::Queued.as_str())
-        .bind(now)
-        .bind(new.expires_at)
-        .bind(new.idempotency_key)
-        .bind(new.request_hash)
-        .bind(now)
-        .bind(now)
-        .execute(executor)
-        .await
-        .map_err(StoreError::conflict_on_unique("message"))?;
+             attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at) VALUES {rows}"
+        );
+        let mut insert = sqlx::query(self.sql(&sql));
+        for record in records {
+            let content = serde_json::to_string(&record.content).expect("content serializes");
+            insert = insert
+                .bind(record.id.as_str())
+                .bind(record.owner_id.as_str())
+                .bind(record.session_id.as_str())
+                .bind(record.pool.as_deref())
+                .bind(record.seq)
+                .bind(record.priority)
+                .bind(record.recipient.as_str())
+                .bind(record.content.kind())
+                .bind(content)
+                .bind(MessageStatus::Queued.as_str())
+                .bind(record.not_before)
+                .bind(record.expires_at)
+                .bind(record.idempotency_key.as_deref())
+                .bind(record.request_hash.as_deref())
+                .bind(record.created_at)
+                .bind(record.updated_at);
+        }
+        insert.execute(executor).await.map_err(StoreError::conflict_on_unique("message"))?;
         Ok(())
     }
 

@@ -412,6 +412,9 @@ impl From<DeliveryError> for ApiError {
         match err {
             DeliveryError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
             DeliveryError::NotFound => ApiError::not_found("message_not_found", message),
+            DeliveryError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
             DeliveryError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
             DeliveryError::Store(err) => ApiError::from(err),
         }

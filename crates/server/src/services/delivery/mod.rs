@@ -5,6 +5,8 @@
 //! handed to the waiting dispatcher; receipts (see `sessions::receipts`) move the message
 //! forward (never backwards).
 
+mod group_commit;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -13,8 +15,9 @@ use wagate_core::{MessageContent, MessageStatus, SessionId};
 use wagate_engine::SendFailure;
 use wagate_store::{Inserted, MessageRecord, NewMessage, Store, StoreError};
 
+use self::group_commit::{MessageWriter, WriteError};
 use crate::config::DeliveryConfig;
-use crate::time::Sequence;
+use crate::time::{Sequence, now_ms};
 
 /// What the network said about a message the dispatcher handed over.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,8 @@ pub enum DeliveryError {
     IdempotencyMismatch,
     #[error("message not found")]
     NotFound,
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error("only a {expected} message can be {action} (this one is {actual})")]
     WrongStatus { expected: &'static str, action: &'static str, actual: MessageStatus },
     #[error(transparent)]
@@ -58,34 +63,47 @@ pub struct Delivery {
     pub(crate) config: DeliveryConfig,
     acks: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     seq: Sequence,
+    writer: MessageWriter,
+}
+
+impl From<WriteError> for DeliveryError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Stopped => DeliveryError::ShuttingDown,
+            WriteError::Store(err) => DeliveryError::Store(err),
+        }
+    }
 }
 
 impl Delivery {
     pub fn new(store: Store, config: DeliveryConfig) -> Self {
-        Delivery { store, config, acks: Mutex::new(HashMap::new()), seq: Sequence::default() }
+        let writer = MessageWriter::start(store.clone());
+        Delivery { store, config, acks: Mutex::new(HashMap::new()), seq: Sequence::default(), writer }
     }
 
     /// Writes the message to the outbox. With an idempotency key, a repeat of the same request
     /// returns the first message; a different request with the same key is refused.
     pub async fn accept(&self, new: NewOutgoing<'_>) -> Result<Accepted, DeliveryError> {
         let id = wagate_core::message::new_message_id();
-        let inserted = self
-            .store
-            .insert_message(NewMessage {
-                id: &id,
-                owner_id: new.owner_id,
-                session_id: new.session_id,
-                pool: new.pool,
-                seq: self.next_seq(),
-                priority: new.priority,
-                recipient: new.recipient,
-                content: new.content,
-                expires_at: new.expires_at,
-                idempotency_key: new.idempotency_key,
-                request_hash: new.request_hash,
-            })
-            .await?;
-        match inserted {
+        let message = NewMessage {
+            id: &id,
+            owner_id: new.owner_id,
+            session_id: new.session_id,
+            pool: new.pool,
+            seq: self.next_seq(),
+            priority: new.priority,
+            recipient: new.recipient,
+            content: new.content,
+            expires_at: new.expires_at,
+            idempotency_key: new.idempotency_key,
+            request_hash: new.request_hash,
+        };
+        if new.idempotency_key.is_none() {
+            // Nothing to look up on a conflict: the message may share its write with others.
+            let message = self.writer.insert(message.record(now_ms())).await?;
+            return Ok(Accepted { message, created: true });
+        }
+        match self.store.insert_message(message).await? {
             Inserted::New(message) => Ok(Accepted { message, created: true }),
             Inserted::Existing(message) if message.request_hash.as_deref() == new.request_hash => {
                 Ok(Accepted { message, created: false })
