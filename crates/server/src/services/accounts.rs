@@ -1,6 +1,8 @@
 //! Users, logins, tokens and API keys.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use wagate_core::{Role, Scope, ScopeSet, SessionId, Username};
 use wagate_store::{ApiKeyRecord, NewApiKey, NewUser, Store, StoreError, UserRecord};
@@ -57,7 +59,14 @@ pub struct Accounts {
     stream_ttl_secs: i64,
     logins_per_ip: RateLimiter,
     failures_per_user: RateLimiter,
+    /// Users behind recent requests, so that each request does not read its user again.
+    signed_in: Mutex<HashMap<String, (Instant, UserRecord)>>,
 }
+
+/// How long a user read for one request serves the next ones. Disabling a user in this
+/// process takes effect at once (the entry is dropped); a change made by another process
+/// within this time.
+const SIGNED_IN_TTL: Duration = Duration::from_secs(5);
 
 pub const MIN_PASSWORD_LEN: usize = 8;
 
@@ -80,6 +89,7 @@ impl Accounts {
             stream_ttl_secs: config.stream_token_ttl_secs as i64,
             logins_per_ip: RateLimiter::new(config.login_limits.per_ip, window),
             failures_per_user: RateLimiter::new(config.login_limits.failures_per_user, window),
+            signed_in: Mutex::new(HashMap::new()),
         }
     }
 
@@ -219,11 +229,30 @@ impl Accounts {
     }
 
     async fn active_user(&self, id: &str) -> Result<UserRecord, AccountError> {
-        let user = self.store.user(id).await?.ok_or(AccountError::InvalidToken(TokenError::BadSignature))?;
+        let now = Instant::now();
+        let cached =
+            self.signed_in().get(id).filter(|(at, _)| now.duration_since(*at) < SIGNED_IN_TTL).cloned();
+        let user = match cached {
+            Some((_, user)) => user,
+            None => {
+                let user =
+                    self.store.user(id).await?.ok_or(AccountError::InvalidToken(TokenError::BadSignature))?;
+                let mut signed_in = self.signed_in();
+                if signed_in.len() >= 10_000 {
+                    signed_in.retain(|_, (at, _)| now.duration_since(*at) < SIGNED_IN_TTL);
+                }
+                signed_in.insert(id.to_owned(), (now, user.clone()));
+                user
+            }
+        };
         if user.disabled {
             return Err(AccountError::UserDisabled);
         }
         Ok(user)
+    }
+
+    fn signed_in(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, UserRecord)>> {
+        self.signed_in.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub async fn create_user(
@@ -256,7 +285,9 @@ impl Accounts {
     }
 
     pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<(), AccountError> {
-        if !self.store.set_user_disabled(user_id, disabled).await? {
+        let found = self.store.set_user_disabled(user_id, disabled).await?;
+        self.signed_in().remove(user_id);
+        if !found {
             return Err(AccountError::NotFound);
         }
         Ok(())
