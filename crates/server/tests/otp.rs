@@ -725,6 +725,31 @@ async fn the_sandbox_inbox_waits_for_the_next_message() {
     assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_leave_one_verification_per_phone() {
+    let (app, admin) = linked_app(|c| {
+        c.otp.sends_per_phone = 100;
+        c.otp.sends_per_ip = 1_000;
+    })
+    .await;
+    // Requests that arrive together share writes; each phone still ends with one pending
+    // verification, the others replaced.
+    let phones: Vec<String> = (0..4).map(|n| format!("+62812345610{n:02}")).collect();
+    let bodies: Vec<Value> = phones.iter().flat_map(|phone| vec![json!({ "phone": phone }); 5]).collect();
+    let sends = bodies.into_iter().map(|body| app.post("/api/v1/otp/send", &admin, body));
+    for (status, body) in futures::future::join_all(sends).await {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    for phone in &phones {
+        let (_, log) = app.get(&format!("/api/v1/otp?phone={}", phone.replace('+', "%2B")), &admin).await;
+        let verifications = log["verifications"].as_array().unwrap();
+        assert_eq!(verifications.len(), 5, "{log}");
+        let pending = verifications.iter().filter(|v| v["status"] == "pending").count();
+        let replaced = verifications.iter().filter(|v| v["status"] == "canceled").count();
+        assert_eq!((pending, replaced), (1, 4), "{log}");
+    }
+}
+
 #[tokio::test]
 async fn an_otp_jumps_ahead_of_an_unpaced_batch() {
     // An image whose download holds the dispatcher until the test lets it go.

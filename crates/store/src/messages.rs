@@ -188,7 +188,7 @@ impl Store {
         self.insert_message_rows(executor, &[new.record(now)]).await
     }
 
-    async fn insert_message_rows<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    pub(crate) async fn insert_message_rows<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         &self,
         executor: E,
         records: &[MessageRecord],

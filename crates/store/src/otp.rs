@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use wagate_core::{MessageStatus, OtpMode, OtpStatus};
 
 use crate::filter::Where;
-use crate::{NewMessage, Result, Store, StoreError, now_ms, parse_column};
+use crate::{MessageRecord, NewMessage, Result, Store, StoreError, now_ms, parse_column};
 
 #[derive(Debug, Clone)]
 pub struct OtpRecord {
@@ -144,70 +144,102 @@ impl Store {
     /// verification of the same phone (same tenant) is canceled, with its queued message.
     /// Returns the ids of the verifications it replaced.
     pub async fn insert_otp(&self, new: NewOtp<'_>) -> Result<Vec<String>> {
-        let record = new.record;
-        let now = record.created_at;
+        let message = new.message.as_ref().map(|m| m.record(new.record.created_at));
+        let mut replaced = self.insert_otps(&[(new.record.clone(), message)]).await?;
+        Ok(replaced.pop().unwrap_or_default())
+    }
+
+    /// [`Store::insert_otp`] for several verifications (and their messages, made by
+    /// [`NewMessage::record`]) in one transaction and a few statements. A tenant's phone may
+    /// appear at most once. Returns the replaced ids of each, in order.
+    pub async fn insert_otps(
+        &self,
+        batch: &[(OtpRecord, Option<MessageRecord>)],
+    ) -> Result<Vec<Vec<String>>> {
+        let mut replaced = vec![Vec::new(); batch.len()];
+        if batch.is_empty() {
+            return Ok(replaced);
+        }
+        let now = batch.iter().map(|(record, _)| record.created_at).max().unwrap_or_default();
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(self.sql(
-            "SELECT id, message_id FROM otp_verifications WHERE owner_id = ? AND phone = ? AND status = 'pending'",
-        ))
-        .bind(&record.owner_id)
-        .bind(&record.phone)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut replaced = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            let message_id: Option<String> = row.try_get("message_id")?;
-            sqlx::query(self.sql(
-                "UPDATE otp_verifications SET status = 'canceled', reason = ?, updated_at = ? \
-                 WHERE id = ? AND status = 'pending'",
-            ))
-            .bind(REPLACED)
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(message_id) = message_id {
-                self.cancel_queued_message(&mut tx, &message_id, REPLACED, now).await?;
+        let mut owners: Vec<&str> = batch.iter().map(|(record, _)| record.owner_id.as_str()).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let mut stale_messages = Vec::new();
+        for owner in owners {
+            let phones: Vec<&str> =
+                batch.iter().filter(|(r, _)| r.owner_id == owner).map(|(r, _)| r.phone.as_str()).collect();
+            let marks = vec!["?"; phones.len()].join(", ");
+            let mut pending = sqlx::query(self.sql(&format!(
+                "SELECT id, phone, message_id FROM otp_verifications \
+                 WHERE owner_id = ? AND phone IN ({marks}) AND status = 'pending'"
+            )))
+            .bind(owner);
+            for phone in &phones {
+                pending = pending.bind(*phone);
             }
-            replaced.push(id);
+            for row in pending.fetch_all(&mut *tx).await? {
+                let phone: String = row.try_get("phone")?;
+                let Some(at) = batch.iter().position(|(r, _)| r.owner_id == owner && r.phone == phone) else {
+                    continue;
+                };
+                replaced[at].push(row.try_get::<String, _>("id")?);
+                stale_messages.extend(row.try_get::<Option<String>, _>("message_id")?);
+            }
         }
-        if let Some(message) = &new.message {
-            self.insert_message_row(&mut *tx, message, now).await?;
+        let stale: Vec<&String> = replaced.iter().flatten().collect();
+        if !stale.is_empty() {
+            let marks = vec!["?"; stale.len()].join(", ");
+            let mut cancel = sqlx::query(self.sql(&format!(
+                "UPDATE otp_verifications SET status = 'canceled', reason = ?, updated_at = ? \
+                 WHERE id IN ({marks}) AND status = 'pending'"
+            )))
+            .bind(REPLACED)
+            .bind(now);
+            for id in stale {
+                cancel = cancel.bind(id.as_str());
+            }
+            cancel.execute(&mut *tx).await?;
         }
-        sqlx::query(self.sql(&format!(
-            "INSERT INTO otp_verifications ({COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )))
-        .bind(&record.id)
-        .bind(&record.owner_id)
-        .bind(&record.phone)
-        .bind(&record.session_id)
-        .bind(&record.pool)
-        .bind(&record.message_id)
-        .bind(record.requested_mode.as_str())
-        .bind(record.mode.as_str())
-        .bind(&record.code_mac)
-        .bind(record.code_length)
-        .bind(&record.locale)
-        .bind(&record.brand)
-        .bind(&record.template)
-        .bind(record.status.as_str())
-        .bind(&record.reason)
-        .bind(record.attempts)
-        .bind(record.max_attempts)
-        .bind(record.sends)
-        .bind(record.ttl_ms)
-        .bind(record.expires_at)
-        .bind(record.last_sent_at)
-        .bind(&record.api_key_id)
-        .bind(&record.client_ip)
-        .bind(record.created_at)
-        .bind(record.updated_at)
-        .bind(record.approved_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::conflict_on_unique("verification"))?;
+        for message_id in &stale_messages {
+            self.cancel_queued_message(&mut tx, message_id, REPLACED, now).await?;
+        }
+        let messages: Vec<MessageRecord> = batch.iter().filter_map(|(_, m)| m.clone()).collect();
+        self.insert_message_rows(&mut *tx, &messages).await?;
+        let row = format!("({})", vec!["?"; COLUMNS.split(',').count()].join(", "));
+        let rows = vec![row.as_str(); batch.len()].join(", ");
+        let mut insert =
+            sqlx::query(self.sql(&format!("INSERT INTO otp_verifications ({COLUMNS}) VALUES {rows}")));
+        for (record, _) in batch {
+            insert = insert
+                .bind(&record.id)
+                .bind(&record.owner_id)
+                .bind(&record.phone)
+                .bind(&record.session_id)
+                .bind(&record.pool)
+                .bind(&record.message_id)
+                .bind(record.requested_mode.as_str())
+                .bind(record.mode.as_str())
+                .bind(&record.code_mac)
+                .bind(record.code_length)
+                .bind(&record.locale)
+                .bind(&record.brand)
+                .bind(&record.template)
+                .bind(record.status.as_str())
+                .bind(&record.reason)
+                .bind(record.attempts)
+                .bind(record.max_attempts)
+                .bind(record.sends)
+                .bind(record.ttl_ms)
+                .bind(record.expires_at)
+                .bind(record.last_sent_at)
+                .bind(&record.api_key_id)
+                .bind(&record.client_ip)
+                .bind(record.created_at)
+                .bind(record.updated_at)
+                .bind(record.approved_at);
+        }
+        insert.execute(&mut *tx).await.map_err(StoreError::conflict_on_unique("verification"))?;
         tx.commit().await?;
         Ok(replaced)
     }

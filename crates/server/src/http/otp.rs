@@ -87,6 +87,9 @@ impl From<OtpError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_connected_session", message)
             }
             OtpError::SessionNotLinked => ApiError::conflict("session_not_linked", message),
+            OtpError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
             OtpError::Session(err) => ApiError::from(err),
             OtpError::Settings(SettingsError::Invalid(detail)) => {
                 ApiError::unprocessable("invalid_settings", detail)

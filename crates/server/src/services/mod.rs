@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod delivery;
 pub mod engines;
+pub mod group_commit;
 pub mod media;
 pub mod numbers;
 pub mod otp;

@@ -21,7 +21,9 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 use wagate_core::otp::{CodeError, OtpCode};
 use wagate_core::{EngineKind, MessageContent, OtpMode, OtpStatus, Phone, SessionStatus};
-use wagate_store::{NewCode, NewMessage, NewOtp, OtpFilter, OtpRecord, SessionRecord, Store, StoreError};
+use wagate_store::{
+    MessageRecord, NewCode, NewMessage, OtpFilter, OtpRecord, SessionRecord, Store, StoreError,
+};
 
 pub use feed::{FeedEvent, OtpFeed, WatchedOtp};
 pub use limits::Caller;
@@ -30,6 +32,7 @@ pub use settings::{OtpSettings, SettingsError};
 use self::limits::Limits;
 use self::seal::Sealer;
 use self::templates::{TemplateError, Vars};
+use super::group_commit::{GroupCommit, WriteError};
 use super::sessions::{SessionError, SessionManager};
 use crate::auth::Principal;
 use crate::time::now_ms;
@@ -160,7 +163,21 @@ pub enum OtpError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
+
+impl From<WriteError> for OtpError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Stopped => OtpError::ShuttingDown,
+            WriteError::Store(err) => OtpError::Store(err),
+        }
+    }
+}
+
+/// A new verification with its message, as the group writer stores it.
+type NewVerification = (OtpRecord, Option<MessageRecord>);
 
 /// What `send` (and `resend`) asks for; phone and session are already parsed and authorized.
 pub struct SendRequest {
@@ -233,6 +250,8 @@ pub struct OtpService {
     settings: settings::SettingsCache,
     turn: AtomicUsize,
     waiters: Mutex<HashMap<String, oneshot::Sender<PushOutcome>>>,
+    /// New verifications of several requests, written together.
+    writer: GroupCommit<NewVerification, Vec<String>>,
 }
 
 impl OtpService {
@@ -247,6 +266,7 @@ impl OtpService {
         OtpService {
             limits: Limits::new(&config),
             settings: settings::SettingsCache::new(store.clone()),
+            writer: verification_writer(store.clone()),
             store,
             sessions,
             config,
@@ -365,8 +385,8 @@ impl OtpService {
         self.limits.record_send(owner, &phone, caller);
         let waiter =
             (request.mode == OtpMode::Auto && mode == OtpMode::Push).then(|| self.wait_for_push(&id));
-        let message = self.outbox_message(&carrier, &session, &record);
-        let stored = self.store.insert_otp(NewOtp { record: &record, message }).await;
+        let message = self.outbox_message(&carrier, &session, &record).map(|m| m.record(record.created_at));
+        let stored = self.writer.submit((record.clone(), message)).await;
         if let Err(err) = stored {
             self.forget_waiter(&id);
             return Err(err.into());
@@ -939,6 +959,21 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+/// Several requests' verifications in one transaction. A tenant's phone appears at most once
+/// per write, so that a newer verification replaces an older one in order.
+fn verification_writer(store: Store) -> GroupCommit<NewVerification, Vec<String>> {
+    GroupCommit::start(
+        128,
+        |batch, (new, _)| {
+            !batch.iter().any(|(old, _)| old.owner_id == new.owner_id && old.phone == new.phone)
+        },
+        Arc::new(move |batch: Vec<NewVerification>| {
+            let store = store.clone();
+            Box::pin(async move { store.insert_otps(&batch).await })
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -5,8 +5,6 @@
 //! handed to the waiting dispatcher; receipts (see `sessions::receipts`) move the message
 //! forward (never backwards).
 
-mod group_commit;
-
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -15,7 +13,7 @@ use wagate_core::{MessageContent, MessageStatus, SessionId};
 use wagate_engine::SendFailure;
 use wagate_store::{Inserted, MessageRecord, NewMessage, Store, StoreError};
 
-use self::group_commit::{MessageWriter, WriteError};
+use super::group_commit::{GroupCommit, WriteError};
 use crate::config::DeliveryConfig;
 use crate::time::{Sequence, now_ms};
 
@@ -63,7 +61,8 @@ pub struct Delivery {
     pub(crate) config: DeliveryConfig,
     acks: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     seq: Sequence,
-    writer: MessageWriter,
+    /// New messages without an idempotency key, written together.
+    writer: GroupCommit<MessageRecord, MessageRecord>,
 }
 
 impl From<WriteError> for DeliveryError {
@@ -77,7 +76,7 @@ impl From<WriteError> for DeliveryError {
 
 impl Delivery {
     pub fn new(store: Store, config: DeliveryConfig) -> Self {
-        let writer = MessageWriter::start(store.clone());
+        let writer = message_writer(store.clone());
         Delivery { store, config, acks: Mutex::new(HashMap::new()), seq: Sequence::default(), writer }
     }
 
@@ -100,7 +99,7 @@ impl Delivery {
         };
         if new.idempotency_key.is_none() {
             // Nothing to look up on a conflict: the message may share its write with others.
-            let message = self.writer.insert(message.record(now_ms())).await?;
+            let message = self.writer.submit(message.record(now_ms())).await?;
             return Ok(Accepted { message, created: true });
         }
         match self.store.insert_message(message).await? {
@@ -202,5 +201,70 @@ impl Delivery {
         let delay = self.config.retry_base_ms.saturating_mul(1u64 << exponent).min(self.config.retry_max_ms);
         let jitter = delay / 5;
         if jitter == 0 { delay } else { delay - jitter + rand::random_range(0..=2 * jitter) }
+    }
+}
+
+/// Several requests' new messages in one multi-row `INSERT`.
+fn message_writer(store: Store) -> GroupCommit<MessageRecord, MessageRecord> {
+    GroupCommit::start(
+        256,
+        |_, _| true,
+        std::sync::Arc::new(move |records: Vec<MessageRecord>| {
+            let store = store.clone();
+            Box::pin(async move { store.insert_new_messages(&records).await.map(|()| records) })
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use wagate_core::{MessageContent, SessionId};
+    use wagate_store::NewMessage;
+
+    use super::*;
+
+    fn record(id: &str, session: &SessionId, content: &MessageContent) -> MessageRecord {
+        NewMessage {
+            id,
+            owner_id: "owner",
+            session_id: session,
+            pool: None,
+            seq: 1,
+            priority: 0,
+            recipient: "+6281234500001",
+            content,
+            expires_at: None,
+            idempotency_key: None,
+            request_hash: None,
+        }
+        .record(now_ms())
+    }
+
+    #[tokio::test]
+    async fn concurrent_messages_share_writes_and_a_bad_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+        store.migrate().await.unwrap();
+        let writer = message_writer(store.clone());
+        let session = SessionId::parse("s1").unwrap();
+        let text = MessageContent::Text { body: "hi".into(), mentions: Vec::new(), reply_to: None };
+
+        let inserts = (0..100).map(|n| writer.submit(record(&format!("M{n}"), &session, &text)));
+        let stored = futures::future::join_all(inserts).await;
+        assert!(stored.iter().all(Result::is_ok));
+        for n in [0, 57, 99] {
+            assert!(store.message(&format!("M{n}")).await.unwrap().is_some(), "M{n} is committed");
+        }
+
+        // The same id twice in one write: the write fails, then each row is tried alone.
+        let (first, again, other) = tokio::join!(
+            writer.submit(record("DUP", &session, &text)),
+            writer.submit(record("DUP", &session, &text)),
+            writer.submit(record("OK", &session, &text)),
+        );
+        assert!(first.is_ok());
+        assert!(matches!(again, Err(WriteError::Store(StoreError::Conflict { .. }))), "{again:?}");
+        assert!(other.is_ok());
+        assert!(store.message("OK").await.unwrap().is_some());
     }
 }
