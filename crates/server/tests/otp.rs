@@ -307,7 +307,7 @@ async fn attempts_run_out_and_the_phone_counter_survives_new_verifications() {
     assert_eq!(verdict, json!({ "valid": false, "status": "pending", "attempts_left": 4 }));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_verifies_of_the_right_code_approve_once() {
     let (app, admin) = linked_app(|_| {}).await;
     let phone = "+6281234560006";

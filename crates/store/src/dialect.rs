@@ -30,6 +30,15 @@ impl Dialect {
         }
     }
 
+    /// The suffix of a `SELECT` inside a transaction that keeps the rows it read from changing
+    /// until the commit. SQLite has one writer connection, whose transaction excludes all others.
+    pub(crate) fn lock_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
+        }
+    }
+
     /// Rewrites `?` placeholders to `$1, $2, …` for PostgreSQL. Queries never contain `?`
     /// inside string literals (values are always bound), so a plain scan is enough.
     pub(crate) fn placeholders(self, sql: &str) -> Cow<'_, str> {

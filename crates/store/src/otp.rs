@@ -312,17 +312,43 @@ impl Store {
     /// Approves a pending, unexpired verification with attempts left. False when another
     /// request got there first or it is no longer pending.
     pub async fn approve_otp(&self, id: &str, now: i64) -> Result<bool> {
-        let done = sqlx::query(self.sql(
-            "UPDATE otp_verifications SET status = 'approved', approved_at = ?, updated_at = ? \
-             WHERE id = ? AND status = 'pending' AND expires_at > ? AND attempts < max_attempts",
-        ))
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(self.approve_otps(&[id], now).await?.first().copied().unwrap_or(false))
+    }
+
+    /// [`Store::approve_otp`] for several verifications in one transaction; says for each
+    /// whether it was approved (it was pending, in time and not locked).
+    pub async fn approve_otps(&self, ids: &[&str], now: i64) -> Result<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let approvable =
+            format!("id IN ({marks}) AND status = 'pending' AND expires_at > ? AND attempts < max_attempts");
+        let mut tx = self.pool.begin().await?;
+        let mut select = sqlx::query(self.sql(&format!(
+            "SELECT id FROM otp_verifications WHERE {approvable}{}",
+            self.dialect.lock_rows()
+        )));
+        for id in ids {
+            select = select.bind(*id);
+        }
+        let rows = select.bind(now).fetch_all(&mut *tx).await?;
+        let approved: Vec<String> = rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?;
+        if !approved.is_empty() {
+            let marks = vec!["?"; approved.len()].join(", ");
+            let mut update = sqlx::query(self.sql(&format!(
+                "UPDATE otp_verifications SET status = 'approved', approved_at = ?, updated_at = ? \
+                 WHERE id IN ({marks})"
+            )))
+            .bind(now)
+            .bind(now);
+            for id in &approved {
+                update = update.bind(id.as_str());
+            }
+            update.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.iter().map(|id| approved.iter().any(|a| a == id)).collect())
     }
 
     /// Counts a wrong code; the last allowed one turns the verification to `max_attempts`.

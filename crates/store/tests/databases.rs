@@ -240,6 +240,14 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     let counts = store.otp_counts(Some(owner), 0).await.unwrap();
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 4);
     assert_eq!(store.delete_otps_before(now + 10).await.unwrap(), 4);
+    // Several verifications in one write, and several approvals in one.
+    let mut fourth = verification("otp-b1", owner, None, now);
+    fourth.phone = "+6281234560004".into();
+    let mut fifth = verification("otp-b2", owner, None, now);
+    fifth.phone = "+6281234560005".into();
+    store.insert_otps(&[(fourth, None), (fifth, None)]).await.unwrap();
+    let approved = store.approve_otps(&["otp-b1", "otp-3", "nothing", "otp-b2"], now).await.unwrap();
+    assert_eq!(approved, [true, false, false, true], "one write, an answer for each");
 
     // Templates and settings replace in place.
     store.put_otp_template(owner, "default", "en", "{{ code }} a").await.unwrap();

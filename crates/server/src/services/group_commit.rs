@@ -102,3 +102,37 @@ async fn run<I: Clone, O>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn items_that_do_not_fit_wait_for_the_next_write_in_order() {
+        let writes: Arc<Mutex<Vec<Vec<&'static str>>>> = Arc::default();
+        let seen = writes.clone();
+        let writer: GroupCommit<&'static str, usize> = GroupCommit::start(
+            3,
+            |batch, item| !batch.contains(item),
+            Arc::new(move |batch: Vec<&'static str>| {
+                let seen = seen.clone();
+                Box::pin(async move {
+                    let sizes = vec![batch.len(); batch.len()];
+                    seen.lock().unwrap().push(batch);
+                    Ok(sizes)
+                })
+            }),
+        );
+        let (a, b, again, c, d) = tokio::join!(
+            writer.submit("a"),
+            writer.submit("b"),
+            writer.submit("a"),
+            writer.submit("c"),
+            writer.submit("d"),
+        );
+        assert_eq!([a, b, again, c, d].map(Result::unwrap), [2, 2, 3, 3, 3]);
+        assert_eq!(*writes.lock().unwrap(), [vec!["a", "b"], vec!["a", "c", "d"]]);
+    }
+}

@@ -252,6 +252,9 @@ pub struct OtpService {
     waiters: Mutex<HashMap<String, oneshot::Sender<PushOutcome>>>,
     /// New verifications of several requests, written together.
     writer: GroupCommit<NewVerification, Vec<String>>,
+    /// Approvals of several requests, written together: the approval time, or `None` when the
+    /// verification could no longer be approved.
+    approvals: GroupCommit<String, Option<i64>>,
 }
 
 impl OtpService {
@@ -267,6 +270,7 @@ impl OtpService {
             limits: Limits::new(&config),
             settings: settings::SettingsCache::new(store.clone()),
             writer: verification_writer(store.clone()),
+            approvals: approval_writer(store.clone()),
             store,
             sessions,
             config,
@@ -563,7 +567,7 @@ impl OtpService {
         let right = code.len() as i64 == record.code_length
             && code.matches(&self.pepper, &record.id, &record.code_mac);
         if right {
-            if self.store.approve_otp(&record.id, now).await? {
+            if let Some(now) = self.approvals.submit(record.id.clone()).await? {
                 if failures > 0 {
                     self.store.clear_phone_failures(&record.owner_id, &record.phone).await?;
                 }
@@ -972,6 +976,24 @@ fn verification_writer(store: Store) -> GroupCommit<NewVerification, Vec<String>
         Arc::new(move |batch: Vec<NewVerification>| {
             let store = store.clone();
             Box::pin(async move { store.insert_otps(&batch).await })
+        }),
+    )
+}
+
+/// Several requests' approvals in one transaction. An id appears at most once per write, so
+/// that of two concurrent right answers exactly one approves.
+fn approval_writer(store: Store) -> GroupCommit<String, Option<i64>> {
+    GroupCommit::start(
+        128,
+        |batch, id| !batch.contains(id),
+        Arc::new(move |ids: Vec<String>| {
+            let store = store.clone();
+            Box::pin(async move {
+                let now = now_ms();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let approved = store.approve_otps(&ids, now).await?;
+                Ok(approved.into_iter().map(|approved| approved.then_some(now)).collect())
+            })
         }),
     )
 }
