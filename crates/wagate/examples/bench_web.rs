@@ -147,15 +147,7 @@ impl Run {
     }
 
     fn rss_kib(&self) -> u64 {
-        let pid = self.child.id().unwrap();
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
+        support::rss_kib_of(&self.child.id().unwrap().to_string())
     }
 
     async fn link_all(&self) {

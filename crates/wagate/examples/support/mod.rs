@@ -112,7 +112,12 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
 
 /// Resident memory of this process (server and load generator), KiB.
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_kib_of("self")
+}
+
+/// Resident memory of process `pid` (`"self"` for this one), KiB.
+pub fn rss_kib_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
