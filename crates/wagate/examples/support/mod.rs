@@ -9,6 +9,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wagate_server::{App, Config};
 
+/// The allocator of the `wagate` binary, so that the figures are its figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub const PASSWORD: &str = "bench-password-123";
 
 pub struct Server {
