@@ -238,6 +238,12 @@ impl EventReceiver {
         Some(envelope.event)
     }
 
+    /// The event in hand could not be handled (e.g. not stored): its sender learns that, and
+    /// the network delivers it again rather than hearing it arrived.
+    pub fn reject(&mut self) {
+        self.in_hand = None;
+    }
+
     fn confirm(&mut self) {
         if let Some(handled) = self.in_hand.take() {
             let _ = handled.send(());
@@ -327,5 +333,16 @@ mod tests {
         drop(events);
         assert!(!unhandled.await.unwrap(), "a receiver that goes away handled nothing");
         assert!(!sink.emit(EngineEvent::QrExhausted));
+
+        let (sink, mut events) = EventSink::channel();
+        let rejected = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.emit_and_wait(EngineEvent::QrExhausted).await }
+        });
+        assert!(events.recv().await.is_some());
+        events.reject();
+        assert!(!rejected.await.unwrap(), "a rejected event was not handled");
+        sink.emit(EngineEvent::QrExhausted);
+        assert!(events.recv().await.is_some(), "the receiver goes on after a rejection");
     }
 }

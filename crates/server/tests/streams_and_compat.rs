@@ -221,4 +221,39 @@ async fn inbound_messages_and_the_sandbox_inbox() {
     assert!(inbox["messages"].as_array().unwrap().is_empty(), "nobody wrote to this number yet");
     let (status, problem) = app.get("/api/v1/sandbox/inbox/not-a-number", &admin).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_phone")));
+
+    // A message the database cannot take is neither announced nor confirmed to the network
+    // (which then delivers it again).
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", app.data_dir.join("wagate.db").display());
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE inbound_messages RENAME TO inbound_messages_away")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, problem) = app
+        .post(
+            "/api/v1/sandbox/sessions/a/inbound",
+            &admin,
+            json!({ "from": "+6281299999999", "text": "lost?" }),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("inbound_not_stored"))
+    );
+    sqlx::query("ALTER TABLE inbound_messages_away RENAME TO inbound_messages")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (status, injected) = app
+        .post(
+            "/api/v1/sandbox/sessions/a/inbound",
+            &admin,
+            json!({ "from": "+6281299999999", "text": "again" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{injected}");
+    let received = events.until("message_received").await;
+    assert_eq!(received["message_id"], injected["id"], "nothing was announced for the lost one");
 }

@@ -44,6 +44,8 @@ pub enum SandboxError {
     WrongPairCode,
     #[error("the session is not connected")]
     NotConnected,
+    #[error("the gateway could not store the message (it would be delivered again)")]
+    NotStored,
 }
 
 pub struct SandboxNetwork {

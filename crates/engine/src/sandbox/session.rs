@@ -164,8 +164,15 @@ impl SandboxSession {
                             quoted_id: None,
                             timestamp: now_ms(),
                         };
-                        self.events.emit(EngineEvent::Inbound(message.clone()));
-                        Ok(message)
+                        // Answered once the gateway stored it (or could not), without holding up
+                        // this session meanwhile.
+                        let events = self.events.clone();
+                        tokio::spawn(async move {
+                            let stored = events.emit_and_wait(EngineEvent::Inbound(message.clone())).await;
+                            let _ =
+                                reply.send(if stored { Ok(message) } else { Err(SandboxError::NotStored) });
+                        });
+                        return Flow::Continue;
                     }
                     _ => Err(SandboxError::NotConnected),
                 };

@@ -219,15 +219,27 @@ async fn inbound_messages_and_session_to_session_delivery() {
     link(&engine, &mut a, "+6281200000001").await;
     link(&engine, &mut b, "+6281200000002").await;
 
-    let injected = engine
-        .network()
-        .inject(&a.spec.id, phone("+6281299999999"), "hi".into(), Some("Cust".into()))
-        .await
-        .unwrap();
-    match next(&mut a.events).await {
-        EngineEvent::Inbound(message) => assert_eq!(message, injected),
+    // An injected message is answered once the receiver has handled it (asked for the next
+    // event), and as not stored when the receiver rejects it.
+    let network = engine.network().clone();
+    let id = a.spec.id.clone();
+    let inject = move |text: &str| {
+        let (network, id, text) = (network.clone(), id.clone(), text.to_owned());
+        tokio::spawn(
+            async move { network.inject(&id, phone("+6281299999999"), text, Some("Cust".into())).await },
+        )
+    };
+    let stored = inject("hi");
+    let received = match next(&mut a.events).await {
+        EngineEvent::Inbound(message) => message,
         other => panic!("expected inbound, got {other:?}"),
-    }
+    };
+    assert!(a.events.try_recv().is_none());
+    assert_eq!(stored.await.unwrap().unwrap(), received);
+    let lost = inject("lost");
+    assert!(matches!(next(&mut a.events).await, EngineEvent::Inbound(_)));
+    a.events.reject();
+    assert!(matches!(lost.await.unwrap(), Err(SandboxError::NotStored)));
 
     let message = OutgoingMessage {
         id: "A2B".into(),

@@ -55,6 +55,9 @@ fn sandbox_error(err: SandboxError) -> ApiError {
         SandboxError::NotPairing => "not_pairing",
         SandboxError::WrongPairCode => "wrong_pair_code",
         SandboxError::NotConnected => "session_not_connected",
+        SandboxError::NotStored => {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "inbound_not_stored", err.to_string());
+        }
     };
     ApiError::conflict(code, err.to_string())
 }

@@ -182,6 +182,16 @@ impl wagate_store::InboundFields for StoredInbound<'_> {
     }
 }
 
+/// What the pump does after an event.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterEvent {
+    Continue,
+    /// The connection ended.
+    Ended,
+    /// The event could not be handled (a received message not stored): the engine is told so.
+    NotHandled,
+}
+
 /// Whether handling `event` changes the session's status or live codes.
 fn changes_status(event: &EngineEvent) -> bool {
     !matches!(
@@ -766,9 +776,12 @@ impl SessionManager {
             if runtime.generation.load(Ordering::SeqCst) != generation {
                 break;
             }
-            let terminal = self.on_event(&runtime, event).await;
+            let after = self.on_event(&runtime, event).await;
             drop(gate);
-            if terminal {
+            if after == AfterEvent::NotHandled {
+                events.reject();
+            }
+            if after == AfterEvent::Ended {
                 let mut live = runtime.live.lock().await;
                 if runtime.generation.load(Ordering::SeqCst) == generation {
                     live.connection = None;
@@ -779,9 +792,8 @@ impl SessionManager {
         }
     }
 
-    /// Returns true when the connection ended. Status-changing events arrive with
-    /// `status_gate` held (see [`changes_status`]).
-    async fn on_event(&self, runtime: &Arc<Runtime>, event: EngineEvent) -> bool {
+    /// Status-changing events arrive with `status_gate` held (see [`changes_status`]).
+    async fn on_event(&self, runtime: &Arc<Runtime>, event: EngineEvent) -> AfterEvent {
         let id = &runtime.id;
         let session_id = id.to_string();
         match event {
@@ -806,7 +818,7 @@ impl SessionManager {
                     .emit(&runtime.owner_id, Some(&runtime.id), "session.qr", webhook_data(&event))
                     .await;
                 runtime.publish(event);
-                false
+                AfterEvent::Continue
             }
             EngineEvent::QrExhausted => {
                 *runtime.view() = View::default();
@@ -818,7 +830,7 @@ impl SessionManager {
                     code: "qr_codes_exhausted".into(),
                     message: "no QR code was scanned in time; connect again for new codes".into(),
                 });
-                true
+                AfterEvent::Ended
             }
             EngineEvent::PairCode { code, valid_for } => {
                 let expires_at = now_ms() + valid_for.as_millis() as i64;
@@ -829,20 +841,20 @@ impl SessionManager {
                 }
                 self.write_status(runtime, SessionStatus::PairingCode, None).await;
                 runtime.publish(StreamEvent::PairCode { session_id, code, expires_at: rfc3339(expires_at) });
-                false
+                AfterEvent::Continue
             }
             EngineEvent::Paired { account } => {
                 self.record_account(id, &account).await;
                 self.log(id, "paired", serde_json::json!({ "phone": account.phone.e164() })).await;
                 runtime.publish(StreamEvent::Paired { session_id, account: AccountView::from(&account) });
-                false
+                AfterEvent::Continue
             }
             EngineEvent::Connected { account } => {
                 *runtime.view() = View::default();
                 self.record_account(id, &account).await;
                 self.write_status(runtime, SessionStatus::Connected, None).await;
                 self.log(id, "connected", serde_json::json!({ "phone": account.phone.e164() })).await;
-                false
+                AfterEvent::Continue
             }
             EngineEvent::Disconnected { reason, reconnecting } => {
                 *runtime.view() = View::default();
@@ -855,7 +867,7 @@ impl SessionManager {
                     serde_json::json!({ "reason": reason, "reconnecting": reconnecting }),
                 )
                 .await;
-                !reconnecting
+                if reconnecting { AfterEvent::Continue } else { AfterEvent::Ended }
             }
             EngineEvent::Reconnecting { attempt, retry_in, reason } => {
                 *runtime.view() = View::default();
@@ -872,7 +884,7 @@ impl SessionManager {
                     serde_json::json!({ "attempt": attempt, "retry_in_ms": retry_in.as_millis() as u64, "reason": reason }),
                 )
                 .await;
-                false
+                AfterEvent::Continue
             }
             EngineEvent::LoggedOut { reason } => {
                 *runtime.view() = View::default();
@@ -880,27 +892,30 @@ impl SessionManager {
                 let _ = self.store().set_session_account(id, None).await;
                 self.write_status(runtime, SessionStatus::LoggedOut, Some(&reason)).await;
                 self.log(id, "logged_out", serde_json::json!({ "reason": reason })).await;
-                true
+                AfterEvent::Ended
             }
             EngineEvent::Sent { id: message_id } => {
                 let status = self.delivery().on_outcome(&message_id, Outcome::Sent).await;
                 self.publish_message_status(runtime, message_id, status, None, false).await;
-                false
+                AfterEvent::Continue
             }
             EngineEvent::SendFailed { id: message_id, failure } => {
                 self.delivery().on_outcome(&message_id, Outcome::Failed(failure)).await;
-                false
+                AfterEvent::Continue
             }
             EngineEvent::Receipt { ids, kind } => {
                 for message_id in ids {
                     let receipt = receipts::Receipt { runtime: runtime.clone(), message_id, kind };
                     let _ = self.inner.receipts.send(receipt);
                 }
-                false
+                AfterEvent::Continue
             }
             EngineEvent::Inbound(message) => {
-                self.on_inbound(runtime, message).await;
-                false
+                if self.on_inbound(runtime, message).await {
+                    AfterEvent::Continue
+                } else {
+                    AfterEvent::NotHandled
+                }
             }
         }
     }
@@ -930,13 +945,18 @@ impl SessionManager {
         }
     }
 
-    async fn on_inbound(&self, runtime: &Runtime, message: InboundMessage) {
+    /// Stores and announces a received message; false when it could not be stored (then it is
+    /// not announced, and the network delivers it again).
+    async fn on_inbound(&self, runtime: &Runtime, message: InboundMessage) -> bool {
         let me =
             self.store().session(&runtime.id).await.ok().flatten().and_then(|r| r.account.map(|a| a.phone));
         match self.store().insert_inbound_message(&runtime.id, &StoredInbound(&message)).await {
-            Ok(false) => return, // seen before (the network may deliver twice)
+            Ok(false) => return true, // seen before (the network may deliver twice)
             Ok(true) => {}
-            Err(err) => tracing::error!(session = %runtime.id, error = %err, "cannot store inbound message"),
+            Err(err) => {
+                tracing::error!(session = %runtime.id, error = %err, "cannot store inbound message");
+                return false;
+            }
         }
         self.log(
             &runtime.id,
@@ -976,6 +996,7 @@ impl SessionManager {
             chat: message.chat,
             timestamp: rfc3339(message.timestamp),
         });
+        true
     }
 
     async fn record_account(&self, id: &SessionId, account: &Account) {
