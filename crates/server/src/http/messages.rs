@@ -517,7 +517,8 @@ async fn accept_checked(
         ("Idempotency-Key" = Option<String>, Header, description = "Repeat a request safely: same key and body → same message")),
     request_body = SendMessageRequest,
     responses((status = 202, description = "queued", body = MessageView), (status = 200, description = "an idempotent repeat", body = MessageView),
-        (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 501, body = Problem)),
+        (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 501, body = Problem),
+        (status = 503, description = "the server is shutting down (`shutting_down`)", body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn send_from_session(
     State(state): State<AppState>,

@@ -135,7 +135,9 @@ pub struct InjectedMessage {
 /// Make someone send a text message to the session.
 #[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/inbound", tag = "sandbox", params(("id" = String, Path)),
     request_body = InboundRequest,
-    responses((status = 202, body = InjectedMessage), (status = 409, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 202, description = "stored and announced", body = InjectedMessage), (status = 409, body = Problem),
+        (status = 503, description = "the database could not store it (`inbound_not_stored`)", body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
 pub async fn inbound(
     State(state): State<AppState>,
     Auth(principal): Auth,

@@ -102,14 +102,12 @@ async fn dispatch_batch(
 ) {
     let mut acknowledged = Vec::new();
     let mut oldest_handover: Option<Instant> = None;
-    let mut unsent = batch.iter();
-    let mut first = true;
-    while let Some(message) = unsent.as_slice().first() {
-        if !first && message.priority == 0 && runtime.urgent.swap(false, Ordering::SeqCst) {
+    let mut next = 0;
+    while let Some(message) = batch.get(next) {
+        if next > 0 && message.priority == 0 && runtime.urgent.swap(false, Ordering::SeqCst) {
             break; // a one-time password was queued meanwhile: it goes next
         }
-        first = false;
-        unsent.next();
+        next += 1;
         let pacing = if message.priority > 0 { manager.otp_pacing() } else { session_pacing };
         match dispatch(manager, runtime, message, pacing, last_sent).await {
             Dispatched::Acknowledged(handed_over) => {
@@ -125,7 +123,7 @@ async fn dispatch_batch(
             Dispatched::Requeued => break,
         }
     }
-    let rest: Vec<&str> = unsent.map(|message| message.id.as_str()).collect();
+    let rest: Vec<&str> = batch[next..].iter().map(|message| message.id.as_str()).collect();
     if let Err(err) = manager.store().release_messages(&rest).await {
         // Their leases expire and they are claimed again; nothing is lost.
         tracing::error!(session = %runtime.id, error = %err, "cannot give unsent messages back to the queue");
