@@ -53,8 +53,9 @@ pub struct SandboxNetwork {
     state: Mutex<NetworkState>,
     /// Append-only log of deliveries (JSON lines), when the network keeps state on disk.
     journal: Option<Mutex<std::fs::File>>,
-    /// Counts deliveries, so inbox readers can wait for the next one.
-    deliveries: watch::Sender<u64>,
+    /// Number → a count of its deliveries, while someone waits for one (a waiter is woken by
+    /// deliveries to its number only).
+    waiting: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 #[derive(Default)]
@@ -135,7 +136,7 @@ impl SandboxNetwork {
                 None
             }
         });
-        SandboxNetwork { config, state: Mutex::new(state), journal, deliveries: watch::Sender::new(0) }
+        SandboxNetwork { config, state: Mutex::new(state), journal, waiting: Mutex::default() }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, NetworkState> {
@@ -180,9 +181,17 @@ impl SandboxNetwork {
                 tracing::error!(error = %err, "sandbox: cannot record a delivery");
             }
         }
+        let to = entry.to.clone();
         state.inboxes.push(entry);
         drop(state);
-        self.deliveries.send_modify(|n| *n += 1);
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(signal) = waiting.get(&to) {
+            if signal.receiver_count() == 0 {
+                waiting.remove(&to);
+            } else {
+                signal.send_modify(|n| *n += 1);
+            }
+        }
     }
 
     pub(super) fn group(&self, jid: &str) -> Option<SandboxGroup> {
@@ -265,9 +274,14 @@ impl SandboxNetwork {
         self.state().inboxes.get(phone.e164())
     }
 
-    /// Changes with every delivery: wait on it for new inbox entries.
-    pub fn deliveries(&self) -> watch::Receiver<u64> {
-        self.deliveries.subscribe()
+    /// Changes with every delivery to `phone`: subscribe, read the inbox, then wait on it for
+    /// new entries.
+    pub fn deliveries_to(&self, phone: &Phone) -> watch::Receiver<u64> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.len() >= 64 && waiting.len().is_power_of_two() {
+            waiting.retain(|_, signal| signal.receiver_count() > 0);
+        }
+        waiting.entry(phone.e164().to_owned()).or_insert_with(|| watch::Sender::new(0)).subscribe()
     }
 }
 

@@ -330,6 +330,29 @@ async fn the_network_remembers_deliveries_across_restarts() {
 }
 
 #[tokio::test]
+async fn an_inbox_reader_is_woken_by_deliveries_to_its_number_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let mut s = open(&engine, &dir, "waking").await;
+    link(&engine, &mut s, "+6281234500003").await;
+    let (watched, other) = (phone("+6281234513001"), phone("+6281234513002"));
+    let deliveries = engine.network().deliveries_to(&watched);
+    let send = |id: &str, to: &Phone| OutgoingMessage {
+        id: id.into(),
+        to: Chat::Phone(to.clone()),
+        content: MessageContent::Text { body: id.into(), mentions: vec![], reply_to: None },
+        media: None,
+    };
+    s.connection.send(send("ELSEWHERE", &other)).await.unwrap();
+    assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "ELSEWHERE".into() });
+    assert!(!deliveries.has_changed().unwrap(), "a delivery to another number does not wake it");
+    s.connection.send(send("HERE", &watched)).await.unwrap();
+    assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "HERE".into() });
+    assert!(deliveries.has_changed().unwrap(), "a delivery to its number does");
+    s.connection.close().await;
+}
+
+#[tokio::test]
 async fn the_network_remembers_only_the_latest_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let config = SandboxConfig { state_dir: Some(dir.path().join("net")), inbox_capacity: 3, ..fast() };

@@ -209,7 +209,7 @@ pub async fn inbox(
         }
     };
     let deadline = tokio::time::Instant::now() + wait;
-    let mut deliveries = network.deliveries();
+    let mut deliveries = network.deliveries_to(&phone);
     let mut messages = read();
     while messages.len() <= query.after.unwrap_or(0)
         && tokio::time::timeout_at(deadline, deliveries.changed()).await.is_ok_and(|r| r.is_ok())
