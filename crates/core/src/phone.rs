@@ -65,6 +65,17 @@ impl Phone {
         }
     }
 
+    /// A number this program stored after [`Phone::parse`] accepted it: checks the E.164 form
+    /// only (`+`, then 7 to 15 digits, the first not 0), not the numbering plan, which is
+    /// costly to check again.
+    pub fn from_stored(e164: &str) -> Option<Self> {
+        let digits = e164.strip_prefix('+')?;
+        let well_formed = (7..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        well_formed.then(|| Phone(e164.to_owned()))
+    }
+
     /// `+6281234567890`
     pub fn e164(&self) -> &str {
         &self.0
@@ -140,6 +151,19 @@ mod tests {
         assert_eq!(id.region().as_deref(), Some("ID"));
         assert!(id.national().starts_with('0'), "{}", id.national());
         assert!(id.international().starts_with("+62 "), "{}", id.international());
+    }
+
+    #[test]
+    fn stored_numbers_are_checked_for_form_only() {
+        assert_eq!(
+            Phone::from_stored("+6281234567890").unwrap(),
+            Phone::parse("+6281234567890", None).unwrap()
+        );
+        for bad in
+            ["6281234567890", "+0812345678", "+12345", "+1234567890123456", "+62812x4567890", "120363@g.us"]
+        {
+            assert_eq!(Phone::from_stored(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -280,6 +280,13 @@ async fn attempts_run_out_and_the_phone_counter_survives_new_verifications() {
         (StatusCode::TOO_MANY_REQUESTS, Some("phone_locked")),
         "{problem}"
     );
+    let (status, problem) =
+        app.post("/api/v1/otp/verify", &admin, json!({ "id": second["id"], "code": second_code })).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("phone_locked")),
+        "by id too: {problem}"
+    );
     let (status, problem) = app.post("/api/v1/otp/send", &admin, json!({ "phone": phone })).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("phone_locked")));
     let (_, failures) = app.get(&format!("/api/v1/otp/phones/{phone}"), &admin).await;

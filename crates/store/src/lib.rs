@@ -76,6 +76,9 @@ impl Store {
         AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
+            // An embedded database cannot drop a connection: pinging it before each use would
+            // only cost a round trip to its worker thread.
+            .test_before_acquire(dialect != Dialect::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
@@ -125,6 +128,12 @@ impl Store {
     /// SQL written with `?` placeholders, in this database's dialect.
     fn sql(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(self.dialect.placeholders(sql).into_owned())
+    }
+
+    /// A statement whose text depends on a batch's size. It is not kept in the connection's
+    /// statement cache, where one entry per size would push out the statements used all the time.
+    fn batch_query<'q>(&self, sql: &str) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        sqlx::query(self.sql(sql)).persistent(false)
     }
 }
 

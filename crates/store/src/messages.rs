@@ -201,7 +201,7 @@ impl Store {
             "INSERT INTO messages (id, owner_id, session_id, pool, seq, priority, recipient, kind, content, status, \
              attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at) VALUES {rows}"
         );
-        let mut insert = sqlx::query(self.sql(&sql));
+        let mut insert = self.batch_query(&sql);
         for record in records {
             let content = serde_json::to_string(&record.content).expect("content serializes");
             insert = insert
@@ -363,11 +363,11 @@ impl Store {
             return Ok(Claim::Empty);
         }
         let marks = vec!["?"; batch.len()].join(", ");
-        let mut claim = sqlx::query(self.sql(&format!(
+        let mut claim = self.batch_query(&format!(
             "UPDATE messages SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ?, \
              claimed_at = COALESCE(claimed_at, ?) \
              WHERE id IN ({marks}) AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)"
-        )))
+        ))
         .bind(lease_until)
         .bind(now)
         .bind(now);
@@ -408,12 +408,13 @@ impl Store {
         }
         let marks = vec!["?"; ids.len()].join(", ");
         // `claimed_at` first: MySQL assigns left to right, with `attempts` still the old value.
-        let mut release = sqlx::query(self.sql(&format!(
-            "UPDATE messages SET claimed_at = CASE WHEN attempts <= 1 THEN NULL ELSE claimed_at END, \
+        let mut release = self
+            .batch_query(&format!(
+                "UPDATE messages SET claimed_at = CASE WHEN attempts <= 1 THEN NULL ELSE claimed_at END, \
              attempts = attempts - 1, status = 'queued', lease_until = NULL, updated_at = ? \
              WHERE id IN ({marks}) AND status = 'sending'"
-        )))
-        .bind(now_ms());
+            ))
+            .bind(now_ms());
         for id in ids {
             release = release.bind(*id);
         }
@@ -443,9 +444,8 @@ impl Store {
         let allowed =
             to.reachable_from().iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
         let marks = vec!["?"; ids.len()].join(", ");
-        let mut select = sqlx::query(
-            self.sql(&format!("SELECT id FROM messages WHERE id IN ({marks}) AND status IN ({allowed})")),
-        );
+        let mut select = self
+            .batch_query(&format!("SELECT id FROM messages WHERE id IN ({marks}) AND status IN ({allowed})"));
         for id in ids {
             select = select.bind(*id);
         }
@@ -460,12 +460,13 @@ impl Store {
         }
         let now = now_ms();
         let marks = vec!["?"; movable.len()].join(", ");
-        let mut update = sqlx::query(self.sql(&format!(
-            "UPDATE messages SET status = ?, reason = NULL, lease_until = NULL, updated_at = ?, \
+        let mut update = self
+            .batch_query(&format!(
+                "UPDATE messages SET status = ?, reason = NULL, lease_until = NULL, updated_at = ?, \
              {stamps} WHERE id IN ({marks}) AND status IN ({allowed})"
-        )))
-        .bind(to.as_str())
-        .bind(now);
+            ))
+            .bind(to.as_str())
+            .bind(now);
         for _ in 0..stamps.matches('?').count() {
             update = update.bind(now);
         }

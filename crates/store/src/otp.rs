@@ -170,11 +170,12 @@ impl Store {
             let phones: Vec<&str> =
                 batch.iter().filter(|(r, _)| r.owner_id == owner).map(|(r, _)| r.phone.as_str()).collect();
             let marks = vec!["?"; phones.len()].join(", ");
-            let mut pending = sqlx::query(self.sql(&format!(
-                "SELECT id, phone, message_id FROM otp_verifications \
+            let mut pending = self
+                .batch_query(&format!(
+                    "SELECT id, phone, message_id FROM otp_verifications \
                  WHERE owner_id = ? AND phone IN ({marks}) AND status = 'pending'"
-            )))
-            .bind(owner);
+                ))
+                .bind(owner);
             for phone in &phones {
                 pending = pending.bind(*phone);
             }
@@ -190,12 +191,13 @@ impl Store {
         let stale: Vec<&String> = replaced.iter().flatten().collect();
         if !stale.is_empty() {
             let marks = vec!["?"; stale.len()].join(", ");
-            let mut cancel = sqlx::query(self.sql(&format!(
-                "UPDATE otp_verifications SET status = 'canceled', reason = ?, updated_at = ? \
+            let mut cancel = self
+                .batch_query(&format!(
+                    "UPDATE otp_verifications SET status = 'canceled', reason = ?, updated_at = ? \
                  WHERE id IN ({marks}) AND status = 'pending'"
-            )))
-            .bind(REPLACED)
-            .bind(now);
+                ))
+                .bind(REPLACED)
+                .bind(now);
             for id in stale {
                 cancel = cancel.bind(id.as_str());
             }
@@ -209,7 +211,7 @@ impl Store {
         let row = format!("({})", vec!["?"; COLUMNS.split(',').count()].join(", "));
         let rows = vec![row.as_str(); batch.len()].join(", ");
         let mut insert =
-            sqlx::query(self.sql(&format!("INSERT INTO otp_verifications ({COLUMNS}) VALUES {rows}")));
+            self.batch_query(&format!("INSERT INTO otp_verifications ({COLUMNS}) VALUES {rows}"));
         for (record, _) in batch {
             insert = insert
                 .bind(&record.id)
@@ -274,6 +276,30 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// A verification with its phone's consecutive failures, in one read (verify by id).
+    pub async fn otp_with_phone_failures(
+        &self,
+        id: &str,
+    ) -> Result<Option<(OtpRecord, Option<PhoneFailures>)>> {
+        let row = sqlx::query(self.sql(&format!(
+            "SELECT {COLUMNS}, \
+             (SELECT f.failures FROM otp_phone_failures f \
+              WHERE f.owner_id = otp_verifications.owner_id AND f.phone = otp_verifications.phone) AS phone_failures, \
+             (SELECT f.last_failure_at FROM otp_phone_failures f \
+              WHERE f.owner_id = otp_verifications.owner_id AND f.phone = otp_verifications.phone) AS phone_failed_at \
+             FROM otp_verifications WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.readers)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let failures = match (row.try_get("phone_failures")?, row.try_get("phone_failed_at")?) {
+            (Some(failures), Some(last_failure_at)) => Some(PhoneFailures { failures, last_failure_at }),
+            _ => None,
+        };
+        Ok(Some((from_row(&row)?, failures)))
+    }
+
     /// The tenant's pending verification of `phone` (there is at most one).
     pub async fn pending_otp(&self, owner_id: &str, phone: &str) -> Result<Option<OtpRecord>> {
         let row = sqlx::query(self.sql(&format!(
@@ -325,10 +351,10 @@ impl Store {
         let approvable =
             format!("id IN ({marks}) AND status = 'pending' AND expires_at > ? AND attempts < max_attempts");
         let mut tx = self.pool.begin().await?;
-        let mut select = sqlx::query(self.sql(&format!(
+        let mut select = self.batch_query(&format!(
             "SELECT id FROM otp_verifications WHERE {approvable}{}",
             self.dialect.lock_rows()
-        )));
+        ));
         for id in ids {
             select = select.bind(*id);
         }
@@ -336,12 +362,13 @@ impl Store {
         let approved: Vec<String> = rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?;
         if !approved.is_empty() {
             let marks = vec!["?"; approved.len()].join(", ");
-            let mut update = sqlx::query(self.sql(&format!(
-                "UPDATE otp_verifications SET status = 'approved', approved_at = ?, updated_at = ? \
+            let mut update = self
+                .batch_query(&format!(
+                    "UPDATE otp_verifications SET status = 'approved', approved_at = ?, updated_at = ? \
                  WHERE id IN ({marks})"
-            )))
-            .bind(now)
-            .bind(now);
+                ))
+                .bind(now)
+                .bind(now);
             for id in &approved {
                 update = update.bind(id.as_str());
             }

@@ -221,8 +221,16 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     assert_eq!(store.add_phone_failure(owner, "+6281234560001", now).await.unwrap(), 1);
     assert_eq!(store.add_phone_failure(owner, "+6281234560001", now).await.unwrap(), 2);
     assert_eq!(store.phone_failures(owner, "+6281234560001").await.unwrap().unwrap().failures, 2);
+    let (record, failures) = store.otp_with_phone_failures("otp-3").await.unwrap().unwrap();
+    assert_eq!(
+        (record.id.as_str(), failures.map(|f| (f.failures, f.last_failure_at))),
+        ("otp-3", Some((2, now)))
+    );
     assert!(store.clear_phone_failures(owner, "+6281234560001").await.unwrap());
     assert!(store.phone_failures(owner, "+6281234560001").await.unwrap().is_none());
+    let (_, failures) = store.otp_with_phone_failures("otp-3").await.unwrap().unwrap();
+    assert!(failures.is_none(), "no failures, no lock");
+    assert!(store.otp_with_phone_failures("otp-none").await.unwrap().is_none());
 
     // Expiry, cancel, listing, counts, retention.
     let mut old = verification("otp-4", owner, None, now - 10_000);

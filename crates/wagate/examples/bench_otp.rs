@@ -1,6 +1,6 @@
 //! One-time-password flows through the real HTTP API: send → read the code from the sandbox
 //! inbox → verify. Sandbox engine, 4 sessions, embedded SQLite, limits raised. Prints flows/s,
-//! p50/p99 of send and verify, and peak RSS; see BENCHMARKS.md.
+//! p50/p99 of send and verify, CPU time per flow and peak RSS; see BENCHMARKS.md.
 //!
 //! cargo run --release -p wagate --example bench_otp -- [flows] [concurrency] [rate] [seconds]
 
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, percentile, rss_kib};
+use support::{Server, cpu_ms, percentile, rss_kib, track_peak_rss};
 use tokio::sync::Mutex;
 
 const SESSIONS: usize = 4;
@@ -20,7 +20,7 @@ struct Bench {
     server: Server,
     send_ms: Mutex<Vec<f64>>,
     verify_ms: Mutex<Vec<f64>>,
-    peak_rss: AtomicU64,
+    peak_rss: Arc<AtomicU64>,
 }
 
 impl Bench {
@@ -65,24 +65,25 @@ impl Bench {
             )
             .await;
         self.verify_ms.lock().await.push(started.elapsed().as_secs_f64() * 1000.0);
-        self.peak_rss.fetch_max(rss_kib(), Ordering::Relaxed);
         verdict["valid"] == true
     }
 
-    async fn report(&self, label: &str, approved: usize, took: Duration) {
+    /// `cpu_ms`: CPU time of the whole process (server and load generator) during the run.
+    async fn report(&self, label: &str, approved: usize, took: Duration, cpu_ms: u64) {
         let mut send = std::mem::take(&mut *self.send_ms.lock().await);
         let mut verify = std::mem::take(&mut *self.verify_ms.lock().await);
         send.sort_by(f64::total_cmp);
         verify.sort_by(f64::total_cmp);
         println!(
             "{label}: {approved} flows approved in {:.2} s = {:.0} flows/s; send p50 {:.1} ms p99 {:.1} ms; \
-             verify p50 {:.1} ms p99 {:.1} ms; peak RSS {} MiB",
+             verify p50 {:.1} ms p99 {:.1} ms; CPU {:.2} ms per flow; peak RSS {} MiB",
             took.as_secs_f64(),
             approved as f64 / took.as_secs_f64(),
             percentile(&send, 0.50),
             percentile(&send, 0.99),
             percentile(&verify, 0.50),
             percentile(&verify, 0.99),
+            cpu_ms as f64 / approved.max(1) as f64,
             self.peak_rss.load(Ordering::Relaxed) / 1024,
         );
     }
@@ -108,8 +109,9 @@ async fn main() {
         server,
         send_ms: Mutex::default(),
         verify_ms: Mutex::default(),
-        peak_rss: AtomicU64::new(rss_kib()),
+        peak_rss: Arc::new(AtomicU64::new(rss_kib())),
     });
+    let sampler = track_peak_rss(bench.peak_rss.clone());
     println!(
         "wagate OTP benchmark: {SESSIONS} sandbox sessions, SQLite, {} cores, load generator in the same process",
         support::cores()
@@ -118,7 +120,7 @@ async fn main() {
     // 1. Throughput: as many complete flows as `concurrency` clients can run.
     let next = Arc::new(AtomicUsize::new(0));
     let approved = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_ms());
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let (bench, next, approved) = (bench.clone(), next.clone(), approved.clone());
@@ -143,13 +145,14 @@ async fn main() {
             &format!("throughput ({concurrency} concurrent flows)"),
             approved.load(Ordering::SeqCst),
             started.elapsed(),
+            cpu_ms() - cpu_before,
         )
         .await;
 
     // 2. Latency at a steady offered rate.
     let total = rate * seconds;
     let approved = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_ms());
     let mut tasks = Vec::with_capacity(total);
     for n in 0..total {
         let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
@@ -169,8 +172,10 @@ async fn main() {
             &format!("{rate} flows/s offered for {seconds} s"),
             approved.load(Ordering::SeqCst),
             started.elapsed(),
+            cpu_ms() - cpu_before,
         )
         .await;
+    sampler.abort();
 
     if let Ok(bench) = Arc::try_unwrap(bench) {
         bench.server.stop().await;

@@ -131,6 +131,26 @@ pub fn rss_kib_of(pid: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time this process (server and load generator) has used, user and system, in ms.
+pub fn cpu_ms() -> u64 {
+    // Fields 14 and 15 of /proc/self/stat, in USER_HZ ticks (100 per second on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 =
+        after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    ticks * 10
+}
+
+/// Keeps `peak` at the highest resident memory seen, sampling every 50 ms.
+pub fn track_peak_rss(peak: std::sync::Arc<std::sync::atomic::AtomicU64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+}
+
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

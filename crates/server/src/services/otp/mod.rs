@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use wagate_core::otp::{CodeError, OtpCode};
 use wagate_core::{EngineKind, MessageContent, OtpMode, OtpStatus, Phone, SessionStatus};
 use wagate_store::{
-    MessageRecord, NewCode, NewMessage, OtpFilter, OtpRecord, SessionRecord, Store, StoreError,
+    MessageRecord, NewCode, NewMessage, OtpFilter, OtpRecord, PhoneFailures, SessionRecord, Store, StoreError,
 };
 
 pub use feed::{FeedEvent, OtpFeed, WatchedOtp};
@@ -527,8 +527,13 @@ impl OtpService {
         let code = OtpCode::parse(raw_code).map_err(OtpError::InvalidCode)?;
         match target {
             VerifyTarget::Id(id) => {
-                let record = self.visible(principal, &id).await?;
-                let failures = self.check_phone_lock(&record.owner_id, &record.phone).await?;
+                let found =
+                    if id.len() > 64 { None } else { self.store.otp_with_phone_failures(&id).await? };
+                let (record, failures) = match found {
+                    Some((record, failures)) if may_see(principal, &record) => (record, failures),
+                    _ => return Err(OtpError::NotFound),
+                };
+                let failures = self.refuse_locked(self.assess_failures(failures))?;
                 let status = record.effective_status(now_ms());
                 if status != OtpStatus::Pending {
                     if status == OtpStatus::Expired {
@@ -627,13 +632,7 @@ impl OtpService {
             return Err(OtpError::NotFound);
         }
         let record = self.store.otp(id).await?.ok_or(OtpError::NotFound)?;
-        let owner_ok = principal.sees_all() || record.owner_id == principal.user_id;
-        let key_ok = match (&principal.sessions, &record.session_id) {
-            (None, _) => true,
-            (Some(allowed), Some(session)) => allowed.iter().any(|s| s.as_str() == session),
-            (Some(_), None) => false,
-        };
-        if owner_ok && key_ok { Ok(record) } else { Err(OtpError::NotFound) }
+        if may_see(principal, &record) { Ok(record) } else { Err(OtpError::NotFound) }
     }
 
     pub async fn list(&self, filter: &OtpFilter) -> Result<Vec<OtpRecord>, OtpError> {
@@ -642,8 +641,12 @@ impl OtpService {
 
     /// Consecutive wrong codes for the phone and, when locked, until when.
     pub async fn phone_failures(&self, owner_id: &str, phone: &str) -> Result<(i64, Option<i64>), OtpError> {
-        let failures = self.store.phone_failures(owner_id, phone).await?;
-        Ok(match failures {
+        Ok(self.assess_failures(self.store.phone_failures(owner_id, phone).await?))
+    }
+
+    /// A phone's consecutive failures and, when locked, until when.
+    fn assess_failures(&self, failures: Option<PhoneFailures>) -> (i64, Option<i64>) {
+        match failures {
             None => (0, None),
             Some(f) => {
                 let locked_until = f.last_failure_at + self.config.phone_lock_secs as i64 * 1000;
@@ -651,7 +654,7 @@ impl OtpService {
                     f.failures >= i64::from(self.config.phone_failure_cap) && locked_until > now_ms();
                 (f.failures, locked.then_some(locked_until))
             }
-        })
+        }
     }
 
     pub async fn reset_phone_failures(&self, owner_id: &str, phone: &str) -> Result<bool, OtpError> {
@@ -686,11 +689,15 @@ impl OtpService {
 
     /// Refuses a locked phone; otherwise returns its consecutive failures.
     async fn check_phone_lock(&self, owner_id: &str, phone: &str) -> Result<i64, OtpError> {
-        match self.phone_failures(owner_id, phone).await? {
-            (_, Some(until)) => {
+        self.refuse_locked(self.phone_failures(owner_id, phone).await?)
+    }
+
+    fn refuse_locked(&self, (failures, locked_until): (i64, Option<i64>)) -> Result<i64, OtpError> {
+        match locked_until {
+            Some(until) => {
                 Err(OtpError::PhoneLocked(Duration::from_millis((until - now_ms()).max(1000) as u64)))
             }
-            (failures, None) => Ok(failures),
+            None => Ok(failures),
         }
     }
 
@@ -950,6 +957,18 @@ impl OtpService {
         let session = record.session_id.as_deref().and_then(|s| wagate_core::SessionId::parse(s).ok());
         self.sessions.webhooks().emit(&record.owner_id, session.as_ref(), event_type, data).await;
     }
+}
+
+/// Whether the caller may see this verification: its owner (or an admin), through a key that
+/// is not limited to other sessions.
+fn may_see(principal: &Principal, record: &OtpRecord) -> bool {
+    let owner_ok = principal.sees_all() || record.owner_id == principal.user_id;
+    let key_ok = match (&principal.sessions, &record.session_id) {
+        (None, _) => true,
+        (Some(allowed), Some(session)) => allowed.iter().any(|s| s.as_str() == session),
+        (Some(_), None) => false,
+    };
+    owner_ok && key_ok
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986), as `wa.me` expects.

@@ -62,6 +62,9 @@ impl OtpSettings {
     }
 
     pub(super) fn check_country(&self, phone: &Phone) -> Result<(), OtpError> {
+        if self.allowed_countries.is_empty() && self.denied_countries.is_empty() {
+            return Ok(());
+        }
         let region = phone.region().unwrap_or_else(|| "unknown".into());
         let allowed = self.allowed_countries.is_empty() || self.allowed_countries.contains(&region);
         if !allowed || self.denied_countries.contains(&region) {

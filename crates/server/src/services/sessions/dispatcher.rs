@@ -339,5 +339,5 @@ fn parse_chat(recipient: &str) -> Option<Chat> {
     if recipient.ends_with("@g.us") {
         return Some(Chat::Group(recipient.to_owned()));
     }
-    wagate_core::Phone::parse(recipient, None).ok().map(Chat::Phone)
+    wagate_core::Phone::from_stored(recipient).map(Chat::Phone)
 }
