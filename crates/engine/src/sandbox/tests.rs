@@ -21,6 +21,16 @@ fn fast() -> SandboxConfig {
     }
 }
 
+/// A text to `to` whose body is its id.
+fn text_to(id: &str, to: &Phone) -> OutgoingMessage {
+    OutgoingMessage {
+        id: id.into(),
+        to: Chat::Phone(to.clone()),
+        content: MessageContent::Text { body: id.into(), mentions: vec![], reply_to: None },
+        media: None,
+    }
+}
+
 fn phone(raw: &str) -> Phone {
     Phone::parse(raw, None).unwrap()
 }
@@ -299,12 +309,7 @@ async fn the_network_remembers_deliveries_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let config = SandboxConfig { state_dir: Some(dir.path().join("net")), ..fast() };
     let to = phone("+6281234512345");
-    let text = |id: &str| OutgoingMessage {
-        id: id.into(),
-        to: Chat::Phone(to.clone()),
-        content: MessageContent::Text { body: id.into(), mentions: vec![], reply_to: None },
-        media: None,
-    };
+    let text = |id: &str| text_to(id, &to);
     {
         let engine = SandboxEngine::new(config.clone());
         let mut s = open(&engine, &dir, "journal").await;
@@ -337,16 +342,10 @@ async fn an_inbox_reader_is_woken_by_deliveries_to_its_number_only() {
     link(&engine, &mut s, "+6281234500003").await;
     let (watched, other) = (phone("+6281234513001"), phone("+6281234513002"));
     let deliveries = engine.network().deliveries_to(&watched);
-    let send = |id: &str, to: &Phone| OutgoingMessage {
-        id: id.into(),
-        to: Chat::Phone(to.clone()),
-        content: MessageContent::Text { body: id.into(), mentions: vec![], reply_to: None },
-        media: None,
-    };
-    s.connection.send(send("ELSEWHERE", &other)).await.unwrap();
+    s.connection.send(text_to("ELSEWHERE", &other)).await.unwrap();
     assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "ELSEWHERE".into() });
     assert!(!deliveries.has_changed().unwrap(), "a delivery to another number does not wake it");
-    s.connection.send(send("HERE", &watched)).await.unwrap();
+    s.connection.send(text_to("HERE", &watched)).await.unwrap();
     assert_eq!(next(&mut s.events).await, EngineEvent::Sent { id: "HERE".into() });
     assert!(deliveries.has_changed().unwrap(), "a delivery to its number does");
     s.connection.close().await;
@@ -356,12 +355,7 @@ async fn an_inbox_reader_is_woken_by_deliveries_to_its_number_only() {
 async fn the_network_remembers_only_the_latest_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let config = SandboxConfig { state_dir: Some(dir.path().join("net")), inbox_capacity: 3, ..fast() };
-    let text = |id: &str, to: &str| OutgoingMessage {
-        id: id.into(),
-        to: Chat::Phone(phone(to)),
-        content: MessageContent::Text { body: id.into(), mentions: vec![], reply_to: None },
-        media: None,
-    };
+    let text = |id: &str, to: &str| text_to(id, &phone(to));
     {
         let engine = SandboxEngine::new(config.clone());
         let mut s = open(&engine, &dir, "bounded").await;
