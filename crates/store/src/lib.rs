@@ -12,6 +12,7 @@ mod filter;
 mod inbound;
 mod messages;
 mod otp;
+mod session_lists;
 mod sessions;
 mod settings;
 mod stats;
@@ -20,6 +21,7 @@ mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -51,6 +53,7 @@ pub struct Store {
     /// writer and see everything it committed; elsewhere the same pool.
     readers: AnyPool,
     dialect: Dialect,
+    session_lists: Arc<session_lists::SessionLists>,
 }
 
 impl Store {
@@ -64,12 +67,12 @@ impl Store {
         };
         let pool = Self::pool(dialect, &url, dialect.max_connections(), false).await?;
         if dialect != Dialect::Sqlite {
-            return Ok(Store { readers: pool.clone(), pool, dialect });
+            return Ok(Store { readers: pool.clone(), pool, dialect, session_lists: Default::default() });
         }
         // Persistent per database file: readers no longer block the writer.
         sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         let readers = Self::pool(dialect, &url, SQLITE_READERS, true).await?;
-        Ok(Store { pool, readers, dialect })
+        Ok(Store { pool, readers, dialect, session_lists: Default::default() })
     }
 
     async fn pool(dialect: Dialect, url: &str, connections: u32, read_only: bool) -> Result<AnyPool> {

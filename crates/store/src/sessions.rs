@@ -95,6 +95,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(StoreError::conflict_on_unique("session"))?;
+        self.session_lists.forget();
         Ok(SessionRecord {
             id: new.id.clone(),
             owner_id: new.owner_id.to_owned(),
@@ -160,13 +161,6 @@ impl Store {
     }
 
     /// Sessions of one owner in a pool, oldest first.
-    pub async fn pool_sessions(&self, owner_id: &str, pool: &str) -> Result<Vec<SessionRecord>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM sessions WHERE owner_id = ? AND pool = ? ORDER BY created_at, id");
-        let rows = sqlx::query(self.sql(&sql)).bind(owner_id).bind(pool).fetch_all(&self.readers).await?;
-        rows.iter().map(from_row).collect()
-    }
-
     /// The owner's session linked to this phone number (E.164), if any.
     pub async fn session_by_phone(
         &self,
@@ -231,6 +225,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.session_lists.forget();
         Ok(done.rows_affected() > 0)
     }
 
@@ -243,6 +238,7 @@ impl Store {
         let sql = format!("UPDATE sessions SET {assignments}, updated_at = ? WHERE id = ?");
         let query = sqlx::query(self.sql(&sql));
         let done = bind(query).bind(now_ms()).bind(id.as_str().to_owned()).execute(&self.pool).await?;
+        self.session_lists.forget();
         Ok(done.rows_affected() > 0)
     }
 }

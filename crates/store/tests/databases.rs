@@ -85,7 +85,14 @@ async fn scenario(store: Store) {
     };
     store.insert_session(new(&one)).await.unwrap();
     assert!(matches!(store.insert_session(new(&one)).await.unwrap_err(), StoreError::Conflict { .. }));
+    // Routing reads an owner's sessions from memory: every write through the store shows at once.
+    assert_eq!(store.owner_sessions(&admin.id).await.unwrap()[0].status, SessionStatus::Created);
     assert!(store.set_session_status(&one, SessionStatus::Connected, None).await.unwrap());
+    assert_eq!(store.owner_sessions(&admin.id).await.unwrap()[0].status, SessionStatus::Connected);
+    assert!(store.pool_sessions(&admin.id, "otp").await.unwrap().is_empty());
+    assert!(store.set_session_pool(&one, Some("otp")).await.unwrap());
+    assert_eq!(store.pool_sessions(&admin.id, "otp").await.unwrap().len(), 1);
+    assert!(store.pool_sessions(&admin.id, "other").await.unwrap().is_empty());
     let account = LinkedAccount {
         phone: "+6281234567890".into(),
         lid: Some("1@lid".into()),
@@ -117,6 +124,7 @@ async fn scenario(store: Store) {
     assert_eq!(rest.len(), 2);
 
     assert!(store.delete_session(&one).await.unwrap());
+    assert!(store.owner_sessions(&admin.id).await.unwrap().is_empty());
     assert!(store.session(&one).await.unwrap().is_none());
     assert!(store.session_events(&one, None, 10).await.unwrap().is_empty());
     assert!(!store.delete_session(&one).await.unwrap());
@@ -336,4 +344,36 @@ async fn mysql() {
         .execute(&mut admin)
         .await
         .unwrap();
+}
+
+/// Another process writing to the same database: routing sees its change within a second.
+#[tokio::test]
+async fn session_changes_by_another_process_reach_routing() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+    here.migrate().await.unwrap();
+    let elsewhere = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+    let owner =
+        here.insert_user(NewUser { username: "owner", password_hash: "h", role: Role::User }).await.unwrap();
+    let id = SessionId::parse("shop").unwrap();
+    let new = NewSession {
+        id: &id,
+        owner_id: &owner.id,
+        name: "Shop",
+        engine: EngineKind::Sandbox,
+        webhook_url: None,
+    };
+    here.insert_session(new).await.unwrap();
+    assert_eq!(here.owner_sessions(&owner.id).await.unwrap()[0].status, SessionStatus::Created);
+
+    elsewhere.set_session_status(&id, SessionStatus::Connected, None).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = here.owner_sessions(&owner.id).await.unwrap()[0].status;
+        if status == SessionStatus::Connected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status} after 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -737,7 +737,7 @@ impl OtpService {
             }
             None => self
                 .store
-                .sessions(Some(&principal.user_id))
+                .owner_sessions(&principal.user_id)
                 .await?
                 .into_iter()
                 .filter(|s| principal.can_see(s))

@@ -57,7 +57,7 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
             }
             continue;
         }
-        let pacing = manager.session_pacing(&runtime.id).await;
+        let pacing = manager.session_pacing(&runtime).await;
         let limit = if pacing.is_unpaced() { BATCH } else { 1 };
         // The claim sees every one-time password queued until now.
         runtime.urgent.store(false, Ordering::SeqCst);

@@ -376,10 +376,11 @@ impl SessionManager {
     }
 
     /// The pacing of the session's ordinary messages: its own policy, or its engine's default.
-    async fn session_pacing(&self, id: &SessionId) -> Pacing {
-        match self.store().session(id).await {
-            Ok(Some(record)) => self.effective_pacing(&record),
-            _ => self.inner.pacing.web,
+    async fn session_pacing(&self, runtime: &Runtime) -> Pacing {
+        let sessions = self.store().owner_sessions(&runtime.owner_id).await.unwrap_or_default();
+        match sessions.iter().find(|record| record.id == runtime.id) {
+            Some(record) => self.effective_pacing(record),
+            None => self.inner.pacing.web,
         }
     }
 

@@ -1,0 +1,77 @@
+//! Each owner's sessions as last read. Every message or code sent through a pool, and every
+//! code routed to "any of my sessions", needs that list; reading it from the database each
+//! time cost a round trip per request.
+//!
+//! Exact within the process: every write to the sessions table goes through [`Store`] and
+//! clears the lists. Another process writing to the same database is seen within [`FRESH_FOR`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{Result, SessionRecord, Store};
+
+const FRESH_FOR: Duration = Duration::from_secs(1);
+/// Owners remembered at most (the map is emptied when it grows past this).
+const MAX_OWNERS: usize = 10_000;
+
+#[derive(Default)]
+pub(crate) struct SessionLists {
+    /// Bumped after every write, so that a read which overlapped a write is not kept.
+    generation: AtomicU64,
+    lists: Mutex<HashMap<String, (Instant, Vec<SessionRecord>)>>,
+}
+
+impl SessionLists {
+    fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Vec<SessionRecord>)>> {
+        self.lists.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh(&self, owner_id: &str) -> Option<Vec<SessionRecord>> {
+        let lists = self.lists();
+        let (read_at, sessions) = lists.get(owner_id)?;
+        (read_at.elapsed() < FRESH_FOR).then(|| sessions.clone())
+    }
+
+    fn keep(&self, owner_id: &str, read_at: Instant, generation: u64, sessions: &[SessionRecord]) {
+        let mut lists = self.lists();
+        // Checked under the lock: a write that lands after this check clears what is kept here.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if lists.len() >= MAX_OWNERS {
+            lists.clear();
+        }
+        lists.insert(owner_id.to_owned(), (read_at, sessions.to_vec()));
+    }
+
+    /// Called after every write to the sessions table.
+    pub(crate) fn forget(&self) {
+        let mut lists = self.lists();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        lists.clear();
+    }
+}
+
+impl Store {
+    /// The owner's sessions, oldest first, as read at most a second ago (see the module's
+    /// documentation). For routing; pages that show sessions read them with [`Store::sessions`].
+    pub async fn owner_sessions(&self, owner_id: &str) -> Result<Vec<SessionRecord>> {
+        if let Some(sessions) = self.session_lists.fresh(owner_id) {
+            return Ok(sessions);
+        }
+        let generation = self.session_lists.generation.load(Ordering::Acquire);
+        let read_at = Instant::now();
+        let sessions = self.sessions(Some(owner_id)).await?;
+        self.session_lists.keep(owner_id, read_at, generation, &sessions);
+        Ok(sessions)
+    }
+
+    /// The owner's sessions in `pool`, oldest first, as [`Store::owner_sessions`] sees them.
+    pub async fn pool_sessions(&self, owner_id: &str, pool: &str) -> Result<Vec<SessionRecord>> {
+        let mut sessions = self.owner_sessions(owner_id).await?;
+        sessions.retain(|s| s.pool.as_deref() == Some(pool));
+        Ok(sessions)
+    }
+}
