@@ -39,6 +39,11 @@ impl Dialect {
         }
     }
 
+    /// Whether `UPDATE … RETURNING` exists (MySQL and MariaDB have none).
+    pub(crate) fn update_returning(self) -> bool {
+        self != Dialect::MySql
+    }
+
     /// Rewrites `?` placeholders to `$1, $2, …` for PostgreSQL. Queries never contain `?`
     /// inside string literals (values are always bound), so a plain scan is enough.
     pub(crate) fn placeholders(self, sql: &str) -> Cow<'_, str> {

@@ -5,6 +5,7 @@
 //! [`dialect`]. Migrations are embedded per dialect and run at start-up.
 
 mod api_keys;
+mod batch;
 mod dialect;
 mod error;
 mod events;
@@ -131,12 +132,6 @@ impl Store {
     /// SQL written with `?` placeholders, in this database's dialect.
     fn sql(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(self.dialect.placeholders(sql).into_owned())
-    }
-
-    /// A statement whose text depends on a batch's size. It is not kept in the connection's
-    /// statement cache, where one entry per size would push out the statements used all the time.
-    fn batch_query<'q>(&self, sql: &str) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-        sqlx::query(self.sql(sql)).persistent(false)
     }
 }
 

@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::{MessageContent, MessageStatus, SessionId};
 
+use crate::batch::{InList, MAX_ROWS, row_runs};
 use crate::filter::Where;
 use crate::{Result, Store, StoreError, now_ms, parse_column};
 
@@ -174,7 +175,16 @@ impl Store {
     /// New `queued` messages (records made by [`NewMessage::record`]), in one statement. For
     /// messages without an idempotency key: several requests' messages share one write.
     pub async fn insert_new_messages(&self, records: &[MessageRecord]) -> Result<()> {
-        self.insert_message_rows(&self.pool, records).await
+        if records.is_empty() {
+            return Ok(());
+        }
+        if records.len().is_power_of_two() && records.len() <= MAX_ROWS {
+            return self.insert_message_run(&self.pool, records).await; // one statement: no transaction
+        }
+        let mut tx = self.pool.begin().await?;
+        self.insert_message_rows(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The `INSERT` of a new `queued` message, on the pool or inside a transaction. One
@@ -185,23 +195,33 @@ impl Store {
         new: &NewMessage<'_>,
         now: i64,
     ) -> Result<()> {
-        self.insert_message_rows(executor, &[new.record(now)]).await
+        self.insert_message_run(executor, &[new.record(now)]).await
     }
 
-    pub(crate) async fn insert_message_rows<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    /// Several new messages inside a transaction, in runs of cached statements (see [`crate::batch`]).
+    pub(crate) async fn insert_message_rows(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        records: &[MessageRecord],
+    ) -> Result<()> {
+        for run in row_runs(records) {
+            self.insert_message_run(&mut **tx, run).await?;
+        }
+        Ok(())
+    }
+
+    /// One `INSERT` of `records`; their number should be one of [`row_runs`]'s sizes.
+    async fn insert_message_run<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         &self,
         executor: E,
         records: &[MessageRecord],
     ) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)"; records.len()].join(", ");
         let sql = format!(
             "INSERT INTO messages (id, owner_id, session_id, pool, seq, priority, recipient, kind, content, status, \
              attempts, not_before, expires_at, idempotency_key, request_hash, created_at, updated_at) VALUES {rows}"
         );
-        let mut insert = self.batch_query(&sql);
+        let mut insert = sqlx::query(self.sql(&sql));
         for record in records {
             let content = serde_json::to_string(&record.content).expect("content serializes");
             insert = insert
@@ -362,19 +382,18 @@ impl Store {
         if batch.is_empty() {
             return Ok(Claim::Empty);
         }
-        let marks = vec!["?"; batch.len()].join(", ");
-        let mut claim = self.batch_query(&format!(
+        let ids: Vec<&str> = batch.iter().map(|message| message.id.as_str()).collect();
+        let ids = InList::new(&ids);
+        let claim = sqlx::query(self.sql(&format!(
             "UPDATE messages SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ?, \
              claimed_at = COALESCE(claimed_at, ?) \
-             WHERE id IN ({marks}) AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)"
-        ))
+             WHERE id IN ({}) AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until <= ?)",
+            ids.marks()
+        )))
         .bind(lease_until)
         .bind(now)
         .bind(now);
-        for message in &batch {
-            claim = claim.bind(message.id.as_str());
-        }
-        let claim = claim.bind(now);
+        let claim = ids.bind(claim).bind(now);
         let mut tx = self.pool.begin().await?;
         if claim.execute(&mut *tx).await?.rows_affected() != batch.len() as u64 {
             return Ok(Claim::InFlight); // another worker was faster (the transaction rolls back)
@@ -406,19 +425,16 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let marks = vec!["?"; ids.len()].join(", ");
+        let ids = InList::new(ids);
         // `claimed_at` first: MySQL assigns left to right, with `attempts` still the old value.
-        let mut release = self
-            .batch_query(&format!(
-                "UPDATE messages SET claimed_at = CASE WHEN attempts <= 1 THEN NULL ELSE claimed_at END, \
+        let release = sqlx::query(self.sql(&format!(
+            "UPDATE messages SET claimed_at = CASE WHEN attempts <= 1 THEN NULL ELSE claimed_at END, \
              attempts = attempts - 1, status = 'queued', lease_until = NULL, updated_at = ? \
-             WHERE id IN ({marks}) AND status = 'sending'"
-            ))
-            .bind(now_ms());
-        for id in ids {
-            release = release.bind(*id);
-        }
-        release.execute(&self.pool).await?;
+             WHERE id IN ({}) AND status = 'sending'",
+            ids.marks()
+        )))
+        .bind(now_ms());
+        ids.bind(release).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -443,13 +459,13 @@ impl Store {
         }
         let allowed =
             to.reachable_from().iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
-        let marks = vec!["?"; ids.len()].join(", ");
-        let mut select = self
-            .batch_query(&format!("SELECT id FROM messages WHERE id IN ({marks}) AND status IN ({allowed})"));
-        for id in ids {
-            select = select.bind(*id);
-        }
-        let movable: Vec<String> = select
+        let ids = InList::new(ids);
+        let select = sqlx::query(self.sql(&format!(
+            "SELECT id FROM messages WHERE id IN ({}) AND status IN ({allowed})",
+            ids.marks()
+        )));
+        let movable: Vec<String> = ids
+            .bind(select)
             .fetch_all(&self.readers)
             .await?
             .iter()
@@ -459,21 +475,19 @@ impl Store {
             return Ok(movable);
         }
         let now = now_ms();
-        let marks = vec!["?"; movable.len()].join(", ");
-        let mut update = self
-            .batch_query(&format!(
-                "UPDATE messages SET status = ?, reason = NULL, lease_until = NULL, updated_at = ?, \
-             {stamps} WHERE id IN ({marks}) AND status IN ({allowed})"
-            ))
-            .bind(to.as_str())
-            .bind(now);
+        let moved: Vec<&str> = movable.iter().map(String::as_str).collect();
+        let moved = InList::new(&moved);
+        let mut update = sqlx::query(self.sql(&format!(
+            "UPDATE messages SET status = ?, reason = NULL, lease_until = NULL, updated_at = ?, \
+             {stamps} WHERE id IN ({}) AND status IN ({allowed})",
+            moved.marks()
+        )))
+        .bind(to.as_str())
+        .bind(now);
         for _ in 0..stamps.matches('?').count() {
             update = update.bind(now);
         }
-        for id in &movable {
-            update = update.bind(id.as_str());
-        }
-        update.execute(&self.pool).await?;
+        moved.bind(update).execute(&self.pool).await?;
         Ok(movable)
     }
 

@@ -8,6 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::{MessageStatus, OtpMode, OtpStatus};
 
+use crate::batch::{InList, placeholders, row_runs};
 use crate::filter::Where;
 use crate::{MessageRecord, NewMessage, Result, Store, StoreError, now_ms, parse_column};
 
@@ -169,17 +170,14 @@ impl Store {
         for owner in owners {
             let phones: Vec<&str> =
                 batch.iter().filter(|(r, _)| r.owner_id == owner).map(|(r, _)| r.phone.as_str()).collect();
-            let marks = vec!["?"; phones.len()].join(", ");
-            let mut pending = self
-                .batch_query(&format!(
-                    "SELECT id, phone, message_id FROM otp_verifications \
-                 WHERE owner_id = ? AND phone IN ({marks}) AND status = 'pending'"
-                ))
-                .bind(owner);
-            for phone in &phones {
-                pending = pending.bind(*phone);
-            }
-            for row in pending.fetch_all(&mut *tx).await? {
+            let phones = InList::new(&phones);
+            let pending = sqlx::query(self.sql(&format!(
+                "SELECT id, phone, message_id FROM otp_verifications \
+                 WHERE owner_id = ? AND phone IN ({}) AND status = 'pending'",
+                phones.marks()
+            )))
+            .bind(owner);
+            for row in phones.bind(pending).fetch_all(&mut *tx).await? {
                 let phone: String = row.try_get("phone")?;
                 let Some(at) = batch.iter().position(|(r, _)| r.owner_id == owner && r.phone == phone) else {
                     continue;
@@ -188,31 +186,41 @@ impl Store {
                 stale_messages.extend(row.try_get::<Option<String>, _>("message_id")?);
             }
         }
-        let stale: Vec<&String> = replaced.iter().flatten().collect();
+        let stale: Vec<&str> = replaced.iter().flatten().map(String::as_str).collect();
         if !stale.is_empty() {
-            let marks = vec!["?"; stale.len()].join(", ");
-            let mut cancel = self
-                .batch_query(&format!(
-                    "UPDATE otp_verifications SET status = 'canceled', reason = ?, updated_at = ? \
-                 WHERE id IN ({marks}) AND status = 'pending'"
-                ))
-                .bind(REPLACED)
-                .bind(now);
-            for id in stale {
-                cancel = cancel.bind(id.as_str());
-            }
-            cancel.execute(&mut *tx).await?;
+            let stale = InList::new(&stale);
+            let cancel = sqlx::query(self.sql(&format!(
+                "UPDATE otp_verifications SET status = 'canceled', reason = ?, updated_at = ? \
+                 WHERE id IN ({}) AND status = 'pending'",
+                stale.marks()
+            )))
+            .bind(REPLACED)
+            .bind(now);
+            stale.bind(cancel).execute(&mut *tx).await?;
         }
         for message_id in &stale_messages {
             self.cancel_queued_message(&mut tx, message_id, REPLACED, now).await?;
         }
         let messages: Vec<MessageRecord> = batch.iter().filter_map(|(_, m)| m.clone()).collect();
-        self.insert_message_rows(&mut *tx, &messages).await?;
-        let row = format!("({})", vec!["?"; COLUMNS.split(',').count()].join(", "));
-        let rows = vec![row.as_str(); batch.len()].join(", ");
+        self.insert_message_rows(&mut tx, &messages).await?;
+        for run in row_runs(batch) {
+            self.insert_otp_run(&mut tx, run).await?;
+        }
+        tx.commit().await?;
+        Ok(replaced)
+    }
+
+    /// One `INSERT` of the run's verifications (see [`crate::batch`]).
+    async fn insert_otp_run(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run: &[(OtpRecord, Option<MessageRecord>)],
+    ) -> Result<()> {
+        let row = format!("({})", placeholders(COLUMNS.split(',').count()));
+        let rows = vec![row.as_str(); run.len()].join(", ");
         let mut insert =
-            self.batch_query(&format!("INSERT INTO otp_verifications ({COLUMNS}) VALUES {rows}"));
-        for (record, _) in batch {
+            sqlx::query(self.sql(&format!("INSERT INTO otp_verifications ({COLUMNS}) VALUES {rows}")));
+        for (record, _) in run {
             insert = insert
                 .bind(&record.id)
                 .bind(&record.owner_id)
@@ -241,9 +249,8 @@ impl Store {
                 .bind(record.updated_at)
                 .bind(record.approved_at);
         }
-        insert.execute(&mut *tx).await.map_err(StoreError::conflict_on_unique("verification"))?;
-        tx.commit().await?;
-        Ok(replaced)
+        insert.execute(&mut **tx).await.map_err(StoreError::conflict_on_unique("verification"))?;
+        Ok(())
     }
 
     async fn cancel_queued_message(
@@ -341,40 +348,44 @@ impl Store {
         Ok(self.approve_otps(&[id], now).await?.first().copied().unwrap_or(false))
     }
 
-    /// [`Store::approve_otp`] for several verifications in one transaction; says for each
-    /// whether it was approved (it was pending, in time and not locked).
+    /// [`Store::approve_otp`] for several verifications at once; says for each whether it was
+    /// approved (it was pending, in time and not locked).
     pub async fn approve_otps(&self, ids: &[&str], now: i64) -> Result<Vec<bool>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let marks = vec!["?"; ids.len()].join(", ");
-        let approvable =
-            format!("id IN ({marks}) AND status = 'pending' AND expires_at > ? AND attempts < max_attempts");
-        let mut tx = self.pool.begin().await?;
-        let mut select = self.batch_query(&format!(
-            "SELECT id FROM otp_verifications WHERE {approvable}{}",
-            self.dialect.lock_rows()
-        ));
-        for id in ids {
-            select = select.bind(*id);
-        }
-        let rows = select.bind(now).fetch_all(&mut *tx).await?;
-        let approved: Vec<String> = rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?;
-        if !approved.is_empty() {
-            let marks = vec!["?"; approved.len()].join(", ");
-            let mut update = self
-                .batch_query(&format!(
-                    "UPDATE otp_verifications SET status = 'approved', approved_at = ?, updated_at = ? \
-                 WHERE id IN ({marks})"
-                ))
+        let list = InList::new(ids);
+        let approvable = format!(
+            "id IN ({}) AND status = 'pending' AND expires_at > ? AND attempts < max_attempts",
+            list.marks()
+        );
+        let approve = "UPDATE otp_verifications SET status = 'approved', approved_at = ?, updated_at = ?";
+        let approved: Vec<String> = if self.dialect.update_returning() {
+            // One statement: the rows it changed are the ones approved.
+            let update = sqlx::query(self.sql(&format!("{approve} WHERE {approvable} RETURNING id")))
                 .bind(now)
                 .bind(now);
-            for id in &approved {
-                update = update.bind(id.as_str());
+            let rows = list.bind(update).bind(now).fetch_all(&self.pool).await?;
+            rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let select = sqlx::query(self.sql(&format!(
+                "SELECT id FROM otp_verifications WHERE {approvable}{}",
+                self.dialect.lock_rows()
+            )));
+            let rows = list.bind(select).bind(now).fetch_all(&mut *tx).await?;
+            let approved: Vec<String> = rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?;
+            if !approved.is_empty() {
+                let ids: Vec<&str> = approved.iter().map(String::as_str).collect();
+                let ids = InList::new(&ids);
+                let update = sqlx::query(self.sql(&format!("{approve} WHERE id IN ({})", ids.marks())))
+                    .bind(now)
+                    .bind(now);
+                ids.bind(update).execute(&mut *tx).await?;
             }
-            update.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+            tx.commit().await?;
+            approved
+        };
         Ok(ids.iter().map(|id| approved.iter().any(|a| a == id)).collect())
     }
 

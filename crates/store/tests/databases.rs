@@ -264,6 +264,23 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     store.insert_otps(&[(fourth, None), (fifth, None)]).await.unwrap();
     let approved = store.approve_otps(&["otp-b1", "otp-3", "nothing", "otp-b2"], now).await.unwrap();
     assert_eq!(approved, [true, false, false, true], "one write, an answer for each");
+    // Seven in one write (runs of 4, 2 and 1 rows), the last replacing a pending one.
+    let mut pending = verification("otp-c-old", owner, None, now);
+    pending.phone = "+6281234560199".into();
+    store.insert_otp(NewOtp { record: &pending, message: None }).await.unwrap();
+    let batch: Vec<_> = (0..7)
+        .map(|n| {
+            let mut record = verification(&format!("otp-c{n}"), owner, None, now);
+            record.phone = if n == 6 { pending.phone.clone() } else { format!("+62812345601{n:02}") };
+            (record, None)
+        })
+        .collect();
+    let replaced = store.insert_otps(&batch).await.unwrap();
+    assert_eq!(replaced[6], ["otp-c-old"]);
+    assert!(replaced[..6].iter().all(Vec::is_empty));
+    let ids: Vec<&str> = batch.iter().map(|(r, _)| r.id.as_str()).chain(["otp-c-old"]).collect();
+    let approved = store.approve_otps(&ids, now).await.unwrap();
+    assert_eq!(approved, [true, true, true, true, true, true, true, false], "the replaced one is canceled");
 
     // Templates and settings replace in place.
     store.put_otp_template(owner, "default", "en", "{{ code }} a").await.unwrap();
