@@ -1,6 +1,8 @@
 //! Phone numbers, always held in E.164 form.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 use phonenumber::country::Id as Region;
 
@@ -36,17 +38,37 @@ impl Phone {
         if cleaned.len() > 20 || !(digits_only || cleaned.starts_with('+')) {
             return Err(PhoneError::Unparseable(raw.to_owned()));
         }
+        let key = (cleaned, default_region.map(str::to_ascii_uppercase));
+        if let Some(phone) = recently_parsed().get(&key) {
+            return Ok(phone.clone());
+        }
+        let phone = Self::parse_cleaned(raw, &key.0, region, digits_only)?;
+        let mut recent = recently_parsed();
+        if recent.len() >= RECENT_NUMBERS {
+            recent.clear();
+        }
+        recent.insert(key, phone.clone());
+        Ok(phone)
+    }
+
+    /// The costly part of [`Phone::parse`]: checking the number against its country's plan.
+    fn parse_cleaned(
+        raw: &str,
+        cleaned: &str,
+        region: Option<Region>,
+        digits_only: bool,
+    ) -> Result<Self, PhoneError> {
         let candidates: Vec<(Option<Region>, String)> = if digits_only {
             let mut c = Vec::new();
             if !cleaned.starts_with('0') {
                 c.push((None, format!("+{cleaned}")));
             }
             if region.is_some() {
-                c.push((region, cleaned.clone()));
+                c.push((region, cleaned.to_owned()));
             }
             c
         } else {
-            vec![(None, cleaned.clone())]
+            vec![(None, cleaned.to_owned())]
         };
         let mut parsed_any = false;
         for (region, text) in candidates {
@@ -117,6 +139,17 @@ impl serde::Serialize for Phone {
     }
 }
 
+/// How many accepted numbers [`Phone::parse`] remembers (all are forgotten when it is full).
+/// A number usually comes back within minutes: a code is sent to it, then checked.
+const RECENT_NUMBERS: usize = 16_384;
+
+type RecentNumbers = HashMap<(String, Option<String>), Phone>;
+
+fn recently_parsed() -> std::sync::MutexGuard<'static, RecentNumbers> {
+    static RECENT: LazyLock<Mutex<RecentNumbers>> = LazyLock::new(Mutex::default);
+    RECENT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn parse_region(code: &str) -> Result<Region, PhoneError> {
     code.to_ascii_uppercase().parse().map_err(|_| PhoneError::UnknownRegion(code.to_owned()))
 }
@@ -139,6 +172,15 @@ mod tests {
         }
         assert_eq!(Phone::parse("081234567890", Some("ID")).unwrap().e164(), expect);
         assert_eq!(Phone::parse("(0812) 3456 7890", Some("id")).unwrap().e164(), expect);
+    }
+
+    #[test]
+    fn a_number_parsed_again_is_remembered_per_region() {
+        for _ in 0..2 {
+            assert_eq!(Phone::parse("08123456789", Some("ID")).unwrap().e164(), "+628123456789");
+            assert_eq!(Phone::parse("2025550123", Some("us")).unwrap().e164(), "+12025550123");
+            assert_eq!(Phone::parse("0812", Some("ID")), Err(PhoneError::Invalid("0812".into())));
+        }
     }
 
     #[test]
