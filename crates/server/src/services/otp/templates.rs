@@ -5,7 +5,7 @@
 //! `length`. The built-in texts follow WhatsApp's guidance for authentication messages: the
 //! code first, then who it is for and when it expires, no links.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 
 use minijinja::{Environment, UndefinedBehavior, context};
 
@@ -85,24 +85,40 @@ pub fn valid_locale(locale: &str) -> bool {
         && locale.len() <= 16
 }
 
-/// One environment for every render (templates are rendered from their source each time).
-static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
+/// Compiled templates kept at most; all are dropped when there are more.
+const MAX_COMPILED: usize = 1_024;
+
+/// One environment for every render. It keeps each template it compiled under its source as
+/// the name, so a text used again is not parsed again.
+static ENVIRONMENT: LazyLock<RwLock<Environment<'static>>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(20_000));
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env
+    RwLock::new(env)
 });
 
 pub fn render(body: &str, vars: &Vars<'_>) -> Result<String, TemplateError> {
     let brand = vars.brand.unwrap_or("");
-    let text = ENVIRONMENT
-        .render_str(
-            body,
-            context! { code => vars.code, brand => brand, company_name => brand, minutes => vars.minutes, length => vars.code.len() },
-        )
-        .map_err(|err| TemplateError::Syntax(err.to_string()))?;
-    Ok(text.trim().to_owned())
+    let context = context! { code => vars.code, brand => brand, company_name => brand, minutes => vars.minutes, length => vars.code.len() };
+    let compiled = {
+        let env = ENVIRONMENT.read().unwrap_or_else(|p| p.into_inner());
+        env.get_template(body).ok().map(|template| template.render(&context))
+    };
+    let rendered = match compiled {
+        Some(Ok(text)) => text,
+        _ => {
+            let mut env = ENVIRONMENT.write().unwrap_or_else(|p| p.into_inner());
+            if env.templates().count() >= MAX_COMPILED {
+                env.clear_templates();
+            }
+            // A text with a syntax error is not kept.
+            let _ = env.add_template_owned(body.to_owned(), body.to_owned());
+            // Errors come from the source rendered as such: they name no template.
+            env.render_str(body, &context).map_err(|err| TemplateError::Syntax(err.to_string()))?
+        }
+    };
+    Ok(rendered.trim().to_owned())
 }
 
 /// A tenant's template is accepted when it renders, shows the code and has no link.
@@ -159,6 +175,19 @@ mod tests {
             ),
             "bounded work"
         );
+    }
+
+    #[test]
+    fn a_text_used_again_renders_with_its_own_values() {
+        let body = "{{ code }} for {{ brand }} ({{ minutes }} min)";
+        let first = render(body, &Vars { code: "111111", brand: Some("Acme"), minutes: 5 }).unwrap();
+        let again = render(body, &Vars { code: "222222", brand: None, minutes: 10 }).unwrap();
+        assert_eq!((first.as_str(), again.as_str()), ("111111 for Acme (5 min)", "222222 for  (10 min)"));
+        for _ in 0..2 {
+            assert!(
+                matches!(render("{{ code }} {{ nope }}", &Vars { code: "1", brand: None, minutes: 1 }), Err(TemplateError::Syntax(m)) if !m.contains("nope }}"))
+            );
+        }
     }
 
     #[test]
