@@ -22,9 +22,19 @@ use crate::services::sessions::{Pipeline, SessionManager, SessionPacing};
 use crate::services::webhooks::Webhooks;
 use wagate_core::Pacing;
 
-/// Everything a request handler may need; cheap to clone.
+/// Everything a request handler may need; cheap to clone (axum clones it for every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub accounts: Arc<Accounts>,
@@ -122,7 +132,7 @@ impl App {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
-        let state = AppState {
+        let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             store,
             accounts: Arc::new(accounts),
@@ -131,7 +141,7 @@ impl App {
             otp,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
-        };
+        }));
         Ok(App { state, listener, stop })
     }
 
