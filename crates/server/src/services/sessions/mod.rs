@@ -377,11 +377,17 @@ impl SessionManager {
 
     /// The pacing of the session's ordinary messages: its own policy, or its engine's default.
     async fn session_pacing(&self, runtime: &Runtime) -> Pacing {
-        let sessions = self.store().owner_sessions(&runtime.owner_id).await.unwrap_or_default();
-        match sessions.iter().find(|record| record.id == runtime.id) {
-            Some(record) => self.effective_pacing(record),
+        match self.routing_record(runtime).await {
+            Some(record) => self.effective_pacing(&record),
             None => self.inner.pacing.web,
         }
+    }
+
+    /// The session's record as routing sees it (from memory, see [`Store::owner_sessions`]),
+    /// for work done per message.
+    async fn routing_record(&self, runtime: &Runtime) -> Option<SessionRecord> {
+        let sessions = self.store().owner_sessions(&runtime.owner_id).await.ok()?;
+        sessions.into_iter().find(|record| record.id == runtime.id)
     }
 
     /// The pacing of one-time passwords, whichever session sends them.
@@ -949,8 +955,7 @@ impl SessionManager {
     /// Stores and announces a received message; false when it could not be stored (then it is
     /// not announced, and the network delivers it again).
     async fn on_inbound(&self, runtime: &Runtime, message: InboundMessage) -> bool {
-        let me =
-            self.store().session(&runtime.id).await.ok().flatten().and_then(|r| r.account.map(|a| a.phone));
+        let me = self.routing_record(runtime).await.and_then(|r| r.account.map(|a| a.phone));
         match self.store().insert_inbound_message(&runtime.id, &StoredInbound(&message)).await {
             Ok(false) => return true, // seen before (the network may deliver twice)
             Ok(true) => {}
