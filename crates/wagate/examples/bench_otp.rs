@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde::Deserialize;
+use support::http1::{Connection, Connections};
 use support::{Server, cpu_ms, percentile, rss_kib, track_peak_rss};
 use tokio::sync::Mutex;
 
@@ -18,54 +19,74 @@ const SESSIONS: usize = 4;
 
 struct Bench {
     server: Server,
+    connections: Connections,
     send_ms: Mutex<Vec<f64>>,
     verify_ms: Mutex<Vec<f64>>,
     peak_rss: Arc<AtomicU64>,
 }
 
-impl Bench {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let server = &self.server;
-        let mut request =
-            server.client.request(method, format!("{}{path}", server.base)).bearer_auth(&server.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
+#[derive(Deserialize)]
+struct Sent {
+    id: String,
+}
 
+#[derive(Deserialize)]
+struct Inbox {
+    messages: Vec<InboxMessage>,
+}
+
+#[derive(Deserialize)]
+struct InboxMessage {
+    content: InboxContent,
+}
+
+#[derive(Deserialize)]
+struct InboxContent {
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct Verdict {
+    valid: bool,
+}
+
+impl Bench {
     /// One complete flow; true when the code was approved.
     async fn flow(&self, n: usize) -> bool {
+        let mut connection = self.connections.take().await;
+        let approved = self.flow_on(&mut connection, n).await;
+        self.connections.give_back(connection);
+        approved
+    }
+
+    async fn flow_on(&self, connection: &mut Connection, n: usize) -> bool {
         // Ends in 1: never one of the sandbox's magic numbers.
         let phone = format!("+62813{:07}1", n % 10_000_000);
         let started = Instant::now();
-        let (status, sent) =
-            self.call(reqwest::Method::POST, "/api/v1/otp/send", Some(json!({ "phone": phone }))).await;
+        let sent =
+            connection.post_json("/api/v1/otp/send", &format!(r#"{{"phone":"{phone}"}}"#)).await.unwrap();
         self.send_ms.lock().await.push(started.elapsed().as_secs_f64() * 1000.0);
-        if status != 202 {
-            eprintln!("send answered {status}: {sent}");
+        if sent.status != 202 {
+            eprintln!("send answered {}: {}", sent.status, String::from_utf8_lossy(&sent.body));
             return false;
         }
+        let Sent { id } = serde_json::from_slice(&sent.body).unwrap();
         // The inbox answers as soon as the message arrives (long poll).
+        let inbox_path = format!("/api/v1/sandbox/inbox/{phone}?wait_ms=10000");
         let code = loop {
-            let path = format!("/api/v1/sandbox/inbox/{phone}?wait_ms=10000");
-            let (_, inbox) = self.call(reqwest::Method::GET, &path, None).await;
-            if let Some(text) = inbox["messages"][0]["content"]["body"].as_str() {
-                break text.split('*').nth(1).unwrap().to_owned();
+            let inbox = connection.get(&inbox_path).await.unwrap();
+            let inbox: Inbox = serde_json::from_slice(&inbox.body).unwrap();
+            if let Some(message) = inbox.messages.first() {
+                break message.content.body.split('*').nth(1).unwrap().to_owned();
             }
         };
         let started = Instant::now();
-        let (_, verdict) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/otp/verify",
-                Some(json!({ "id": sent["id"], "code": code })),
-            )
-            .await;
+        let verdict = connection
+            .post_json("/api/v1/otp/verify", &format!(r#"{{"id":"{id}","code":"{code}"}}"#))
+            .await
+            .unwrap();
         self.verify_ms.lock().await.push(started.elapsed().as_secs_f64() * 1000.0);
-        verdict["valid"] == true
+        serde_json::from_slice::<Verdict>(&verdict.body).is_ok_and(|v| v.valid)
     }
 
     /// `cpu_ms`: CPU time of the whole process (server and load generator) during the run.
@@ -106,6 +127,7 @@ async fn main() {
     })
     .await;
     let bench = Arc::new(Bench {
+        connections: Connections::new(&server.base, &server.token),
         server,
         send_ms: Mutex::default(),
         verify_ms: Mutex::default(),

@@ -2,6 +2,8 @@
 //! the figures they print.
 #![allow(dead_code)]
 
+pub mod http1;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
