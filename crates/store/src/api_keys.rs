@@ -81,7 +81,7 @@ impl Store {
         .bind(sessions)
         .bind(now)
         .bind(key.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(StoreError::conflict_on_unique("api key"))?;
         Ok(ApiKeyRecord {
@@ -100,13 +100,14 @@ impl Store {
 
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(key_hash).fetch_optional(&self.readers).await?;
+        let row =
+            sqlx::query(self.sql(&sql)).bind(key_hash).fetch_optional(&mut *self.reader().await?).await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&mut *self.reader().await?).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -115,11 +116,11 @@ impl Store {
         let rows = match user_id {
             Some(user_id) => {
                 let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY id DESC");
-                sqlx::query(self.sql(&sql)).bind(user_id).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql)).bind(user_id).fetch_all(&mut *self.reader().await?).await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY id DESC");
-                sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql)).fetch_all(&mut *self.reader().await?).await?
             }
         };
         rows.iter().map(from_row).collect()
@@ -131,7 +132,7 @@ impl Store {
             sqlx::query(self.sql("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
                 .bind(now_ms())
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *self.writer().await?)
                 .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -140,7 +141,7 @@ impl Store {
         sqlx::query(self.sql("UPDATE api_keys SET last_used_at = ? WHERE id = ?"))
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }

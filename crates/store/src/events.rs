@@ -47,7 +47,7 @@ impl Store {
         .bind(&record.kind)
         .bind(&record.detail)
         .bind(record.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(record)
     }
@@ -69,7 +69,7 @@ impl Store {
                     .bind(session.as_str())
                     .bind(before)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.readers)
+                    .fetch_all(&mut *self.reader().await?)
                     .await?
             }
             None => {
@@ -79,7 +79,7 @@ impl Store {
                 sqlx::query(self.sql(&sql))
                     .bind(session.as_str())
                     .bind(i64::from(limit))
-                    .fetch_all(&self.readers)
+                    .fetch_all(&mut *self.reader().await?)
                     .await?
             }
         };

@@ -55,7 +55,7 @@ impl Store {
         .bind(message.quoted_id())
         .bind(message.sent_at())
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(StoreError::conflict_on_unique("inbound message"));
         match inserted {
@@ -81,7 +81,7 @@ impl Store {
         .bind(chat)
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {

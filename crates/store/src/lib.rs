@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod batch;
+mod connections;
 mod dialect;
 mod error;
 mod events;
@@ -23,12 +24,12 @@ mod webhooks;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, Connection, Row};
 
 pub use api_keys::{ApiKeyRecord, NewApiKey};
+use connections::{ACQUIRE_TIMEOUT, Connections, Lent};
 pub use dialect::Dialect;
 pub use error::StoreError;
 pub use events::SessionEventRecord;
@@ -49,10 +50,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     /// Writes and transactions. On SQLite a single connection: SQLite has one writer anyway,
     /// and one connection never waits on its own lock.
-    pool: AnyPool,
+    writers: Connections,
     /// Plain reads. On SQLite, separate read-only connections that (with WAL) run beside the
     /// writer and see everything it committed; elsewhere the same pool.
-    readers: AnyPool,
+    readers: Connections,
     dialect: Dialect,
     session_lists: Arc<session_lists::SessionLists>,
 }
@@ -62,43 +63,61 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         install_default_drivers();
         let dialect = Dialect::from_url(url)?;
-        let url = match dialect {
-            Dialect::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
-            _ => url.to_owned(),
-        };
-        let pool = Self::pool(dialect, &url, dialect.max_connections(), false).await?;
         if dialect != Dialect::Sqlite {
-            return Ok(Store { readers: pool.clone(), pool, dialect, session_lists: Default::default() });
+            let pool = Connections::Pool(Self::pool(url, dialect.max_connections()).await?);
+            return Ok(Store {
+                readers: pool.clone(),
+                writers: pool,
+                dialect,
+                session_lists: Default::default(),
+            });
         }
+        let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+        let mut writer = Self::sqlite_connection(&url, false).await?;
         // Persistent per database file: readers no longer block the writer.
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-        let readers = Self::pool(dialect, &url, SQLITE_READERS, true).await?;
-        Ok(Store { pool, readers, dialect, session_lists: Default::default() })
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut writer).await?;
+        let mut readers = Vec::new();
+        for _ in 0..SQLITE_READERS {
+            readers.push(Self::sqlite_connection(&url, true).await?);
+        }
+        Ok(Store {
+            writers: Connections::held(vec![writer]),
+            readers: Connections::held(readers),
+            dialect,
+            session_lists: Default::default(),
+        })
     }
 
-    async fn pool(dialect: Dialect, url: &str, connections: u32, read_only: bool) -> Result<AnyPool> {
+    async fn pool(url: &str, connections: u32) -> Result<sqlx::AnyPool> {
         AnyPoolOptions::new()
             .max_connections(connections)
-            .acquire_timeout(Duration::from_secs(10))
-            // An embedded database cannot drop a connection: pinging it before each use would
-            // only cost a round trip to its worker thread.
-            .test_before_acquire(dialect != Dialect::Sqlite)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        // With WAL, NORMAL survives any crash of the process (only a power cut
-                        // can lose the last commits) and avoids an fsync per commit.
-                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
-                        if read_only {
-                            sqlx::Executor::execute(&mut *conn, "PRAGMA query_only = ON").await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(|source| StoreError::Connect { url: redact(url), source })
+    }
+
+    async fn sqlite_connection(url: &str, read_only: bool) -> Result<AnyConnection> {
+        let mut connection = AnyConnection::connect(url)
+            .await
+            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+        // With WAL, NORMAL survives any crash of the process (only a power cut can lose the
+        // last commits) and avoids an fsync per commit.
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut connection).await?;
+        if read_only {
+            sqlx::query("PRAGMA query_only = ON").execute(&mut connection).await?;
+        }
+        Ok(connection)
+    }
+
+    /// A connection for writes and transactions.
+    async fn writer(&self) -> Result<Lent<'_>> {
+        Ok(self.writers.lend().await?)
+    }
+
+    /// A connection for plain reads.
+    async fn reader(&self) -> Result<Lent<'_>> {
+        Ok(self.readers.lend().await?)
     }
 
     /// The embedded SQLite database inside `data_dir`.
@@ -113,12 +132,13 @@ impl Store {
     /// Applies the embedded migrations that have not run yet.
     pub async fn migrate(&self) -> Result<()> {
         // The schema uses only types and statements all three databases share.
-        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(StoreError::Migrate)
+        let mut connection = self.writer().await?;
+        sqlx::migrate!("./migrations").run(&mut *connection).await.map_err(StoreError::Migrate)
     }
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        let row = sqlx::query("SELECT 1").fetch_one(&self.readers).await?;
+        let row = sqlx::query("SELECT 1").fetch_one(&mut *self.reader().await?).await?;
         let one: i64 = row.try_get(0).or_else(|_| row.try_get::<i32, _>(0).map(i64::from))?;
         debug_assert_eq!(one, 1);
         Ok(())
@@ -126,7 +146,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.readers.close().await;
-        self.pool.close().await;
+        self.writers.close().await;
     }
 
     /// SQL written with `?` placeholders, in this database's dialect.

@@ -155,7 +155,7 @@ impl Store {
     /// Stores a new `queued` message with its first history entry, atomically.
     pub async fn insert_message(&self, new: NewMessage<'_>) -> Result<Inserted> {
         let now = now_ms();
-        match self.insert_message_row(&self.pool, &new, now).await {
+        match self.insert_message_row(&mut *self.writer().await?, &new, now).await {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
                 let sql =
@@ -163,7 +163,7 @@ impl Store {
                 let row = sqlx::query(self.sql(&sql))
                     .bind(new.owner_id)
                     .bind(new.idempotency_key)
-                    .fetch_one(&self.readers)
+                    .fetch_one(&mut *self.reader().await?)
                     .await?;
                 return Ok(Inserted::Existing(from_row(&row)?));
             }
@@ -179,9 +179,10 @@ impl Store {
             return Ok(());
         }
         if records.len().is_power_of_two() && records.len() <= MAX_ROWS {
-            return self.insert_message_run(&self.pool, records).await; // one statement: no transaction
+            return self.insert_message_run(&mut *self.writer().await?, records).await; // one statement: no transaction
         }
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         self.insert_message_rows(&mut tx, records).await?;
         tx.commit().await?;
         Ok(())
@@ -269,7 +270,7 @@ impl Store {
 
     pub async fn message(&self, id: &str) -> Result<Option<MessageRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM messages WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&mut *self.reader().await?).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -296,7 +297,7 @@ impl Store {
             conditions.sql()
         );
         let query = conditions.bind(sqlx::query(self.sql(&sql)));
-        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.readers).await?;
+        let rows = query.bind(i64::from(filter.limit)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -308,7 +309,7 @@ impl Store {
             "SELECT status, reason, created_at FROM message_events WHERE message_id = ? ORDER BY created_at, id",
         ))
         .bind(id)
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let mut history = vec![MessageEventRecord {
             status: MessageStatus::Queued,
@@ -352,15 +353,15 @@ impl Store {
         lease_until: i64,
         limit: usize,
     ) -> Result<Claim> {
+        // The limit is written out: SQLite plans `LIMIT ?` with its bound value and so prepares
+        // the statement again every time one is bound. Dispatchers use one or two limits.
         let sql = format!(
             "SELECT {COLUMNS}, lease_until FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
-             ORDER BY priority DESC, seq ASC LIMIT ?"
+             ORDER BY priority DESC, seq ASC LIMIT {}",
+            limit.max(1)
         );
-        let rows = sqlx::query(self.sql(&sql))
-            .bind(session.as_str())
-            .bind(limit.max(1) as i64)
-            .fetch_all(&self.readers)
-            .await?;
+        let rows =
+            sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_all(&mut *self.reader().await?).await?;
         let mut batch = Vec::with_capacity(rows.len());
         for row in &rows {
             let message = from_row(row)?;
@@ -394,7 +395,8 @@ impl Store {
         .bind(now)
         .bind(now);
         let claim = ids.bind(claim).bind(now);
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         if claim.execute(&mut *tx).await?.rows_affected() != batch.len() as u64 {
             return Ok(Claim::InFlight); // another worker was faster (the transaction rolls back)
         }
@@ -434,7 +436,7 @@ impl Store {
             ids.marks()
         )))
         .bind(now_ms());
-        ids.bind(release).execute(&self.pool).await?;
+        ids.bind(release).execute(&mut *self.writer().await?).await?;
         Ok(())
     }
 
@@ -466,7 +468,7 @@ impl Store {
         )));
         let movable: Vec<String> = ids
             .bind(select)
-            .fetch_all(&self.readers)
+            .fetch_all(&mut *self.reader().await?)
             .await?
             .iter()
             .map(|row| row.try_get("id"))
@@ -487,7 +489,7 @@ impl Store {
         for _ in 0..stamps.matches('?').count() {
             update = update.bind(now);
         }
-        moved.bind(update).execute(&self.pool).await?;
+        moved.bind(update).execute(&mut *self.writer().await?).await?;
         Ok(movable)
     }
 
@@ -518,9 +520,10 @@ impl Store {
         let query = sqlx::query(self.sql(&sql)).bind(to.as_str()).bind(reason).bind(now).bind(now).bind(id);
         if matches!(to, MessageStatus::Sent | MessageStatus::Delivered | MessageStatus::Read) {
             // The hot path: one statement; the step's time is its `…_at` column.
-            return Ok(query.execute(&self.pool).await?.rows_affected() > 0);
+            return Ok(query.execute(&mut *self.writer().await?).await?.rows_affected() > 0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         if query.execute(&mut *tx).await?.rows_affected() == 0 {
             return Ok(false);
         }
@@ -531,7 +534,8 @@ impl Store {
 
     /// A `sending` or `failed` message goes back to the queue, not before `not_before`.
     pub async fn requeue_message(&self, id: &str, not_before: i64, reason: Option<&str>) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let done = sqlx::query(self.sql(
             "UPDATE messages SET status = 'queued', reason = ?, lease_until = NULL, not_before = ?, updated_at = ? \
              WHERE id = ? AND status IN ('sending', 'failed')",
@@ -557,7 +561,7 @@ impl Store {
             "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? WHERE status = 'sending'",
         ))
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -566,7 +570,7 @@ impl Store {
     pub async fn sessions_with_queued_messages(&self) -> Result<Vec<String>> {
         let rows =
             sqlx::query("SELECT DISTINCT session_id FROM messages WHERE status IN ('queued', 'sending')")
-                .fetch_all(&self.readers)
+                .fetch_all(&mut *self.reader().await?)
                 .await?;
         rows.iter().map(|r| Ok(r.try_get("session_id")?)).collect()
     }
@@ -577,7 +581,7 @@ impl Store {
             sqlx::query(self.sql("SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND sent_at >= ?"))
                 .bind(session.as_str())
                 .bind(since)
-                .fetch_one(&self.readers)
+                .fetch_one(&mut *self.reader().await?)
                 .await?;
         Ok(row.try_get("n")?)
     }
@@ -590,7 +594,7 @@ impl Store {
         .bind(to.as_str())
         .bind(now_ms())
         .bind(from.as_str())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -602,7 +606,7 @@ impl Store {
         sqlx::query(self.sql("UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'sending'"))
             .bind(lease_until)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -615,7 +619,7 @@ impl Store {
             "SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND status IN ('queued', 'sending')",
         ))
         .bind(session.as_str())
-        .fetch_one(&self.readers)
+        .fetch_one(&mut *self.reader().await?)
         .await?;
         Ok(row.try_get("n")?)
     }

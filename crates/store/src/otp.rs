@@ -162,7 +162,8 @@ impl Store {
             return Ok(replaced);
         }
         let now = batch.iter().map(|(record, _)| record.created_at).max().unwrap_or_default();
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let mut owners: Vec<&str> = batch.iter().map(|(record, _)| record.owner_id.as_str()).collect();
         owners.sort_unstable();
         owners.dedup();
@@ -278,7 +279,7 @@ impl Store {
     pub async fn otp(&self, id: &str) -> Result<Option<OtpRecord>> {
         let row = sqlx::query(self.sql(&format!("SELECT {COLUMNS} FROM otp_verifications WHERE id = ?")))
             .bind(id)
-            .fetch_optional(&self.readers)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -297,7 +298,7 @@ impl Store {
              FROM otp_verifications WHERE id = ?"
         )))
         .bind(id)
-        .fetch_optional(&self.readers)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let failures = match (row.try_get("phone_failures")?, row.try_get("phone_failed_at")?) {
@@ -315,7 +316,7 @@ impl Store {
         )))
         .bind(owner_id)
         .bind(phone)
-        .fetch_optional(&self.readers)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -328,7 +329,7 @@ impl Store {
         )))
         .bind(phone)
         .bind(session_id)
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -337,7 +338,7 @@ impl Store {
         let row =
             sqlx::query(self.sql(&format!("SELECT {COLUMNS} FROM otp_verifications WHERE message_id = ?")))
                 .bind(message_id)
-                .fetch_optional(&self.readers)
+                .fetch_optional(&mut *self.reader().await?)
                 .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -365,10 +366,11 @@ impl Store {
             let update = sqlx::query(self.sql(&format!("{approve} WHERE {approvable} RETURNING id")))
                 .bind(now)
                 .bind(now);
-            let rows = list.bind(update).bind(now).fetch_all(&self.pool).await?;
+            let rows = list.bind(update).bind(now).fetch_all(&mut *self.writer().await?).await?;
             rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?
         } else {
-            let mut tx = self.pool.begin().await?;
+            let mut connection = self.writer().await?;
+            let mut tx = connection.begin().await?;
             let select = sqlx::query(self.sql(&format!(
                 "SELECT id FROM otp_verifications WHERE {approvable}{}",
                 self.dialect.lock_rows()
@@ -401,7 +403,7 @@ impl Store {
         ))
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
@@ -418,7 +420,8 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let row =
             sqlx::query(self.sql("SELECT message_id FROM otp_verifications WHERE id = ? AND status = ?"))
                 .bind(id)
@@ -452,7 +455,8 @@ impl Store {
     /// and cooldown allow. The previous message, if still queued, is canceled.
     pub async fn replace_otp_code(&self, new: NewCode<'_>) -> Result<Option<OtpRecord>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let previous = sqlx::query(
             self.sql("SELECT message_id FROM otp_verifications WHERE id = ? AND status = 'pending'"),
         )
@@ -499,7 +503,7 @@ impl Store {
         )))
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         let mut expired = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -509,7 +513,7 @@ impl Store {
             ))
             .bind(now)
             .bind(&record.id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
             if done.rows_affected() > 0 {
                 record.status = OtpStatus::Expired;
@@ -525,7 +529,7 @@ impl Store {
             self.sql("DELETE FROM otp_verifications WHERE created_at < ? AND status <> 'pending'"),
         )
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -545,7 +549,7 @@ impl Store {
             conditions.sql()
         );
         let query = conditions.bind(sqlx::query(self.sql(&sql)));
-        let rows = query.bind(i64::from(filter.limit)).fetch_all(&self.readers).await?;
+        let rows = query.bind(i64::from(filter.limit)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -563,7 +567,7 @@ impl Store {
         if let Some(owner) = owner_id {
             query = query.bind(owner);
         }
-        let rows = query.fetch_all(&self.readers).await?;
+        let rows = query.fetch_all(&mut *self.reader().await?).await?;
         rows.iter()
             .map(|row| {
                 let status = parse_column(&row.try_get::<String, _>("status")?, "otp.status")?;
@@ -578,7 +582,7 @@ impl Store {
         ))
         .bind(owner_id)
         .bind(phone)
-        .fetch_optional(&self.readers)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.map(|row| {
             Ok(PhoneFailures {
@@ -599,7 +603,7 @@ impl Store {
             .bind(now)
             .bind(owner_id)
             .bind(phone)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
             if updated.rows_affected() == 0 {
                 let inserted = sqlx::query(self.sql(
@@ -608,7 +612,7 @@ impl Store {
                 .bind(owner_id)
                 .bind(phone)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *self.writer().await?)
                 .await
                 .map_err(StoreError::conflict_on_unique("failure counter"));
                 match inserted {
@@ -627,7 +631,7 @@ impl Store {
         let done = sqlx::query(self.sql("DELETE FROM otp_phone_failures WHERE owner_id = ? AND phone = ?"))
             .bind(owner_id)
             .bind(phone)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -637,7 +641,7 @@ impl Store {
             "SELECT name, locale, body, updated_at FROM otp_templates WHERE owner_id = ? ORDER BY name, locale",
         ))
         .bind(owner_id)
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -653,7 +657,8 @@ impl Store {
 
     /// Creates or replaces a template.
     pub async fn put_otp_template(&self, owner_id: &str, name: &str, locale: &str, body: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql("DELETE FROM otp_templates WHERE owner_id = ? AND name = ? AND locale = ?"))
             .bind(owner_id)
             .bind(name)
@@ -681,7 +686,7 @@ impl Store {
                 .bind(owner_id)
                 .bind(name)
                 .bind(locale)
-                .execute(&self.pool)
+                .execute(&mut *self.writer().await?)
                 .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -690,13 +695,14 @@ impl Store {
     pub async fn otp_settings(&self, owner_id: &str) -> Result<Option<String>> {
         let row = sqlx::query(self.sql("SELECT settings FROM otp_settings WHERE owner_id = ?"))
             .bind(owner_id)
-            .fetch_optional(&self.readers)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|r| r.try_get("settings")).transpose()?)
     }
 
     pub async fn put_otp_settings(&self, owner_id: &str, settings: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql("DELETE FROM otp_settings WHERE owner_id = ?"))
             .bind(owner_id)
             .execute(&mut *tx)

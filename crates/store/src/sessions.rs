@@ -92,7 +92,7 @@ impl Store {
         .bind(new.webhook_url)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(StoreError::conflict_on_unique("session"))?;
         self.session_lists.forget();
@@ -116,7 +116,8 @@ impl Store {
 
     pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id.as_str()).fetch_optional(&self.readers).await?;
+        let row =
+            sqlx::query(self.sql(&sql)).bind(id.as_str()).fetch_optional(&mut *self.reader().await?).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -126,11 +127,11 @@ impl Store {
             Some(owner) => {
                 let sql =
                     format!("SELECT {COLUMNS} FROM sessions WHERE owner_id = ? ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&mut *self.reader().await?).await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM sessions ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql)).fetch_all(&mut *self.reader().await?).await?
             }
         };
         rows.iter().map(from_row).collect()
@@ -139,7 +140,7 @@ impl Store {
     /// Sessions that should be online: reconnected when the server starts.
     pub async fn auto_connect_sessions(&self) -> Result<Vec<SessionRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM sessions WHERE auto_connect = 1 ORDER BY created_at, id");
-        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?;
+        let rows = sqlx::query(self.sql(&sql)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -172,11 +173,15 @@ impl Store {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM sessions WHERE owner_id = ? AND phone = ? ORDER BY created_at"
                 );
-                sqlx::query(self.sql(&sql)).bind(owner).bind(phone).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql))
+                    .bind(owner)
+                    .bind(phone)
+                    .fetch_all(&mut *self.reader().await?)
+                    .await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM sessions WHERE phone = ? ORDER BY created_at");
-                sqlx::query(self.sql(&sql)).bind(phone).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql)).bind(phone).fetch_all(&mut *self.reader().await?).await?
             }
         };
         rows.first().map(from_row).transpose()
@@ -215,7 +220,8 @@ impl Store {
 
     /// Deletes the session and its activity log; returns false when it did not exist.
     pub async fn delete_session(&self, id: &SessionId) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql("DELETE FROM session_events WHERE session_id = ?"))
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -237,7 +243,11 @@ impl Store {
     ) -> Result<bool> {
         let sql = format!("UPDATE sessions SET {assignments}, updated_at = ? WHERE id = ?");
         let query = sqlx::query(self.sql(&sql));
-        let done = bind(query).bind(now_ms()).bind(id.as_str().to_owned()).execute(&self.pool).await?;
+        let done = bind(query)
+            .bind(now_ms())
+            .bind(id.as_str().to_owned())
+            .execute(&mut *self.writer().await?)
+            .await?;
         self.session_lists.forget();
         Ok(done.rows_affected() > 0)
     }

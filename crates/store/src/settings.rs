@@ -8,7 +8,7 @@ impl Store {
     pub async fn setting(&self, name: &str) -> Result<Option<String>> {
         let row = sqlx::query(self.sql("SELECT value FROM settings WHERE name = ?"))
             .bind(name)
-            .fetch_optional(&self.readers)
+            .fetch_optional(&mut *self.reader().await?)
             .await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
@@ -19,7 +19,7 @@ impl Store {
         let inserted = sqlx::query(self.sql("INSERT INTO settings (name, value) VALUES (?, ?)"))
             .bind(name)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(StoreError::conflict_on_unique("setting"));
         match inserted {

@@ -15,7 +15,7 @@ impl Store {
         if let Some(owner) = owner_id {
             query = query.bind(owner);
         }
-        let rows = query.fetch_all(&self.readers).await?;
+        let rows = query.fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(|row| Ok((row.try_get("status")?, row.try_get("n")?))).collect()
     }
 
@@ -30,7 +30,7 @@ impl Store {
         if let Some(owner) = owner_id {
             query = query.bind(owner);
         }
-        let rows = query.fetch_all(&self.readers).await?;
+        let rows = query.fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(|row| Ok((row.try_get("hour")?, row.try_get("n")?))).collect()
     }
 
@@ -47,6 +47,6 @@ impl Store {
         if let Some(owner) = owner_id {
             query = query.bind(owner);
         }
-        Ok(query.fetch_one(&self.readers).await?.try_get("n")?)
+        Ok(query.fetch_one(&mut *self.reader().await?).await?.try_get("n")?)
     }
 }

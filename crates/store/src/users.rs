@@ -49,7 +49,7 @@ impl Store {
         .bind(user.role.as_str())
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(StoreError::conflict_on_unique("user"))?;
         Ok(UserRecord {
@@ -65,24 +65,26 @@ impl Store {
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE username = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(username).fetch_optional(&self.readers).await?;
+        let row =
+            sqlx::query(self.sql(&sql)).bind(username).fetch_optional(&mut *self.reader().await?).await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&mut *self.reader().await?).await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn users(&self) -> Result<Vec<UserRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY username");
-        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?;
+        let rows = sqlx::query(self.sql(&sql)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(from_row).collect()
     }
 
     pub async fn count_users(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.readers).await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&mut *self.reader().await?).await?;
         Ok(row.try_get("n")?)
     }
 
@@ -92,7 +94,7 @@ impl Store {
             .bind(password_hash)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -103,7 +105,7 @@ impl Store {
             .bind(i64::from(disabled))
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }

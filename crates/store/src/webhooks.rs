@@ -145,14 +145,14 @@ impl Store {
         .bind(i64::from(new.from_session_url))
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(self.webhook(&id).await?.expect("just inserted"))
     }
 
     pub async fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE id = ?");
-        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&self.readers).await?;
+        let row = sqlx::query(self.sql(&sql)).bind(id).fetch_optional(&mut *self.reader().await?).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -162,11 +162,11 @@ impl Store {
             Some(owner) => {
                 let sql =
                     format!("SELECT {COLUMNS} FROM webhooks WHERE owner_id = ? ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql)).bind(owner).fetch_all(&mut *self.reader().await?).await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM webhooks ORDER BY created_at, id");
-                sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?
+                sqlx::query(self.sql(&sql)).fetch_all(&mut *self.reader().await?).await?
             }
         };
         rows.iter().map(from_row).collect()
@@ -187,14 +187,15 @@ impl Store {
         .bind(i64::from(enabled))
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes the endpoint and its pending deliveries.
     pub async fn delete_webhook(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql("DELETE FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending'"))
             .bind(id)
             .execute(&mut *tx)
@@ -212,7 +213,8 @@ impl Store {
         endpoints: &[&str],
         seq: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql(
             "INSERT INTO webhook_events (id, owner_id, session_id, type, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         ))
@@ -262,7 +264,8 @@ impl Store {
         event_ids: &[String],
         seq: i64,
     ) -> Result<usize> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let now = now_ms();
         for (n, event_id) in event_ids.iter().enumerate() {
             self.insert_delivery(&mut tx, webhook_id, event_id, seq + n as i64, now).await?;
@@ -276,7 +279,7 @@ impl Store {
             "SELECT id, owner_id, session_id, type, payload, created_at FROM webhook_events WHERE id = ?",
         ))
         .bind(id)
-        .fetch_optional(&self.readers)
+        .fetch_optional(&mut *self.reader().await?)
         .await?;
         row.map(|row| {
             Ok(WebhookEventRecord {
@@ -300,7 +303,7 @@ impl Store {
         .bind(webhook_id)
         .bind(since)
         .bind(until)
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
@@ -313,7 +316,7 @@ impl Store {
              WHERE d.status = 'pending' AND d.seq = (SELECT MIN(seq) FROM webhook_deliveries p \
              WHERE p.webhook_id = d.webhook_id AND p.status = 'pending')"
         );
-        let rows = sqlx::query(self.sql(&sql)).fetch_all(&self.readers).await?;
+        let rows = sqlx::query(self.sql(&sql)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(delivery_from_row).collect()
     }
 
@@ -330,7 +333,8 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let attempt = delivery.attempts + 1;
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql(
             "INSERT INTO webhook_attempts (id, delivery_id, attempt, status_code, error, duration_ms, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -381,7 +385,7 @@ impl Store {
         if let Some(status) = status {
             query = query.bind(status);
         }
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.readers).await?;
+        let rows = query.bind(i64::from(limit)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(delivery_from_row).collect()
     }
 
@@ -390,7 +394,7 @@ impl Store {
             "SELECT attempt, status_code, error, duration_ms, created_at FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt",
         ))
         .bind(delivery_id)
-        .fetch_all(&self.readers)
+        .fetch_all(&mut *self.reader().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -414,7 +418,7 @@ impl Store {
         let ids: Vec<String> =
             sqlx::query(self.sql(&format!("SELECT id FROM webhooks WHERE session_id = ?{extra}")))
                 .bind(session.as_str())
-                .fetch_all(&self.readers)
+                .fetch_all(&mut *self.reader().await?)
                 .await?
                 .iter()
                 .map(|r| r.try_get("id"))
