@@ -75,8 +75,9 @@ impl Phone {
             if let Ok(number) = phonenumber::parse(region, &text) {
                 parsed_any = true;
                 if phonenumber::is_valid(&number) {
-                    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
-                    return Ok(Phone(e164));
+                    // What the E.164 formatter writes, without the national formatting rules it
+                    // looks up (and does not use) first.
+                    return Ok(Phone(format!("+{}{}", number.country().code(), number.national())));
                 }
             }
         }
@@ -172,6 +173,9 @@ mod tests {
         }
         assert_eq!(Phone::parse("081234567890", Some("ID")).unwrap().e164(), expect);
         assert_eq!(Phone::parse("(0812) 3456 7890", Some("id")).unwrap().e164(), expect);
+        // Italian numbers keep the leading zero of their national number.
+        assert_eq!(Phone::parse("06 6982 1234", Some("IT")).unwrap().e164(), "+390669821234");
+        assert_eq!(Phone::parse("+44 20 7946 0958", None).unwrap().e164(), "+442079460958");
     }
 
     #[test]

@@ -461,7 +461,25 @@ impl Store {
         }
         let allowed =
             to.reachable_from().iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
+        let set = format!("status = ?, reason = NULL, lease_until = NULL, updated_at = ?, {stamps}");
+        let bind_set = |query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
+            let now = now_ms();
+            let mut query = query.bind(to.as_str()).bind(now);
+            for _ in 0..stamps.matches('?').count() {
+                query = query.bind(now);
+            }
+            query
+        };
         let ids = InList::new(ids);
+        if self.dialect.update_returning() {
+            // One statement: the rows it changed are the ones that moved.
+            let update = sqlx::query(self.sql(&format!(
+                "UPDATE messages SET {set} WHERE id IN ({}) AND status IN ({allowed}) RETURNING id",
+                ids.marks()
+            )));
+            let rows = ids.bind(bind_set(update)).fetch_all(&mut *self.writer().await?).await?;
+            return Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?);
+        }
         let select = sqlx::query(self.sql(&format!(
             "SELECT id FROM messages WHERE id IN ({}) AND status IN ({allowed})",
             ids.marks()
@@ -476,20 +494,13 @@ impl Store {
         if movable.is_empty() {
             return Ok(movable);
         }
-        let now = now_ms();
         let moved: Vec<&str> = movable.iter().map(String::as_str).collect();
         let moved = InList::new(&moved);
-        let mut update = sqlx::query(self.sql(&format!(
-            "UPDATE messages SET status = ?, reason = NULL, lease_until = NULL, updated_at = ?, \
-             {stamps} WHERE id IN ({}) AND status IN ({allowed})",
+        let update = sqlx::query(self.sql(&format!(
+            "UPDATE messages SET {set} WHERE id IN ({}) AND status IN ({allowed})",
             moved.marks()
-        )))
-        .bind(to.as_str())
-        .bind(now);
-        for _ in 0..stamps.matches('?').count() {
-            update = update.bind(now);
-        }
-        moved.bind(update).execute(&mut *self.writer().await?).await?;
+        )));
+        moved.bind(bind_set(update)).execute(&mut *self.writer().await?).await?;
         Ok(movable)
     }
 
