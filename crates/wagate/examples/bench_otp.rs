@@ -21,6 +21,8 @@ struct Bench {
     server: Server,
     connections: Connections,
     send_ms: Mutex<Vec<f64>>,
+    /// From the send's answer to the code in the inbox: queue, dispatch and delivery.
+    arrival_ms: Mutex<Vec<f64>>,
     verify_ms: Mutex<Vec<f64>>,
     peak_rss: Arc<AtomicU64>,
 }
@@ -71,6 +73,7 @@ impl Bench {
             return false;
         }
         let Sent { id } = serde_json::from_slice(&sent.body).unwrap();
+        let answered = Instant::now();
         // The inbox answers as soon as the message arrives (long poll).
         let inbox_path = format!("/api/v1/sandbox/inbox/{phone}?wait_ms=10000");
         let code = loop {
@@ -80,6 +83,7 @@ impl Bench {
                 break message.content.body.split('*').nth(1).unwrap().to_owned();
             }
         };
+        self.arrival_ms.lock().await.push(answered.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
         let verdict = connection
             .post_json("/api/v1/otp/verify", &format!(r#"{{"id":"{id}","code":"{code}"}}"#))
@@ -92,16 +96,21 @@ impl Bench {
     /// `cpu_ms`: CPU time of the whole process (server and load generator) during the run.
     async fn report(&self, label: &str, approved: usize, took: Duration, cpu_ms: u64) {
         let mut send = std::mem::take(&mut *self.send_ms.lock().await);
+        let mut arrival = std::mem::take(&mut *self.arrival_ms.lock().await);
         let mut verify = std::mem::take(&mut *self.verify_ms.lock().await);
+        arrival.sort_by(f64::total_cmp);
         send.sort_by(f64::total_cmp);
         verify.sort_by(f64::total_cmp);
         println!(
             "{label}: {approved} flows approved in {:.2} s = {:.0} flows/s; send p50 {:.1} ms p99 {:.1} ms; \
-             verify p50 {:.1} ms p99 {:.1} ms; CPU {:.2} ms per flow; peak RSS {} MiB",
+             code in inbox p50 {:.1} ms p99 {:.1} ms; verify p50 {:.1} ms p99 {:.1} ms; CPU {:.2} ms per flow; \
+             peak RSS {} MiB",
             took.as_secs_f64(),
             approved as f64 / took.as_secs_f64(),
             percentile(&send, 0.50),
             percentile(&send, 0.99),
+            percentile(&arrival, 0.50),
+            percentile(&arrival, 0.99),
             percentile(&verify, 0.50),
             percentile(&verify, 0.99),
             cpu_ms as f64 / approved.max(1) as f64,
@@ -130,6 +139,7 @@ async fn main() {
         connections: Connections::new(&server.base, &server.token),
         server,
         send_ms: Mutex::default(),
+        arrival_ms: Mutex::default(),
         verify_ms: Mutex::default(),
         peak_rss: Arc::new(AtomicU64::new(rss_kib())),
     });
