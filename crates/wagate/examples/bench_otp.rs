@@ -1,6 +1,7 @@
 //! One-time-password flows through the real HTTP API: send → read the code from the sandbox
 //! inbox → verify. Sandbox engine, 4 sessions, embedded SQLite, limits raised. Prints flows/s,
-//! p50/p99 of send and verify, CPU time per flow and peak RSS; see BENCHMARKS.md.
+//! p50/p99 of send, of the code's way to the inbox and of verify, CPU time per flow and peak
+//! RSS; see BENCHMARKS.md.
 //!
 //! cargo run --release -p wagate --example bench_otp -- [flows] [concurrency] [rate] [seconds]
 
@@ -122,8 +123,8 @@ impl Bench {
 #[tokio::main]
 async fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let flows = args.first().copied().unwrap_or(10_000);
-    let concurrency = args.get(1).copied().unwrap_or(64);
+    let flows = args.first().copied().unwrap_or(20_000);
+    let concurrency = args.get(1).copied().unwrap_or(192);
     let rate = args.get(2).copied().unwrap_or(500);
     let seconds = args.get(3).copied().unwrap_or(10);
 
