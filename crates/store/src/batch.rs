@@ -7,8 +7,14 @@
 //! - Multi-row `INSERT`s go in runs of a power of two rows (at most [`MAX_ROWS`]), largest
 //!   first: 13 rows are runs of 8, 4 and 1.
 
+use sqlx::Row;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
+
+use crate::{Result, Store};
+
+/// A query on any of the databases.
+pub(crate) type AnyQuery<'q> = Query<'q, sqlx::Any, AnyArguments>;
 
 /// The most rows one `INSERT` carries.
 pub(crate) const MAX_ROWS: usize = 128;
@@ -49,6 +55,52 @@ impl<'v, T> InList<'v, T> {
             query = query.bind(value.clone());
         }
         query
+    }
+}
+
+impl Store {
+    /// `UPDATE {table} SET {set} WHERE id IN (ids) AND {condition}`; returns the ids of the
+    /// rows it changed. One `UPDATE … RETURNING` where the database has it; elsewhere the rows
+    /// are selected and locked first, in one transaction. `bind_set` and `bind_condition` bind
+    /// the placeholders of `set` and `condition`.
+    pub(crate) async fn update_ids(
+        &self,
+        table: &str,
+        set: &str,
+        ids: &[&str],
+        condition: &str,
+        bind_set: impl for<'q> Fn(AnyQuery<'q>) -> AnyQuery<'q>,
+        bind_condition: impl for<'q> Fn(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids_of = |rows: Vec<sqlx::any::AnyRow>| -> Result<Vec<String>> {
+            Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?)
+        };
+        let list = InList::new(ids);
+        let selected = format!("id IN ({}) AND {condition}", list.marks());
+        if self.dialect.update_returning() {
+            let update =
+                sqlx::query(self.sql(&format!("UPDATE {table} SET {set} WHERE {selected} RETURNING id")));
+            let update = bind_condition(list.bind(bind_set(update)));
+            return ids_of(update.fetch_all(&mut *self.writer().await?).await?);
+        }
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
+        let select = sqlx::query(
+            self.sql(&format!("SELECT id FROM {table} WHERE {selected}{}", self.dialect.lock_rows())),
+        );
+        let changed = ids_of(bind_condition(list.bind(select)).fetch_all(&mut *tx).await?)?;
+        if !changed.is_empty() {
+            let locked: Vec<&str> = changed.iter().map(String::as_str).collect();
+            let locked = InList::new(&locked);
+            let update =
+                sqlx::query(self.sql(&format!("UPDATE {table} SET {set} WHERE id IN ({})", locked.marks())));
+            locked.bind(bind_set(update)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 }
 

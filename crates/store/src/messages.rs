@@ -456,52 +456,22 @@ impl Store {
             }
             _ => return Err(StoreError::Corrupt { column: "messages.status", value: to.to_string() }),
         };
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let allowed =
             to.reachable_from().iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
-        let set = format!("status = ?, reason = NULL, lease_until = NULL, updated_at = ?, {stamps}");
-        let bind_set = |query: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
-            let now = now_ms();
-            let mut query = query.bind(to.as_str()).bind(now);
-            for _ in 0..stamps.matches('?').count() {
-                query = query.bind(now);
-            }
-            query
-        };
-        let ids = InList::new(ids);
-        if self.dialect.update_returning() {
-            // One statement: the rows it changed are the ones that moved.
-            let update = sqlx::query(self.sql(&format!(
-                "UPDATE messages SET {set} WHERE id IN ({}) AND status IN ({allowed}) RETURNING id",
-                ids.marks()
-            )));
-            let rows = ids.bind(bind_set(update)).fetch_all(&mut *self.writer().await?).await?;
-            return Ok(rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?);
-        }
-        let select = sqlx::query(self.sql(&format!(
-            "SELECT id FROM messages WHERE id IN ({}) AND status IN ({allowed})",
-            ids.marks()
-        )));
-        let movable: Vec<String> = ids
-            .bind(select)
-            .fetch_all(&mut *self.reader().await?)
-            .await?
-            .iter()
-            .map(|row| row.try_get("id"))
-            .collect::<Result<_, _>>()?;
-        if movable.is_empty() {
-            return Ok(movable);
-        }
-        let moved: Vec<&str> = movable.iter().map(String::as_str).collect();
-        let moved = InList::new(&moved);
-        let update = sqlx::query(self.sql(&format!(
-            "UPDATE messages SET {set} WHERE id IN ({}) AND status IN ({allowed})",
-            moved.marks()
-        )));
-        moved.bind(bind_set(update)).execute(&mut *self.writer().await?).await?;
-        Ok(movable)
+        let now = now_ms();
+        let stamp_count = stamps.matches('?').count();
+        self.update_ids(
+            "messages",
+            &format!("status = ?, reason = NULL, lease_until = NULL, updated_at = ?, {stamps}"),
+            ids,
+            &format!("status IN ({allowed})"),
+            |query| {
+                let query = query.bind(to.as_str()).bind(now);
+                (0..stamp_count).fold(query, |query, _| query.bind(now))
+            },
+            |query| query,
+        )
+        .await
     }
 
     /// Moves a message to `to` if it is in one of `from`; records the transition. Returns

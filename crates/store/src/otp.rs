@@ -352,42 +352,16 @@ impl Store {
     /// [`Store::approve_otp`] for several verifications at once; says for each whether it was
     /// approved (it was pending, in time and not locked).
     pub async fn approve_otps(&self, ids: &[&str], now: i64) -> Result<Vec<bool>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = InList::new(ids);
-        let approvable = format!(
-            "id IN ({}) AND status = 'pending' AND expires_at > ? AND attempts < max_attempts",
-            list.marks()
-        );
-        let approve = "UPDATE otp_verifications SET status = 'approved', approved_at = ?, updated_at = ?";
-        let approved: Vec<String> = if self.dialect.update_returning() {
-            // One statement: the rows it changed are the ones approved.
-            let update = sqlx::query(self.sql(&format!("{approve} WHERE {approvable} RETURNING id")))
-                .bind(now)
-                .bind(now);
-            let rows = list.bind(update).bind(now).fetch_all(&mut *self.writer().await?).await?;
-            rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?
-        } else {
-            let mut connection = self.writer().await?;
-            let mut tx = connection.begin().await?;
-            let select = sqlx::query(self.sql(&format!(
-                "SELECT id FROM otp_verifications WHERE {approvable}{}",
-                self.dialect.lock_rows()
-            )));
-            let rows = list.bind(select).bind(now).fetch_all(&mut *tx).await?;
-            let approved: Vec<String> = rows.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?;
-            if !approved.is_empty() {
-                let ids: Vec<&str> = approved.iter().map(String::as_str).collect();
-                let ids = InList::new(&ids);
-                let update = sqlx::query(self.sql(&format!("{approve} WHERE id IN ({})", ids.marks())))
-                    .bind(now)
-                    .bind(now);
-                ids.bind(update).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            approved
-        };
+        let approved = self
+            .update_ids(
+                "otp_verifications",
+                "status = 'approved', approved_at = ?, updated_at = ?",
+                ids,
+                "status = 'pending' AND expires_at > ? AND attempts < max_attempts",
+                |query| query.bind(now).bind(now),
+                |query| query.bind(now),
+            )
+            .await?;
         Ok(ids.iter().map(|id| approved.iter().any(|a| a == id)).collect())
     }
 

@@ -161,7 +161,6 @@ impl Store {
         self.update_session(id, "pool = ?", |q| q.bind(pool.map(str::to_owned))).await
     }
 
-    /// Sessions of one owner in a pool, oldest first.
     /// The owner's session linked to this phone number (E.164), if any.
     pub async fn session_by_phone(
         &self,
