@@ -854,3 +854,77 @@ async fn otp_messages_jump_the_queue_and_old_verifications_are_deleted() {
     }
     panic!("the finished verification was kept past its retention");
 }
+
+#[tokio::test]
+async fn sends_per_api_key_and_verifies_per_ip_are_limited() {
+    let (app, admin) = linked_app(|c| {
+        c.otp.sends_per_api_key = 2;
+        c.otp.verifies_per_ip = 3;
+    })
+    .await;
+    let (_, key) =
+        app.post("/api/v1/api-keys", &admin, json!({ "name": "backend", "scopes": ["otp"] })).await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let send = |credential: &str, n: u32| {
+        app.request(Method::POST, "/api/v1/otp/send", Some(credential))
+            .json(&json!({ "phone": format!("+62812345602{n:02}") }))
+            .send()
+    };
+    for n in 0..2 {
+        assert_eq!(send(&key, n).await.unwrap().status(), StatusCode::ACCEPTED);
+    }
+    let refused = send(&key, 2).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "third send with one key");
+    assert!(refused.headers().get("retry-after").is_some());
+    let (_, problem) = common::read(refused).await;
+    assert_eq!(problem["code"], "rate_limited", "{problem}");
+    assert_eq!(send(&admin, 3).await.unwrap().status(), StatusCode::ACCEPTED, "another credential");
+
+    // Verifies from one address: wrong codes and unknown phones count alike.
+    for n in 0..3 {
+        let (status, _) = app
+            .post(
+                "/api/v1/otp/verify",
+                &admin,
+                json!({ "phone": format!("+62812345603{n:02}"), "code": "123456" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let refused = app
+        .request(Method::POST, "/api/v1/otp/verify", Some(&admin))
+        .json(&json!({ "phone": "+6281234560399", "code": "123456" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn expiry_and_spent_attempts_are_announced_without_the_code() {
+    let (app, admin) = linked_app(|c| c.otp.sweep_interval_ms = 100).await;
+    let (hooks, url) = hook_receiver().await;
+    app.post(
+        "/api/v1/webhooks",
+        &admin,
+        json!({ "url": url, "events": ["otp.expired", "otp.max_attempts"] }),
+    )
+    .await;
+
+    let (_, spent) = app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560031" })).await;
+    let code = code_from_inbox(&app, &admin, "+6281234560031", 1).await;
+    for _ in 0..5 {
+        app.post("/api/v1/otp/verify", &admin, json!({ "id": spent["id"], "code": wrong(&code) })).await;
+    }
+    let event = hooks.wait_for("otp.max_attempts").await;
+    assert_eq!((&event["data"]["id"], &event["data"]["status"]), (&spent["id"], &json!("max_attempts")));
+    assert!(!event.to_string().contains(&code), "{event}");
+
+    let (_, expiring) =
+        app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560032", "ttl": 1 })).await;
+    let code = code_from_inbox(&app, &admin, "+6281234560032", 1).await;
+    let event = hooks.wait_for("otp.expired").await;
+    assert_eq!((&event["data"]["id"], &event["data"]["status"]), (&expiring["id"], &json!("expired")));
+    assert!(!event.to_string().contains(&code), "{event}");
+}
