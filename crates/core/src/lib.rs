@@ -4,6 +4,7 @@
 //! `SessionId` or a `Phone` that exists is valid, so the layers below never re-check them.
 
 pub mod access;
+pub mod address;
 pub mod message;
 pub mod otp;
 pub mod pacing;
@@ -12,6 +13,7 @@ pub mod session;
 pub mod user;
 
 pub use access::{Role, Scope, ScopeSet};
+pub use address::{GroupJid, Recipient};
 pub use message::{MessageContent, MessageStatus};
 pub use otp::{OtpCode, OtpMode, OtpStatus};
 pub use pacing::Pacing;

@@ -188,9 +188,7 @@ impl MessageContent {
         match self {
             MessageContent::Text { body, mentions, reply_to } => {
                 check_len("text", body, 1, MAX_TEXT_CHARS)?;
-                if mentions.len() > 256
-                    || mentions.iter().any(|m| !m.ends_with("@s.whatsapp.net") && !m.ends_with("@lid"))
-                {
+                if mentions.len() > 256 || mentions.iter().any(|m| !crate::address::is_user(m)) {
                     return fail("mentions", "must be up to 256 user JIDs (…@s.whatsapp.net)");
                 }
                 if let Some(id) = reply_to {

@@ -98,15 +98,6 @@ impl fmt::Debug for OtpCode {
     }
 }
 
-/// Test numbers of the sandbox engine: numbers ending in these digits always receive the code
-/// `1234567890` cut to the requested length, so integrators can test without reading an inbox.
-pub const SANDBOX_FIXED_CODE_SUFFIX: &str = "1234";
-
-/// The fixed code of a sandbox test number, if `digits` (a phone number's digits) is one.
-pub fn sandbox_fixed_code(digits: &str, length: usize) -> Option<OtpCode> {
-    digits.ends_with(SANDBOX_FIXED_CODE_SUFFIX).then(|| OtpCode("1234567890"[..length].to_owned()))
-}
-
 /// Runs of exactly `length` digits in a text (candidates for a code someone sent back).
 pub fn codes_in(text: &str, length: usize) -> Vec<OtpCode> {
     text.split(|c: char| !c.is_ascii_digit())
@@ -268,12 +259,5 @@ mod tests {
         let found = codes_in("My code: 482913, thanks 12", 6);
         assert_eq!(found.iter().map(OtpCode::reveal).collect::<Vec<_>>(), ["482913"]);
         assert!(codes_in("no digits", 6).is_empty());
-    }
-
-    #[test]
-    fn sandbox_test_numbers_have_fixed_codes() {
-        assert_eq!(sandbox_fixed_code("6281200001234", 6).unwrap().reveal(), "123456");
-        assert_eq!(sandbox_fixed_code("6281200001234", 4).unwrap().reveal(), "1234");
-        assert!(sandbox_fixed_code("6281200005678", 6).is_none());
     }
 }

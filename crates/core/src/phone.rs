@@ -27,9 +27,7 @@ impl Phone {
     /// WhatsApp users write numbers); if that is not a valid number and a default region is
     /// given, they are read as a national number of that region.
     pub fn parse(raw: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
-        let cleaned: String = raw
-            .trim()
-            .trim_end_matches("@s.whatsapp.net")
+        let cleaned: String = crate::address::strip_user_suffix(raw.trim())
             .chars()
             .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
             .collect();
@@ -111,7 +109,7 @@ impl Phone {
 
     /// `6281234567890@s.whatsapp.net`
     pub fn jid(&self) -> String {
-        format!("{}@s.whatsapp.net", self.digits())
+        crate::address::user_jid(self.digits())
     }
 
     fn parsed(&self) -> phonenumber::PhoneNumber {

@@ -33,6 +33,15 @@ pub enum Chat {
     Group(String),
 }
 
+impl From<wagate_core::Recipient> for Chat {
+    fn from(recipient: wagate_core::Recipient) -> Self {
+        match recipient {
+            wagate_core::Recipient::Phone(phone) => Chat::Phone(phone),
+            wagate_core::Recipient::Group(group) => Chat::Group(group.as_str().to_owned()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
     /// Chosen by wagate before the first attempt and reused on retries, so the network can
@@ -290,9 +299,48 @@ pub trait Connection: Send + Sync {
     async fn close(&self);
 }
 
+/// What the sessions of an engine can do. Services ask this; they never check which engine
+/// a session runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Linked by scanning a QR code.
+    pub qr_code: bool,
+    /// Linked by typing a code on the phone.
+    pub pairing_code: bool,
+    /// Can be unlinked from here (a linked device can; an API account cannot).
+    pub logout: bool,
+    /// Lists the account's groups.
+    pub groups: bool,
+    /// Tells whether numbers are on WhatsApp.
+    pub number_checks: bool,
+    /// A simulated network whose other side tests drive (the sandbox's scan, inbox, inbound).
+    pub simulated: bool,
+}
+
+impl Capabilities {
+    /// A device linked to a phone, as WhatsApp Web is.
+    pub const LINKED_DEVICE: Capabilities = Capabilities {
+        qr_code: true,
+        pairing_code: true,
+        logout: true,
+        groups: true,
+        number_checks: true,
+        simulated: false,
+    };
+}
+
 #[async_trait]
 pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
+
+    /// What its sessions can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// A one-time-password code that this engine always delivers to `phone` (test numbers of
+    /// a simulated network), so integrators can test without reading messages. `length` digits.
+    fn fixed_test_code(&self, _phone: &Phone, _length: usize) -> Option<String> {
+        None
+    }
 
     /// Opens a session: with stored credentials it logs in, otherwise it starts showing QR codes.
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError>;

@@ -9,18 +9,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wagate_store::Store;
 
-use crate::auth::Secrets;
 use crate::config::Config;
-use crate::services::accounts::Accounts;
-use crate::services::delivery::Delivery;
-use crate::services::engines::Engines;
-use crate::services::media::MediaStore;
-use crate::services::numbers::NumberCache;
-use crate::services::otp::seal::Sealer;
-use crate::services::otp::{OtpFeed, OtpService};
-use crate::services::sessions::{Pipeline, SessionManager, SessionPacing};
-use crate::services::webhooks::Webhooks;
 use wagate_core::Pacing;
+use wagate_service::accounts::Accounts;
+use wagate_service::auth::Secrets;
+use wagate_service::delivery::Delivery;
+use wagate_service::engines::Engines;
+use wagate_service::media::MediaStore;
+use wagate_service::numbers::NumberCache;
+use wagate_service::otp::seal::Sealer;
+use wagate_service::otp::{OtpFeed, OtpService};
+use wagate_service::sessions::{Pipeline, SessionManager, SessionPacing};
+use wagate_service::webhooks::Webhooks;
 
 /// Everything a request handler may need; cheap to clone (axum clones it for every request).
 #[derive(Clone)]
@@ -89,7 +89,7 @@ impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let store = open_store(&config).await?;
         let secrets = secrets(&config, &store).await?;
-        let accounts = Accounts::new(store.clone(), secrets.clone(), &config);
+        let accounts = Accounts::new(store.clone(), secrets.clone(), &config.accounts());
         match accounts.bootstrap_admin(config.admin_password.as_deref()).await {
             Ok(Some(password)) => tracing::warn!(
                 username = "admin",

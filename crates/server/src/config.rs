@@ -10,9 +10,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use wagate_core::Pacing;
 
-pub use crate::services::media::MediaConfig;
-pub use crate::services::otp::OtpConfig;
-pub use crate::services::webhooks::WebhookConfig;
+pub use wagate_service::accounts::{AccountsConfig, LoginLimits};
+pub use wagate_service::delivery::DeliveryConfig;
+pub use wagate_service::media::MediaConfig;
+pub use wagate_service::otp::OtpConfig;
+pub use wagate_service::webhooks::WebhookConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -101,51 +103,6 @@ pub struct WebSettings {
     pub version: Option<String>,
     /// Test builds only: a test server's WebSocket URL to use instead of WhatsApp's.
     pub server_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
-    /// How long a message may stay `sending` before another attempt may take it.
-    pub lease_ms: u64,
-    /// How long to wait for the server's acknowledgement of a sent message.
-    pub ack_timeout_ms: u64,
-    /// Attempts before a transient failure becomes `failed`.
-    pub max_attempts: u32,
-    /// First retry delay; doubles with every attempt up to `retry_max_ms`.
-    pub retry_base_ms: u64,
-    pub retry_max_ms: u64,
-    /// How long a session that hit WhatsApp's reach-out restriction (463) stays out of pools.
-    pub restriction_cooldown_ms: u64,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        DeliveryConfig {
-            lease_ms: 60_000,
-            ack_timeout_ms: 30_000,
-            max_attempts: 5,
-            retry_base_ms: 2_000,
-            retry_max_ms: 300_000,
-            restriction_cooldown_ms: 3_600_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoginLimits {
-    /// Login attempts allowed per client IP per window.
-    pub per_ip: u32,
-    /// Failed logins allowed per username per window; then the username is locked out.
-    pub failures_per_user: u32,
-    pub window_secs: u64,
-}
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        LoginLimits { per_ip: 30, failures_per_user: 5, window_secs: 15 * 60 }
-    }
 }
 
 /// Timings of the sandbox network (defaults mimic WhatsApp).
@@ -361,6 +318,15 @@ impl Config {
             return Err(ConfigError::Invalid("sandbox QR timings and count must be positive".into()));
         }
         Ok(())
+    }
+
+    /// What the accounts service needs of the configuration.
+    pub fn accounts(&self) -> AccountsConfig {
+        AccountsConfig {
+            token_ttl_secs: self.token_ttl_secs,
+            stream_token_ttl_secs: self.stream_token_ttl_secs,
+            login_limits: self.login_limits.clone(),
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -1,13 +1,11 @@
-//! wagate's server: services, HTTP API, event streams.
+//! wagate's server: the HTTP API, event streams, API description and dashboard over the
+//! services of `wagate-service`.
 
 pub mod app;
-pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod qr;
-pub mod services;
-pub mod time;
 
 pub use app::{App, AppState};
 pub use config::{Config, LogFormat};

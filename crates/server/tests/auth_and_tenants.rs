@@ -5,7 +5,7 @@ mod common;
 use common::{SECRET, TestApp, read};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wagate_server::auth::{Secrets, TokenClaims, TokenKind, issue_token};
+use wagate_service::auth::{ISSUER, Secrets, TokenClaims, TokenKind, issue_token};
 
 fn code(body: &Value) -> &str {
     body["code"].as_str().unwrap_or("")
@@ -44,6 +44,7 @@ async fn expired_and_forged_tokens_are_refused() {
     let key = Secrets::derive(SECRET).token_key;
     let now = chrono::Utc::now().timestamp();
     let claims = |exp| TokenClaims {
+        iss: ISSUER.into(),
         sub: me["user_id"].as_str().unwrap().into(),
         kind: TokenKind::Access,
         session: None,

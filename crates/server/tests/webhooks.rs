@@ -11,7 +11,7 @@ use axum::routing::post;
 use common::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wagate_server::services::webhooks::Webhooks;
+use wagate_service::webhooks::Webhooks;
 
 #[derive(Clone, Default)]
 struct Receiver {

@@ -5,8 +5,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use wagate_core::{Role, ScopeSet};
 use wagate_server::app::{App, open_store, secrets};
-use wagate_server::services::accounts::Accounts;
 use wagate_server::{Config, LogFormat};
+use wagate_service::accounts::Accounts;
 
 #[derive(Parser)]
 #[command(name = "wagate", version, about = "Self-hosted WhatsApp gateway")]
@@ -165,13 +165,13 @@ async fn shutdown_signal() {
 async fn accounts(config: &Config) -> anyhow::Result<Accounts> {
     let store = open_store(config).await.context("opening the database")?;
     let secrets = secrets(config, &store).await?;
-    Ok(Accounts::new(store, secrets, config))
+    Ok(Accounts::new(store, secrets, &config.accounts()))
 }
 
 fn new_password() -> (String, bool) {
     match std::env::var("WAGATE_NEW_PASSWORD") {
         Ok(password) if !password.is_empty() => (password, false),
-        _ => (wagate_server::services::accounts::generate_password(), true),
+        _ => (wagate_service::accounts::generate_password(), true),
     }
 }
 

@@ -25,12 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use wagate_core::EngineKind;
+use wagate_core::{EngineKind, Phone};
 
 pub use magic::MagicNumber;
 pub use network::{InboxEntry, SandboxError, SandboxNetwork};
 
-use crate::{Connection, Engine, EngineError, EventSink, SessionSpec};
+use crate::{Capabilities, Connection, Engine, EngineError, EventSink, SessionSpec};
 
 /// Timings of the simulated network.
 #[derive(Debug, Clone)]
@@ -93,6 +93,14 @@ impl SandboxEngine {
 impl Engine for SandboxEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Sandbox
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { simulated: true, ..Capabilities::LINKED_DEVICE }
+    }
+
+    fn fixed_test_code(&self, phone: &Phone, length: usize) -> Option<String> {
+        magic::fixed_test_code(phone, length)
     }
 
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError> {

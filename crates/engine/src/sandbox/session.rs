@@ -345,13 +345,13 @@ impl SandboxSession {
                 jid,
                 subject: group.subject.clone(),
                 description: None,
-                owner: group.members.first().map(|m| format!("{}@s.whatsapp.net", m.trim_start_matches('+'))),
+                owner: group.members.first().map(|m| wagate_core::address::jid_of_stored(m)),
                 participants: group
                     .members
                     .iter()
                     .enumerate()
                     .map(|(i, m)| GroupParticipant {
-                        jid: format!("{}@s.whatsapp.net", m.trim_start_matches('+')),
+                        jid: wagate_core::address::jid_of_stored(m),
                         phone: Some(m.clone()),
                         is_admin: i == 0,
                         is_super_admin: i == 0,

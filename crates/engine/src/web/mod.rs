@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use wagate_core::EngineKind;
 
-use crate::{Connection, Engine, EngineError, EventSink, SessionSpec};
+use crate::{Capabilities, Connection, Engine, EngineError, EventSink, SessionSpec};
 
 /// A WhatsApp Web version, `major.minor.patch` (e.g. `2.3000.1029384756`).
 pub type WebVersion = (u32, u32, u32);
@@ -60,6 +60,10 @@ impl WebEngine {
 impl Engine for WebEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Web
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::LINKED_DEVICE
     }
 
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError> {

@@ -103,7 +103,7 @@ pub async fn revoke(
 ) -> ApiResult<StatusCode> {
     let not_found = || ApiError::not_found("api_key_not_found", "API key not found");
     let key = state.accounts.api_key(&id).await.map_err(|_| not_found())?;
-    if !(principal.sees_all() || key.user_id == principal.user_id) {
+    if !principal.owns(&key.user_id) {
         return Err(not_found());
     }
     state.accounts.revoke_api_key(&key.id).await?;

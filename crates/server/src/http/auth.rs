@@ -10,7 +10,7 @@ use super::extract::{Auth, ClientIp, Json};
 use super::views::UserView;
 use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
-use crate::time::rfc3339;
+use wagate_service::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/auth/login", post(login)).route("/auth/me", get(me))

@@ -11,7 +11,7 @@ use super::extract::{Auth, QueryParams};
 use super::sessions::{authorized_session, parse_phone};
 use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
-use crate::time::rfc3339;
+use wagate_service::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/sessions/{id}/chats/{chat}/messages", get(messages))
@@ -62,7 +62,7 @@ pub async fn messages(
     QueryParams(query): QueryParams<ChatQuery>,
 ) -> ApiResult<JsonResponse<ChatPage>> {
     let session = authorized_session(&state, &principal, &id, Scope::Read).await?;
-    let chat = if chat.ends_with("@g.us") || chat.ends_with("@lid") {
+    let chat = if wagate_core::address::is_group(&chat) || wagate_core::address::is_lid(&chat) {
         chat
     } else {
         parse_phone(&state, &chat)?.jid()

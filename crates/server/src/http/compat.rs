@@ -20,7 +20,7 @@ use super::sessions::{
 use super::streams::{live_events, pump_websocket, qr_response, render_qr_page};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::services::sessions::StreamEvent;
+use wagate_service::sessions::StreamEvent;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -77,7 +77,7 @@ fn session_object(record: &SessionRecord) -> Value {
         "logged_in": record.account.is_some(),
         "status": record.status,
         "webhook_url": record.webhook_url,
-        "created_at": crate::time::rfc3339(record.created_at),
+        "created_at": wagate_service::time::rfc3339(record.created_at),
     })
 }
 

@@ -38,11 +38,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The single-tenant API's answer: `{success, message, data: {sessionId, to, messageId, status, timestamp}}`.
 fn queued(message: &MessageView) -> (StatusCode, JsonResponse<Value>) {
-    let to = if message.to.ends_with("@g.us") {
-        message.to.clone()
-    } else {
-        format!("{}@s.whatsapp.net", message.to.trim_start_matches('+'))
-    };
+    let to = wagate_core::address::jid_of_stored(&message.to);
     let data = json!({
         "sessionId": message.session_id,
         "to": to,
@@ -59,7 +55,7 @@ fn queued(message: &MessageView) -> (StatusCode, JsonResponse<Value>) {
 
 async fn sending_session(
     state: &AppState,
-    principal: &crate::auth::Principal,
+    principal: &wagate_service::auth::Principal,
     id: &str,
 ) -> ApiResult<SessionRecord> {
     authorized_session(state, principal, id, Scope::Send).await
@@ -246,7 +242,7 @@ pub struct MediaSeedBody {
 /// Media by multipart upload (`-F to=… -F caption=… -F image=@file`) or JSON `{to, url, caption}`.
 async fn media(
     state: AppState,
-    principal: crate::auth::Principal,
+    principal: wagate_service::auth::Principal,
     id: String,
     headers: HeaderMap,
     req: Request,

@@ -19,9 +19,9 @@ use super::otp::{
 };
 use super::sessions::parse_phone;
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::services::otp::OtpError;
+use wagate_service::auth::Principal;
+use wagate_service::otp::OtpError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,7 +38,7 @@ fn seed_data(view: &OtpView) -> Value {
     json!({
         "verificationId": view.id,
         "sessionId": view.session_id,
-        "to": format!("{}@s.whatsapp.net", view.phone.trim_start_matches('+')),
+        "to": wagate_core::address::jid_of_stored(&view.phone),
         "phone": view.phone,
         "otp": view.code,
         "messageId": view.message_id,

@@ -2,12 +2,18 @@
 
 use axum::http::StatusCode;
 
-use crate::auth::TokenError;
 use crate::error::ApiError;
-use crate::services::accounts::AccountError;
-use crate::services::sessions::SessionError;
-use crate::services::webhooks::WebhookError;
 use wagate_engine::EngineError;
+use wagate_service::accounts::AccountError;
+use wagate_service::auth::{MissingScope, TokenError};
+use wagate_service::sessions::SessionError;
+use wagate_service::webhooks::WebhookError;
+
+impl From<MissingScope> for ApiError {
+    fn from(err: MissingScope) -> Self {
+        ApiError::forbidden("missing_scope", err.to_string())
+    }
+}
 
 impl From<SessionError> for ApiError {
     fn from(err: SessionError) -> Self {

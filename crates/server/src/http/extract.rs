@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::ApiError;
+use wagate_service::auth::Principal;
 
 /// JSON body; malformed JSON is a 400, a body of the wrong shape a 422, too big a 413.
 pub struct Json<T>(pub T);
@@ -104,7 +104,7 @@ impl FromRequestParts<AppState> for StreamAuth {
         }
         let token = Query::<TokenQuery>::from_request_parts(parts, state).await.ok().and_then(|q| q.0.token);
         match token {
-            Some(token) if crate::auth::looks_like_api_key(&token) => Err(ApiError::unauthorized(
+            Some(token) if wagate_service::auth::looks_like_api_key(&token) => Err(ApiError::unauthorized(
                 "api_key_in_url",
                 "API keys are not accepted in URLs; use a stream token from POST /api/v1/sessions/{id}/stream-token",
             )),
@@ -141,7 +141,7 @@ fn credential_from_headers(parts: &Parts) -> Result<Option<String>, ApiError> {
 }
 
 async fn authenticate(state: &AppState, credential: &str) -> Result<Principal, ApiError> {
-    let result = if crate::auth::looks_like_api_key(credential) {
+    let result = if wagate_service::auth::looks_like_api_key(credential) {
         state.accounts.authenticate_api_key(credential).await
     } else {
         state.accounts.authenticate_token(credential).await

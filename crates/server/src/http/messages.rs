@@ -9,18 +9,18 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use wagate_core::message::{Button, ListRow, ListSection, MediaRef};
-use wagate_core::{MessageContent, MessageStatus, Phone, Scope};
+use wagate_core::{GroupJid, MessageContent, MessageStatus, Phone, Scope};
 use wagate_store::{MessageFilter, MessageRecord, SessionRecord};
 
 use super::extract::{Auth, QueryParams};
 use super::sessions::{authorized_session, parse_phone, visible_sessions};
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::services::delivery::{DeliveryError, NewOutgoing};
-use crate::services::media::MediaError;
-use crate::services::sessions::PoolStrategy;
-use crate::time::rfc3339;
+use wagate_service::auth::Principal;
+use wagate_service::delivery::{DeliveryError, NewOutgoing};
+use wagate_service::media::MediaError;
+use wagate_service::sessions::PoolStrategy;
+use wagate_service::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     // Sending takes uploads up to the media limit: the body extractor enforces its own limits.
@@ -303,14 +303,10 @@ fn content_of(state: &AppState, request: SendMessageRequest) -> ApiResult<Messag
 
 /// `…@g.us` group JIDs as they are, phone numbers in E.164.
 fn recipient_of(state: &AppState, to: &str) -> ApiResult<String> {
-    if let Some(group) = to.strip_suffix("@g.us") {
-        let valid =
-            !group.is_empty() && group.len() <= 64 && group.bytes().all(|b| b.is_ascii_digit() || b == b'-');
-        return if valid {
-            Ok(to.to_owned())
-        } else {
-            Err(ApiError::bad_request("invalid_recipient", "not a group JID"))
-        };
+    if wagate_core::address::is_group(to) {
+        return GroupJid::parse(to)
+            .map(|group| group.as_str().to_owned())
+            .map_err(|_| ApiError::bad_request("invalid_recipient", "not a group JID"));
     }
     parse_phone(state, to).map(|p: Phone| p.e164().to_owned())
 }
@@ -599,9 +595,11 @@ pub(crate) async fn visible_message(
         return Err(not_found());
     }
     let message = state.sessions.delivery().message(id).await.map_err(|_| not_found())?;
-    let owner_ok = principal.sees_all() || message.owner_id == principal.user_id;
-    let key_ok = principal.sessions.as_ref().is_none_or(|allowed| allowed.contains(&message.session_id));
-    if owner_ok && key_ok { Ok(message) } else { Err(not_found()) }
+    if principal.may_access(&message.owner_id, Some(message.session_id.as_str())) {
+        Ok(message)
+    } else {
+        Err(not_found())
+    }
 }
 
 /// A message with its status history.

@@ -17,6 +17,7 @@ pub mod openapi;
 mod otp;
 #[cfg(feature = "sandbox")]
 mod sandbox;
+mod schemas;
 mod sessions;
 mod streams;
 mod users;

@@ -60,7 +60,7 @@ pub(crate) async fn check(
         .numbers
         .check(&session.id, connection.as_ref(), &phones)
         .await
-        .map_err(crate::services::sessions::SessionError::from)?;
+        .map_err(wagate_service::sessions::SessionError::from)?;
     Ok(inputs
         .into_iter()
         .zip(phones)
@@ -130,7 +130,7 @@ pub(crate) async fn group_views(
     session: &wagate_store::SessionRecord,
 ) -> ApiResult<Vec<GroupView>> {
     let connection = state.sessions.connection(session).await?;
-    let groups = connection.groups().await.map_err(crate::services::sessions::SessionError::from)?;
+    let groups = connection.groups().await.map_err(wagate_service::sessions::SessionError::from)?;
     let me = session.account.as_ref().map(|a| a.phone.clone());
     Ok(groups
         .into_iter()

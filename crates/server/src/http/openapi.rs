@@ -3,12 +3,12 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::schemas::{AccountViewSchema, StreamEventSchema};
 use super::{
     api_keys, auth, chats, compat, compat_messages, compat_otp, health, messages, numbers, otp, sessions,
     streams, users, webhooks,
 };
 use crate::error::Problem;
-use crate::services::sessions::{AccountView, StreamEvent};
 
 #[cfg(feature = "sandbox")]
 #[derive(OpenApi)]
@@ -61,7 +61,7 @@ struct SandboxDoc;
         compat_otp::send, compat_otp::generate, compat_otp::verify, compat_otp::status, compat_otp::resend,
         compat_otp::expire,
     ),
-    components(schemas(Problem, AccountView, StreamEvent)),
+    components(schemas(Problem, AccountViewSchema, StreamEventSchema)),
     modifiers(&Security),
     tags(
         (name = "auth", description = "Log in and inspect credentials"),

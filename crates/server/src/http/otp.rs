@@ -18,13 +18,13 @@ use super::extract::{Auth, ClientIp, Json, QueryParams};
 use super::messages::parse_time;
 use super::sessions::{authorized_session, parse_phone};
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::services::otp::templates::{self, TemplateError};
-use crate::services::otp::{
+use wagate_service::auth::Principal;
+use wagate_service::otp::templates::{self, TemplateError};
+use wagate_service::otp::{
     Caller, Issued, OtpError, OtpSettings, SendRequest, SettingsError, Verdict, VerifyTarget,
 };
-use crate::time::{now_ms, rfc3339};
+use wagate_service::time::{now_ms, rfc3339};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -597,7 +597,7 @@ pub(crate) fn generated(principal: &Principal, length: Option<i64>) -> ApiResult
 }
 
 /// Your OTP settings.
-#[utoipa::path(get, path = "/api/v1/otp/settings", tag = "otp", responses((status = 200, body = OtpSettings)),
+#[utoipa::path(get, path = "/api/v1/otp/settings", tag = "otp", responses((status = 200, body = super::schemas::OtpSettingsSchema)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn settings(
     State(state): State<AppState>,
@@ -608,8 +608,8 @@ pub async fn settings(
 }
 
 /// Change some of your OTP settings (fields left out stay as they are; `null` clears one).
-#[utoipa::path(patch, path = "/api/v1/otp/settings", tag = "otp", request_body = OtpSettings,
-    responses((status = 200, body = OtpSettings), (status = 422, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+#[utoipa::path(patch, path = "/api/v1/otp/settings", tag = "otp", request_body = super::schemas::OtpSettingsSchema,
+    responses((status = 200, body = super::schemas::OtpSettingsSchema), (status = 422, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn update_settings(
     State(state): State<AppState>,
     Auth(principal): Auth,

@@ -9,17 +9,17 @@ use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wagate_core::{EngineKind, Scope};
+use wagate_core::Scope;
 use wagate_engine::sandbox::{InboxEntry, SandboxError, SandboxNetwork};
 use wagate_store::SessionRecord;
 
 use super::extract::{Auth, Json, QueryParams};
 use super::sessions::{authorized_session, parse_phone, visible_sessions};
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::services::sessions::AccountView;
-use crate::time::rfc3339;
+use wagate_service::auth::Principal;
+use wagate_service::sessions::AccountView;
+use wagate_service::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,7 +38,7 @@ fn network(state: &AppState) -> ApiResult<Arc<SandboxNetwork>> {
 
 async fn sandbox_session(state: &AppState, principal: &Principal, id: &str) -> ApiResult<SessionRecord> {
     let record = authorized_session(state, principal, id, Scope::Sessions).await?;
-    if record.engine != EngineKind::Sandbox {
+    if !state.sessions.capabilities(&record).simulated {
         return Err(ApiError::conflict(
             "not_a_sandbox_session",
             "sandbox actions work only on sandbox sessions",
@@ -76,7 +76,7 @@ pub struct ScanRequest {
 /// Scan the session's current QR code as phone `phone`: links the session.
 #[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/scan", tag = "sandbox", params(("id" = String, Path)),
     request_body = ScanRequest,
-    responses((status = 200, body = AccountView), (status = 409, description = "no QR code shown, stale code, not a sandbox session", body = Problem)),
+    responses((status = 200, body = super::schemas::AccountViewSchema), (status = 409, description = "no QR code shown, stale code, not a sandbox session", body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn scan(
     State(state): State<AppState>,
@@ -102,7 +102,7 @@ pub struct ConfirmPairCodeRequest {
 /// Type the pairing code on the simulated phone: links the session.
 #[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/pair-code/confirm", tag = "sandbox", params(("id" = String, Path)),
     request_body = ConfirmPairCodeRequest,
-    responses((status = 200, body = AccountView), (status = 409, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 200, body = super::schemas::AccountViewSchema), (status = 409, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn confirm_pair_code(
     State(state): State<AppState>,
     Auth(principal): Auth,

@@ -12,10 +12,10 @@ use wagate_store::SessionRecord;
 use super::extract::{Auth, Json, QueryParams};
 use super::views::SessionView;
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::services::sessions::CreateSession;
-use crate::time::rfc3339;
+use wagate_service::auth::Principal;
+use wagate_service::sessions::CreateSession;
+use wagate_service::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -39,7 +39,7 @@ pub(crate) async fn visible_session(
     let id = parse_session_id(raw)?;
     let record = state.sessions.get(&id).await?;
     if !principal.can_see(&record) {
-        return Err(crate::services::sessions::SessionError::NotFound.into());
+        return Err(wagate_service::sessions::SessionError::NotFound.into());
     }
     Ok(record)
 }

@@ -19,10 +19,10 @@ use wagate_core::Scope;
 use super::extract::{Auth, StreamAuth};
 use super::sessions::authorized_session;
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiResult, Problem};
-use crate::services::sessions::StreamEvent;
-use crate::time::rfc3339;
+use wagate_service::auth::Principal;
+use wagate_service::sessions::StreamEvent;
+use wagate_service::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -164,7 +164,7 @@ pub(crate) fn live_events(
 /// Server-Sent Events: `status`, `qr`, `pair_code`, `paired`, `error`, `message_received`,
 /// `message_status`, `deleted` (accepts `?token=`). The first events describe the current state.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/events", tag = "linking", params(("id" = String, Path), ("token" = Option<String>, Query)),
-    responses((status = 200, content_type = "text/event-stream", body = StreamEvent), (status = 404, body = Problem)),
+    responses((status = 200, content_type = "text/event-stream", body = super::schemas::StreamEventSchema), (status = 404, body = Problem)),
     security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
 pub async fn events(
     State(state): State<AppState>,

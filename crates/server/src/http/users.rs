@@ -11,8 +11,8 @@ use wagate_core::{Role, Scope};
 use super::extract::{Auth, Json};
 use super::views::UserView;
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
+use wagate_service::auth::Principal;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/users", get(list).post(create)).route("/users/{id}", patch(update))

@@ -5,8 +5,8 @@ use utoipa::ToSchema;
 use wagate_core::{EngineKind, Role, SessionStatus};
 use wagate_store::{ApiKeyRecord, SessionRecord, UserRecord};
 
-use crate::services::sessions::AccountView;
-use crate::time::rfc3339;
+use wagate_service::sessions::AccountView;
+use wagate_service::time::rfc3339;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
@@ -19,6 +19,7 @@ pub struct SessionView {
     /// Why the session is in this status (e.g. `qr_codes_exhausted`).
     pub status_reason: Option<String>,
     /// The linked WhatsApp account, once paired.
+    #[schema(value_type = Option<super::schemas::AccountViewSchema>)]
     pub account: Option<AccountView>,
     /// Whether the session reconnects by itself (after `connect`, until `disconnect`/`logout`).
     pub auto_connect: bool,

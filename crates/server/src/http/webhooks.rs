@@ -12,10 +12,10 @@ use wagate_store::{NewWebhook, WebhookRecord};
 use super::extract::{Auth, Json, QueryParams};
 use super::sessions::authorized_session;
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::services::webhooks::Webhooks;
-use crate::time::rfc3339;
+use wagate_service::auth::Principal;
+use wagate_service::time::rfc3339;
+use wagate_service::webhooks::Webhooks;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -85,13 +85,11 @@ async fn visible_webhook(
     principal.require(scope)?;
     let not_found = || ApiError::not_found("webhook_not_found", "webhook not found");
     let webhook = state.store.webhook(id).await?.ok_or_else(not_found)?;
-    let owner_ok = principal.sees_all() || webhook.owner_id == principal.user_id;
-    let key_ok = match (&principal.sessions, &webhook.session_id) {
-        (None, _) => true,
-        (Some(allowed), Some(session)) => allowed.contains(session),
-        (Some(_), None) => false,
-    };
-    if owner_ok && key_ok { Ok(webhook) } else { Err(not_found()) }
+    if principal.may_access(&webhook.owner_id, webhook.session_id.as_ref().map(|s| s.as_str())) {
+        Ok(webhook)
+    } else {
+        Err(not_found())
+    }
 }
 
 /// Create an endpoint; the response carries its signing secret, once.

@@ -13,10 +13,10 @@ use subtle::ConstantTimeEq;
 
 use super::page::{self, Page};
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::http::extract::ClientIp;
-use crate::services::accounts::AccountError;
-use crate::time::now_ms;
+use wagate_service::accounts::AccountError;
+use wagate_service::auth::Principal;
+use wagate_service::time::now_ms;
 
 pub const SESSION_COOKIE: &str = "wagate_session";
 const LOGIN_COOKIE: &str = "wagate_login";

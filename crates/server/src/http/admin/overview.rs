@@ -15,8 +15,8 @@ use wagate_store::StoreError;
 use super::auth::{AdminSession, with_session};
 use super::page;
 use crate::app::AppState;
-use crate::auth::Principal;
-use crate::time::now_ms;
+use wagate_service::auth::Principal;
+use wagate_service::time::now_ms;
 
 const HOUR: i64 = 3_600_000;
 const LIVE_EVERY: Duration = Duration::from_secs(2);

@@ -141,7 +141,7 @@ pub async fn message_action(
 ) -> Response {
     let Some(message) = visible_message(&state, &session, &id).await else { return page::not_found() };
     if let Err(err) = session.principal.require(Scope::Send) {
-        return failed(err);
+        return failed(err.into());
     }
     let delivery = state.sessions.delivery();
     let result = match action.as_str() {
@@ -221,7 +221,7 @@ pub async fn otp_log(
         Ok(records) => records,
         Err(err) => return failed(err.into()),
     };
-    let now = crate::time::now_ms();
+    let now = wagate_service::time::now_ms();
     let rows: Vec<_> = records
         .iter()
         .map(|r| {

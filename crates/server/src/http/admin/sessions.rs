@@ -122,7 +122,7 @@ pub async fn show(
         "webhook_url": record.webhook_url,
         "own_pacing": record.pacing.is_some(),
         "pacing": pacing,
-        "sandbox": record.engine == EngineKind::Sandbox,
+        "sandbox": state.sessions.capabilities(&record).simulated,
     });
     with_session(
         &session,
@@ -226,7 +226,7 @@ pub async fn action(
     let back = format!("/admin/sessions/{}", record.id);
     let scope = if action == "send" { Scope::Send } else { Scope::Sessions };
     if let Err(err) = principal.require(scope) {
-        return failed(err);
+        return failed(err.into());
     }
     let sessions = &state.sessions;
     let result: Result<String, ApiError> = match action.as_str() {
@@ -306,7 +306,7 @@ async fn scan(state: &AppState, record: &SessionRecord, phone: &str) -> Result<S
         .engines()
         .sandbox()
         .ok_or_else(|| ApiError::not_found("sandbox_disabled", "the sandbox engine is disabled"))?;
-    if record.engine != EngineKind::Sandbox {
+    if !state.sessions.capabilities(record).simulated {
         return Err(ApiError::conflict("not_a_sandbox_session", "only sandbox sessions can be scanned here"));
     }
     let phone = parse_phone(state, phone)?;

@@ -71,11 +71,11 @@ pub async fn replay_dead(
 ) -> Response {
     let principal = &session.principal;
     let endpoint = match state.store.webhook(&id).await {
-        Ok(Some(endpoint)) if principal.sees_all() || endpoint.owner_id == principal.user_id => endpoint,
+        Ok(Some(endpoint)) if principal.owns(&endpoint.owner_id) => endpoint,
         _ => return page::not_found(),
     };
     if let Err(err) = principal.require(Scope::Sessions) {
-        return failed(err);
+        return failed(err.into());
     }
     let dead = match state.store.webhook_deliveries(&endpoint.id, Some("dead"), 200).await {
         Ok(dead) => dead,
@@ -187,7 +187,7 @@ pub async fn revoke_api_key(
 ) -> Response {
     let principal = &session.principal;
     match state.accounts.api_key(&id).await {
-        Ok(key) if principal.sees_all() || key.user_id == principal.user_id => {}
+        Ok(key) if principal.owns(&key.user_id) => {}
         _ => return page::not_found(),
     }
     match state.accounts.revoke_api_key(&id).await {
@@ -332,7 +332,7 @@ pub async fn sandbox(
         .await
         .unwrap_or_default()
         .iter()
-        .filter(|s| s.engine == wagate_core::EngineKind::Sandbox)
+        .filter(|s| state.sessions.capabilities(s).simulated)
         .map(|s| s.id.to_string())
         .collect();
     with_session(

@@ -4,14 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use wagate_core::Phone;
 use wagate_store::{OtpTemplateRecord, Store, StoreError};
 
 use super::OtpError;
 use super::templates::language;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtpSettings {
     /// Put the code in the send response (seed 004's behaviour). INSECURE: anyone who can read

@@ -8,11 +8,11 @@ use wagate_core::{Role, Scope, ScopeSet, SessionId, Username};
 use wagate_store::{ApiKeyRecord, NewApiKey, NewUser, Store, StoreError, UserRecord};
 
 use crate::auth::{
-    Principal, RateLimiter, Secrets, TokenClaims, TokenError, TokenKind, generate_api_key, hash_api_key,
-    hash_password, issue_token, verify_password, verify_token,
+    ISSUER, Principal, RateLimiter, Secrets, TokenClaims, TokenError, TokenKind, generate_api_key,
+    hash_api_key, hash_password, issue_token, verify_password, verify_token,
 };
-use crate::config::Config;
 use crate::time::now_ms;
+use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -38,6 +38,32 @@ pub enum AccountError {
     ScopeNotGrantable(Scope),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginLimits {
+    /// Login attempts allowed per client IP per window.
+    pub per_ip: u32,
+    /// Failed logins allowed per username per window; then the username is locked out.
+    pub failures_per_user: u32,
+    pub window_secs: u64,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits { per_ip: 30, failures_per_user: 5, window_secs: 15 * 60 }
+    }
+}
+
+/// What accounts need to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Lifetime of login tokens, in seconds.
+    pub token_ttl_secs: u64,
+    /// Lifetime of stream tokens, in seconds.
+    pub stream_token_ttl_secs: u64,
+    pub login_limits: LoginLimits,
 }
 
 pub struct LoginSuccess {
@@ -68,6 +94,26 @@ pub struct Accounts {
 /// within this time.
 const SIGNED_IN_TTL: Duration = Duration::from_secs(5);
 
+/// Claims of a token issued now for `ttl_secs`.
+fn new_claims(
+    user_id: &str,
+    kind: TokenKind,
+    session: Option<String>,
+    sid: Option<String>,
+    ttl_secs: i64,
+) -> TokenClaims {
+    let now = now_ms() / 1000;
+    TokenClaims {
+        iss: ISSUER.to_owned(),
+        sub: user_id.to_owned(),
+        kind,
+        session,
+        sid,
+        iat: now,
+        exp: now + ttl_secs,
+    }
+}
+
 pub const MIN_PASSWORD_LEN: usize = 8;
 
 pub fn check_password_policy(password: &str) -> Result<(), AccountError> {
@@ -80,7 +126,7 @@ pub fn check_password_policy(password: &str) -> Result<(), AccountError> {
 }
 
 impl Accounts {
-    pub fn new(store: Store, secrets: Secrets, config: &Config) -> Self {
+    pub fn new(store: Store, secrets: Secrets, config: &AccountsConfig) -> Self {
         let window = Duration::from_secs(config.login_limits.window_secs);
         Accounts {
             store,
@@ -151,37 +197,20 @@ impl Accounts {
     }
 
     fn issue(&self, user_id: &str, kind: TokenKind, session: Option<&SessionId>, ttl: i64) -> (String, i64) {
-        let now = now_ms() / 1000;
-        let claims = TokenClaims {
-            sub: user_id.to_owned(),
-            kind,
-            session: session.map(ToString::to_string),
-            sid: None,
-            iat: now,
-            exp: now + ttl,
-        };
+        let claims = new_claims(user_id, kind, session.map(ToString::to_string), None, ttl);
         (issue_token(&self.secrets.token_key, &claims), claims.exp * 1000)
     }
 
-    /// A short-lived read-only token for one session's QR page and event streams.
     /// A login token for the dashboard's cookie: its own (idle) lifetime, and the sign-in's
     /// id `sid`, kept when the token is renewed.
     pub fn dashboard_token(&self, user_id: &str, sid: &str, ttl_secs: u64) -> String {
-        let now = now_ms() / 1000;
-        let claims = TokenClaims {
-            sub: user_id.to_owned(),
-            kind: TokenKind::Access,
-            session: None,
-            sid: Some(sid.to_owned()),
-            iat: now,
-            exp: now + ttl_secs as i64,
-        };
+        let claims = new_claims(user_id, TokenKind::Access, None, Some(sid.to_owned()), ttl_secs as i64);
         issue_token(&self.secrets.token_key, &claims)
     }
 
     /// The claims of a valid token (signature and expiry checked).
     pub fn token_claims(&self, token: &str) -> Result<TokenClaims, AccountError> {
-        verify_token(&self.secrets.token_key, token, now_ms() / 1000).map_err(AccountError::InvalidToken)
+        verify_token(&self.secrets.token_key, token).map_err(AccountError::InvalidToken)
     }
 
     pub fn stream_token(&self, principal: &Principal, session: &SessionId) -> (String, i64) {
@@ -190,8 +219,7 @@ impl Accounts {
 
     /// A login token (`Authorization: Bearer`, or `?token=` where streams allow it).
     pub async fn authenticate_token(&self, token: &str) -> Result<Principal, AccountError> {
-        let claims = verify_token(&self.secrets.token_key, token, now_ms() / 1000)
-            .map_err(AccountError::InvalidToken)?;
+        let claims = verify_token(&self.secrets.token_key, token).map_err(AccountError::InvalidToken)?;
         let user = self.active_user(&claims.sub).await?;
         Ok(match (claims.kind, claims.session) {
             (TokenKind::Access, _) => principal(&user, ScopeSet::all(), None, None),

@@ -14,8 +14,37 @@ use wagate_engine::SendFailure;
 use wagate_store::{Inserted, MessageRecord, NewMessage, Store, StoreError};
 
 use super::group_commit::{GroupCommit, WriteError};
-use crate::config::DeliveryConfig;
 use crate::time::{Sequence, now_ms};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How long a message may stay `sending` before another attempt may take it.
+    pub lease_ms: u64,
+    /// How long to wait for the server's acknowledgement of a sent message.
+    pub ack_timeout_ms: u64,
+    /// Attempts before a transient failure becomes `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; doubles with every attempt up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// How long a session that hit WhatsApp's reach-out restriction (463) stays out of pools.
+    pub restriction_cooldown_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            lease_ms: 60_000,
+            ack_timeout_ms: 30_000,
+            max_attempts: 5,
+            retry_base_ms: 2_000,
+            retry_max_ms: 300_000,
+            restriction_cooldown_ms: 3_600_000,
+        }
+    }
+}
 
 /// What the network said about a message the dispatcher handed over.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
-use utoipa::ToSchema;
-use wagate_core::{EngineKind, MessageStatus, Pacing, Phone, SessionId, SessionStatus};
+use wagate_core::{EngineKind, MessageStatus, OtpCode, Pacing, Phone, SessionId, SessionStatus};
 use wagate_engine::{
-    Account, Connection, EngineError, EngineEvent, EventReceiver, EventSink, InboundMessage, SessionSpec,
+    Account, Capabilities, Connection, EngineError, EngineEvent, EventReceiver, EventSink, InboundMessage,
+    SessionSpec,
 };
 use wagate_store::{LinkedAccount, NewSession, SessionRecord, Store, StoreError};
 
@@ -69,7 +69,7 @@ impl From<EngineError> for SessionError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AccountView {
     /// E.164.
     pub phone: String,
@@ -90,51 +90,17 @@ impl From<&Account> for AccountView {
 }
 
 /// What a session's event stream (SSE or WebSocket) carries.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum StreamEvent {
-    Status {
-        session_id: String,
-        #[schema(value_type = String, example = "connected")]
-        status: SessionStatus,
-        reason: Option<String>,
-        account: Option<AccountView>,
-    },
-    Qr {
-        session_id: String,
-        qr: String,
-        expires_at: String,
-    },
-    PairCode {
-        session_id: String,
-        code: String,
-        expires_at: String,
-    },
-    Paired {
-        session_id: String,
-        account: AccountView,
-    },
-    Error {
-        session_id: String,
-        code: String,
-        message: String,
-    },
-    MessageReceived {
-        session_id: String,
-        message_id: String,
-        from: String,
-        chat: String,
-        timestamp: String,
-    },
-    MessageStatus {
-        session_id: String,
-        message_id: String,
-        status: String,
-        reason: Option<String>,
-    },
-    Deleted {
-        session_id: String,
-    },
+    Status { session_id: String, status: SessionStatus, reason: Option<String>, account: Option<AccountView> },
+    Qr { session_id: String, qr: String, expires_at: String },
+    PairCode { session_id: String, code: String, expires_at: String },
+    Paired { session_id: String, account: AccountView },
+    Error { session_id: String, code: String, message: String },
+    MessageReceived { session_id: String, message_id: String, from: String, chat: String, timestamp: String },
+    MessageStatus { session_id: String, message_id: String, status: String, reason: Option<String> },
+    Deleted { session_id: String },
 }
 
 impl StreamEvent {
@@ -416,6 +382,17 @@ impl SessionManager {
 
     pub fn engines(&self) -> &Engines {
         &self.inner.engines
+    }
+
+    /// What the session's engine can do (nothing, when the engine is not available).
+    pub fn capabilities(&self, record: &SessionRecord) -> Capabilities {
+        self.inner.engines.capabilities(record.engine)
+    }
+
+    /// The code the session's engine always delivers to `phone`, for test numbers.
+    pub fn fixed_test_code(&self, record: &SessionRecord, phone: &Phone, length: usize) -> Option<OtpCode> {
+        let engine = self.inner.engines.get(record.engine).ok()?;
+        engine.fixed_test_code(phone, length).and_then(|code| OtpCode::parse(&code).ok())
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -979,7 +956,7 @@ impl SessionManager {
             "from_lid": message.from_lid,
             "push_name": message.push_name,
             "to": me,
-            "to_jid": me.as_deref().map(|p| format!("{}@s.whatsapp.net", p.trim_start_matches('+'))),
+            "to_jid": me.as_deref().map(wagate_core::address::jid_of_stored),
             "type": message.content.kind(),
             "text": message.content.text(),
             "content": message.content,

@@ -9,7 +9,7 @@ mod token;
 
 pub use api_key::{ApiKeyMaterial, generate_api_key, hash_api_key, looks_like_api_key};
 pub use password::{hash_password, verify_password};
-pub use principal::Principal;
+pub use principal::{MissingScope, Principal};
 pub use rate_limit::RateLimiter;
 pub use secrets::Secrets;
-pub use token::{TokenClaims, TokenError, TokenKind, issue_token, verify_token};
+pub use token::{ISSUER, TokenClaims, TokenError, TokenKind, issue_token, verify_token};

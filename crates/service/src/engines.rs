@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use wagate_core::EngineKind;
-use wagate_engine::{Engine, EngineError};
+use wagate_engine::{Capabilities, Engine, EngineError};
 
 #[derive(Clone, Default)]
 pub struct Engines {
@@ -48,6 +48,18 @@ impl Engines {
 
     pub fn get(&self, kind: EngineKind) -> Result<Arc<dyn Engine>, EngineError> {
         self.engines.iter().find(|e| e.kind() == kind).cloned().ok_or(EngineError::NotAvailable(kind))
+    }
+
+    /// What sessions of `kind` can do; nothing when the engine is not available.
+    pub fn capabilities(&self, kind: EngineKind) -> Capabilities {
+        self.get(kind).map(|engine| engine.capabilities()).unwrap_or(Capabilities {
+            qr_code: false,
+            pairing_code: false,
+            logout: false,
+            groups: false,
+            number_checks: false,
+            simulated: false,
+        })
     }
 
     pub fn kinds(&self) -> Vec<EngineKind> {

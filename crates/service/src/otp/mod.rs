@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::oneshot;
 use wagate_core::otp::{CodeError, OtpCode};
-use wagate_core::{EngineKind, MessageContent, OtpMode, OtpStatus, Phone, SessionStatus};
+use wagate_core::{MessageContent, OtpMode, OtpStatus, Phone, SessionStatus};
 use wagate_store::{
     MessageRecord, NewCode, NewMessage, OtpFilter, OtpRecord, PhoneFailures, SessionRecord, Store, StoreError,
 };
@@ -701,14 +701,10 @@ impl OtpService {
         }
     }
 
-    /// A code from the OS generator; sandbox test numbers get their fixed code.
+    /// A code from the OS generator, unless the session's engine has a fixed code for test
+    /// numbers.
     fn new_code(&self, session: &SessionRecord, phone: &Phone, length: usize) -> OtpCode {
-        if session.engine == EngineKind::Sandbox
-            && let Some(code) = wagate_core::otp::sandbox_fixed_code(phone.digits(), length)
-        {
-            return code;
-        }
-        OtpCode::generate(length)
+        self.sessions.fixed_test_code(session, phone, length).unwrap_or_else(|| OtpCode::generate(length))
     }
 
     /// The session that sends: the one named, else a connected member of the pool (or of all
@@ -962,13 +958,7 @@ impl OtpService {
 /// Whether the caller may see this verification: its owner (or an admin), through a key that
 /// is not limited to other sessions.
 fn may_see(principal: &Principal, record: &OtpRecord) -> bool {
-    let owner_ok = principal.sees_all() || record.owner_id == principal.user_id;
-    let key_ok = match (&principal.sessions, &record.session_id) {
-        (None, _) => true,
-        (Some(allowed), Some(session)) => allowed.iter().any(|s| s.as_str() == session),
-        (Some(_), None) => false,
-    };
-    owner_ok && key_ok
+    principal.may_access(&record.owner_id, record.session_id.as_deref())
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986), as `wa.me` expects.

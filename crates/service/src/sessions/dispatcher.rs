@@ -19,7 +19,7 @@ use wagate_engine::{Chat, EngineError, OutgoingMessage, SendFailure};
 use wagate_store::{Claim, MessageRecord};
 
 use super::{Runtime, SessionManager};
-use crate::services::delivery::Outcome;
+use crate::delivery::Outcome;
 use crate::time::now_ms;
 
 /// How long an idle dispatcher sleeps before looking again, even without a wake-up.
@@ -336,8 +336,5 @@ async fn cap_wait(manager: &SessionManager, runtime: &Runtime, pacing: &Pacing) 
 }
 
 fn parse_chat(recipient: &str) -> Option<Chat> {
-    if recipient.ends_with("@g.us") {
-        return Some(Chat::Group(recipient.to_owned()));
-    }
-    wagate_core::Phone::from_stored(recipient).map(Chat::Phone)
+    wagate_core::Recipient::from_stored(recipient).map(Chat::from)
 }

@@ -11,7 +11,7 @@ use super::{SessionError, SessionManager};
 use crate::time::now_ms;
 
 /// How a pool picks the session for a new message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolStrategy {
     /// Each healthy member in turn.

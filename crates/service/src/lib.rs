@@ -1,0 +1,17 @@
+//! wagate's behaviour: what happens to sessions, messages, one-time passwords and webhooks.
+//!
+//! No HTTP here: the server parses requests, calls one method of a service and renders the
+//! answer. Services speak in domain types (`wagate-core`), keep their state in the store and
+//! reach WhatsApp through the engine port.
+
+pub mod accounts;
+pub mod auth;
+pub mod delivery;
+pub mod engines;
+pub mod group_commit;
+pub mod media;
+pub mod numbers;
+pub mod otp;
+pub mod sessions;
+pub mod time;
+pub mod webhooks;
