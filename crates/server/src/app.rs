@@ -12,6 +12,7 @@ use wagate_store::Store;
 use crate::config::Config;
 use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
+use wagate_service::activity::Activity;
 use wagate_service::auth::Secrets;
 use wagate_service::delivery::Delivery;
 use wagate_service::engines::Engines;
@@ -20,6 +21,7 @@ use wagate_service::messages::Messages;
 use wagate_service::numbers::NumberCache;
 use wagate_service::otp::seal::Sealer;
 use wagate_service::otp::{OtpFeed, OtpService};
+use wagate_service::overview::Overview;
 use wagate_service::sessions::{Pipeline, SessionManager, SessionPacing};
 use wagate_service::url_guard::UrlGuard;
 use wagate_service::webhooks::Webhooks;
@@ -42,6 +44,8 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub sessions: SessionManager,
     pub messages: Messages,
+    pub activity: Activity,
+    pub overview: Overview,
     pub numbers: Arc<NumberCache>,
     pub otp: Arc<OtpService>,
     /// Set once sessions are restored and workers run.
@@ -140,12 +144,16 @@ impl App {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
         let messages = Messages::new(sessions.clone(), store.clone(), config.default_region.clone());
+        let activity = Activity::new(store.clone());
+        let overview = Overview::new(store.clone());
         let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             store,
             accounts: Arc::new(accounts),
             sessions,
             messages,
+            activity,
+            overview,
             numbers,
             otp,
             ready: Arc::new(AtomicBool::new(false)),

@@ -5,6 +5,7 @@
 //! reach WhatsApp through the engine port.
 
 pub mod accounts;
+pub mod activity;
 pub mod auth;
 pub mod delivery;
 pub mod engines;
@@ -13,6 +14,7 @@ pub mod media;
 pub mod messages;
 pub mod numbers;
 pub mod otp;
+pub mod overview;
 pub mod sessions;
 pub mod time;
 pub mod url_guard;

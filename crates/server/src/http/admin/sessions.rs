@@ -104,7 +104,7 @@ pub async fn show(
         Ok(record) => record,
         Err(response) => return response,
     };
-    let events = state.store.session_events(&record.id, None, 15).await.unwrap_or_default();
+    let events = state.activity.session_events(&record.id, None, 15).await.unwrap_or_default();
     let events: Vec<_> = events
         .iter()
         .map(|e| json!({ "kind": e.kind, "detail": e.detail, "at": when(e.created_at) }))
