@@ -12,14 +12,18 @@ use wagate_store::Store;
 use crate::config::Config;
 use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
+use wagate_service::activity::Activity;
 use wagate_service::auth::Secrets;
 use wagate_service::delivery::Delivery;
 use wagate_service::engines::Engines;
 use wagate_service::media::MediaStore;
+use wagate_service::messages::Messages;
 use wagate_service::numbers::NumberCache;
 use wagate_service::otp::seal::Sealer;
 use wagate_service::otp::{OtpFeed, OtpService};
+use wagate_service::overview::Overview;
 use wagate_service::sessions::{Pipeline, SessionManager, SessionPacing};
+use wagate_service::url_guard::UrlGuard;
 use wagate_service::webhooks::Webhooks;
 
 /// Everything a request handler may need; cheap to clone (axum clones it for every request).
@@ -39,6 +43,9 @@ pub struct Services {
     pub store: Store,
     pub accounts: Arc<Accounts>,
     pub sessions: SessionManager,
+    pub messages: Messages,
+    pub activity: Activity,
+    pub overview: Overview,
     pub numbers: Arc<NumberCache>,
     pub otp: Arc<OtpService>,
     /// Set once sessions are restored and workers run.
@@ -110,7 +117,11 @@ impl App {
         let sealer = Arc::new(Sealer::new(&secrets.seal_key));
         let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone(), sealer.clone()));
         tokio::spawn(webhooks.clone().run(shutdown.clone()));
-        let media = Arc::new(MediaStore::new(&config.data_dir, config.media.clone(), webhooks.clone()));
+        let media = Arc::new(MediaStore::new(
+            &config.data_dir,
+            config.media.clone(),
+            UrlGuard::new(config.webhooks.allow_private_urls),
+        ));
         let (otp_feed, otp_events) = OtpFeed::new();
         let sessions = SessionManager::new(
             store.clone(),
@@ -132,11 +143,17 @@ impl App {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
+        let messages = Messages::new(sessions.clone(), store.clone(), config.default_region.clone());
+        let activity = Activity::new(store.clone());
+        let overview = Overview::new(store.clone());
         let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             store,
             accounts: Arc::new(accounts),
             sessions,
+            messages,
+            activity,
+            overview,
             numbers,
             otp,
             ready: Arc::new(AtomicBool::new(false)),

@@ -1,4 +1,5 @@
-//! The one error type of the HTTP layer, rendered as RFC 9457 problem details.
+//! The one error type of the HTTP layer, rendered as RFC 9457 problem details. Service
+//! errors become one in `http::errors`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -98,17 +99,6 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
-    }
-}
-
-impl From<wagate_store::StoreError> for ApiError {
-    fn from(err: wagate_store::StoreError) -> Self {
-        match err {
-            wagate_store::StoreError::Conflict { entity } => {
-                ApiError::conflict("conflict", format!("{entity} already exists"))
-            }
-            other => ApiError::internal("database error", other),
-        }
     }
 }
 

@@ -5,13 +5,17 @@
 //! reach WhatsApp through the engine port.
 
 pub mod accounts;
+pub mod activity;
 pub mod auth;
 pub mod delivery;
 pub mod engines;
 pub mod group_commit;
 pub mod media;
+pub mod messages;
 pub mod numbers;
 pub mod otp;
+pub mod overview;
 pub mod sessions;
 pub mod time;
+pub mod url_guard;
 pub mod webhooks;

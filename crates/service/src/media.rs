@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use wagate_core::message::MediaRef;
 use wagate_engine::MediaData;
 
-use super::webhooks::Webhooks;
+use crate::url_guard::UrlGuard;
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,7 +55,7 @@ pub struct MediaStore {
     dir: PathBuf,
     pub config: MediaConfig,
     client: reqwest::Client,
-    webhooks: Arc<Webhooks>,
+    url_guard: UrlGuard,
 }
 
 /// Removes a partial file unless it was kept.
@@ -70,14 +70,14 @@ impl Drop for PartialFile {
 }
 
 impl MediaStore {
-    pub fn new(data_dir: &Path, config: MediaConfig, webhooks: Arc<Webhooks>) -> Self {
+    pub fn new(data_dir: &Path, config: MediaConfig, url_guard: UrlGuard) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.download_timeout_ms))
             .redirect(reqwest::redirect::Policy::limited(3))
             .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("HTTP client builds");
-        MediaStore { dir: data_dir.join("media"), config, client, webhooks }
+        MediaStore { dir: data_dir.join("media"), config, client, url_guard }
     }
 
     fn path_of(&self, name: &str) -> Option<PathBuf> {
@@ -121,7 +121,7 @@ impl MediaStore {
 
     /// Checks a media URL when a message is accepted.
     pub async fn check_url(&self, url: &str) -> Result<(), MediaError> {
-        self.webhooks.check_url(url).await.map(|_| ()).map_err(|e| MediaError::Url(e.to_string()))
+        self.url_guard.check(url).await.map(|_| ()).map_err(|refused| MediaError::Url(refused.0))
     }
 
     /// The bytes to send: read from storage, or downloaded (with the same limits as uploads).
@@ -138,7 +138,7 @@ impl MediaStore {
     }
 
     async fn download(&self, url: &str) -> Result<Vec<u8>, MediaError> {
-        let checked = self.webhooks.check_url(url).await.map_err(|e| MediaError::Url(e.to_string()))?;
+        let checked = self.url_guard.check(url).await.map_err(|refused| MediaError::Url(refused.0))?;
         let response = self.client.get(checked).send().await.map_err(|e| {
             let transient = e.is_timeout() || e.is_connect();
             MediaError::Download(if e.is_timeout() { "timed out".into() } else { e.to_string() }, transient)

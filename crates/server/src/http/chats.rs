@@ -68,7 +68,7 @@ pub async fn messages(
         parse_phone(&state, &chat)?.jid()
     };
     let limit = super::extract::page_limit(query.limit)?;
-    let records = state.store.inbound_messages(&session.id, &chat, query.before, limit).await?;
+    let records = state.activity.chat_messages(&session.id, &chat, query.before, limit).await?;
     let next_before = (records.len() as u32 == limit).then(|| records.last().map(|r| r.sent_at)).flatten();
     let messages = records
         .into_iter()

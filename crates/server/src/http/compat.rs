@@ -2,9 +2,8 @@
 //! adapters over the same services. All of them require authentication.
 
 use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
@@ -37,28 +36,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/connect", post(connect))
         .route("/api/sessions/{id}/disconnect", post(disconnect))
         .route("/api/ws/{id}", get(websocket))
-}
-
-/// Errors stay problem+json and gain the seeds' `success: false` and `message` fields.
-pub(super) async fn seed_error_fields(request: axum::extract::Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !is_problem {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return ApiError::internal("compat", "unreadable problem body").into_response();
-    };
-    let mut problem: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    problem["success"] = json!(false);
-    problem["message"] = problem["detail"].clone();
-    let bytes = serde_json::to_vec(&problem).unwrap_or_default();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 type CompatResult<T> = Result<T, ApiError>;

@@ -12,7 +12,7 @@ use wagate_store::SessionRecord;
 
 use super::messages::{
     ButtonBody, ButtonsBody, ListBody, ListRowBody, ListSectionBody, LocationBody, MediaBody, MessageView,
-    SendBody, SendMessageRequest, accept, session_by_phone,
+    SendBody, SendMessageRequest, accept,
 };
 use super::sessions::authorized_session;
 use crate::app::AppState;
@@ -358,7 +358,8 @@ pub async fn send_from_phone(
     req: Request,
 ) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
     let b: PhoneSendBody = json_body(req, &state).await?;
-    let session = session_by_phone(&state, &principal, &b.phone).await?;
+    principal.require(Scope::Send)?;
+    let session = state.messages.session_by_phone(&principal, &b.phone).await?;
     let request = SendMessageRequest { to: b.recipient, text: Some(b.message), ..Default::default() };
     let (_, view) = accept(&state, &session, &headers, request).await?;
     Ok(sent_003(&view))

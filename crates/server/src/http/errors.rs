@@ -6,8 +6,76 @@ use crate::error::ApiError;
 use wagate_engine::EngineError;
 use wagate_service::accounts::AccountError;
 use wagate_service::auth::{MissingScope, TokenError};
+use wagate_service::delivery::DeliveryError;
+use wagate_service::media::MediaError;
+use wagate_service::messages::MessageError;
 use wagate_service::sessions::SessionError;
 use wagate_service::webhooks::WebhookError;
+use wagate_store::StoreError;
+
+mod seed;
+
+pub(crate) use seed::seed_error_fields;
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict { entity } => {
+                ApiError::conflict("conflict", format!("{entity} already exists"))
+            }
+            other => ApiError::internal("database error", other),
+        }
+    }
+}
+
+impl From<MessageError> for ApiError {
+    fn from(err: MessageError) -> Self {
+        let message = err.to_string();
+        match err {
+            MessageError::Invalid(detail) => ApiError::unprocessable("invalid_message", detail),
+            MessageError::InvalidPhone(err) => ApiError::bad_request("invalid_phone", err.to_string()),
+            MessageError::InvalidGroup => ApiError::bad_request("invalid_recipient", message),
+            MessageError::InvalidIdempotencyKey => ApiError::bad_request("invalid_idempotency_key", message),
+            MessageError::NoSessionForPhone(_) => ApiError::not_found("session_not_found", message),
+            MessageError::PoolNotFound(_) => ApiError::not_found("pool_not_found", message),
+            MessageError::NotFound => ApiError::not_found("message_not_found", message),
+            MessageError::Media(err) => ApiError::from(err),
+            MessageError::Delivery(err) => ApiError::from(err),
+            MessageError::Session(err) => ApiError::from(err),
+            MessageError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
+impl From<DeliveryError> for ApiError {
+    fn from(err: DeliveryError) -> Self {
+        let message = err.to_string();
+        match err {
+            DeliveryError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
+            DeliveryError::NotFound => ApiError::not_found("message_not_found", message),
+            DeliveryError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            DeliveryError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
+            DeliveryError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(err: MediaError) -> Self {
+        match err {
+            MediaError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", err.to_string())
+            }
+            MediaError::WrongType { .. } | MediaError::Empty => {
+                ApiError::unprocessable("invalid_media", err.to_string())
+            }
+            MediaError::Url(_) => ApiError::unprocessable("invalid_media_url", err.to_string()),
+            other => ApiError::internal("media", other),
+        }
+    }
+}
 
 impl From<MissingScope> for ApiError {
     fn from(err: MissingScope) -> Self {
@@ -53,6 +121,14 @@ impl From<WebhookError> for ApiError {
             WebhookError::InvalidUrl(detail) => ApiError::unprocessable("invalid_webhook_url", detail),
             WebhookError::UnknownEvent(event) => {
                 ApiError::unprocessable("unknown_event_type", format!("unknown event type `{event}`"))
+            }
+            WebhookError::EmptyEvents => ApiError::unprocessable("invalid_field", "events must not be empty"),
+            WebhookError::NotFound => ApiError::not_found("webhook_not_found", "webhook not found"),
+            WebhookError::EventNotFound(event_id) => {
+                ApiError::not_found("event_not_found", format!("no event {event_id} for this endpoint"))
+            }
+            WebhookError::UnknownDeliveryStatus => {
+                ApiError::bad_request("invalid_query", "status must be pending, delivered or dead")
             }
             WebhookError::Store(err) => ApiError::from(err),
         }

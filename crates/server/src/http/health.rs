@@ -38,7 +38,7 @@ pub struct ReadyResponse {
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = ReadyResponse), (status = 503, body = ReadyResponse)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResponse>) {
-    let database = state.store.ping().await.is_ok();
+    let database = state.overview.database_reachable().await;
     let workers = state.ready.load(Ordering::SeqCst) && !*state.shutdown.borrow();
     let status = if database && workers { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (

@@ -57,7 +57,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .nest("/api/v1", api)
-        .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).layer(middleware::from_fn(compat::seed_error_fields)))
+        .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).layer(middleware::from_fn(errors::seed_error_fields)))
         .merge(health::routes())
         .merge(admin::routes())
         .merge(docs::routes())

@@ -353,7 +353,7 @@ pub async fn activity(
 ) -> ApiResult<JsonResponse<ActivityPage>> {
     let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let limit = super::extract::page_limit(query.limit)?;
-    let events = state.store.session_events(&record.id, query.before.as_deref(), limit).await?;
+    let events = state.activity.session_events(&record.id, query.before.as_deref(), limit).await?;
     let next_before = (events.len() as u32 == limit).then(|| events.last().map(|e| e.id.clone())).flatten();
     let events = events
         .into_iter()

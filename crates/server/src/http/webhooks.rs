@@ -7,7 +7,7 @@ use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use wagate_core::Scope;
-use wagate_store::{NewWebhook, WebhookRecord};
+use wagate_store::WebhookRecord;
 
 use super::extract::{Auth, Json, QueryParams};
 use super::sessions::authorized_session;
@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use wagate_service::auth::Principal;
 use wagate_service::time::rfc3339;
-use wagate_service::webhooks::Webhooks;
+use wagate_service::webhooks::{DeliveryLog, EndpointChange, NewEndpoint, Replay};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -83,13 +83,7 @@ async fn visible_webhook(
     scope: Scope,
 ) -> ApiResult<WebhookRecord> {
     principal.require(scope)?;
-    let not_found = || ApiError::not_found("webhook_not_found", "webhook not found");
-    let webhook = state.store.webhook(id).await?.ok_or_else(not_found)?;
-    if principal.may_access(&webhook.owner_id, webhook.session_id.as_ref().map(|s| s.as_str())) {
-        Ok(webhook)
-    } else {
-        Err(not_found())
-    }
+    Ok(state.sessions.webhooks().endpoint(principal, id).await?)
 }
 
 /// Create an endpoint; the response carries its signing secret, once.
@@ -111,31 +105,18 @@ pub async fn create(
         }
         None => None,
     };
-    let events = request.events.unwrap_or_else(|| vec!["*".into()]);
-    if events.is_empty() {
-        return Err(ApiError::unprocessable("invalid_field", "events must not be empty"));
-    }
-    Webhooks::check_events(&events)?;
-    let webhooks = state.sessions.webhooks();
-    webhooks.check_url(&request.url).await?;
-    let secret = Webhooks::generate_secret();
     let owner = session.as_ref().map_or(principal.user_id.as_str(), |s| s.owner_id.as_str());
-    let mut record = state
-        .store
-        .insert_webhook(NewWebhook {
+    let (secret, record) = state
+        .sessions
+        .webhooks()
+        .create_endpoint(NewEndpoint {
             owner_id: owner,
             session_id: session.as_ref().map(|s| &s.id),
             url: &request.url,
-            events: &events,
-            secret: &webhooks.seal_secret(&secret),
-            from_session_url: false,
+            events: request.events,
+            enabled: request.enabled,
         })
         .await?;
-    if !request.enabled {
-        state.store.update_webhook(&record.id, &record.url, &record.events, false).await?;
-        record.enabled = false;
-    }
-    webhooks.invalidate();
     Ok((StatusCode::CREATED, JsonResponse(CreatedWebhook { secret, webhook: WebhookView::from(&record) })))
 }
 
@@ -152,13 +133,8 @@ pub async fn list(
     Auth(principal): Auth,
 ) -> ApiResult<JsonResponse<WebhookList>> {
     principal.require(Scope::Read)?;
-    let all = state.store.webhooks(principal.owner_filter()).await?;
-    let visible = all.iter().filter(|w| match (&principal.sessions, &w.session_id) {
-        (None, _) => true,
-        (Some(allowed), Some(session)) => allowed.contains(session),
-        (Some(_), None) => false,
-    });
-    Ok(JsonResponse(WebhookList { webhooks: visible.map(WebhookView::from).collect() }))
+    let visible = state.sessions.webhooks().endpoints_of(&principal).await?;
+    Ok(JsonResponse(WebhookList { webhooks: visible.iter().map(WebhookView::from).collect() }))
 }
 
 /// One endpoint.
@@ -192,19 +168,10 @@ pub async fn update(
     Json(request): Json<UpdateWebhookRequest>,
 ) -> ApiResult<JsonResponse<WebhookView>> {
     let webhook = visible_webhook(&state, &principal, &id, Scope::Sessions).await?;
-    let webhooks = state.sessions.webhooks();
-    let url = request.url.unwrap_or(webhook.url.clone());
-    webhooks.check_url(&url).await?;
-    let events = request.events.unwrap_or(webhook.events.clone());
-    if events.is_empty() {
-        return Err(ApiError::unprocessable("invalid_field", "events must not be empty"));
-    }
-    Webhooks::check_events(&events)?;
-    let enabled = request.enabled.unwrap_or(webhook.enabled);
-    state.store.update_webhook(&webhook.id, &url, &events, enabled).await?;
-    webhooks.invalidate();
-    webhooks.wake();
-    let webhook = visible_webhook(&state, &principal, &id, Scope::Read).await?;
+    let change = EndpointChange { url: request.url, events: request.events, enabled: request.enabled };
+    let webhook = state.sessions.webhooks().update_endpoint(&webhook, change).await?;
+    // The answer shows the endpoint: that needs `read` as well.
+    principal.require(Scope::Read)?;
     Ok(JsonResponse(WebhookView::from(&webhook)))
 }
 
@@ -217,8 +184,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let webhook = visible_webhook(&state, &principal, &id, Scope::Sessions).await?;
-    state.store.delete_webhook(&webhook.id).await?;
-    state.sessions.webhooks().invalidate();
+    state.sessions.webhooks().delete_endpoint(&webhook).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -273,15 +239,9 @@ pub async fn deliveries(
 ) -> ApiResult<JsonResponse<DeliveryList>> {
     let webhook = visible_webhook(&state, &principal, &id, Scope::Read).await?;
     let limit = super::extract::page_limit(query.limit)?;
-    if let Some(status) = &query.status
-        && !["pending", "delivered", "dead"].contains(&status.as_str())
-    {
-        return Err(ApiError::bad_request("invalid_query", "status must be pending, delivered or dead"));
-    }
-    let records = state.store.webhook_deliveries(&webhook.id, query.status.as_deref(), limit).await?;
-    let mut deliveries = Vec::with_capacity(records.len());
-    for d in records {
-        let attempts = state.store.webhook_attempts(&d.id).await?;
+    let log = state.sessions.webhooks().delivery_log(&webhook, query.status.as_deref(), limit).await?;
+    let mut deliveries = Vec::with_capacity(log.len());
+    for DeliveryLog { delivery: d, attempts } in log {
         deliveries.push(DeliveryView {
             next_attempt_at: (d.status == "pending").then(|| rfc3339(d.next_attempt_at)),
             id: d.id,
@@ -340,24 +300,12 @@ pub async fn replay(
             ApiError::unprocessable("invalid_field", format!("{field} must be an RFC 3339 time"))
         })
     };
-    let events = match (request.event_id, request.since, request.until) {
-        (Some(event_id), None, None) => {
-            let event = state.store.webhook_event(&event_id).await?;
-            match event {
-                Some(event) if event.owner_id == webhook.owner_id => vec![event.id],
-                _ => {
-                    return Err(ApiError::not_found(
-                        "event_not_found",
-                        format!("no event {event_id} for this endpoint"),
-                    ));
-                }
-            }
-        }
-        (None, Some(since), until) => {
-            let since = parse("since", &since)?;
-            let until = until.as_deref().map(|u| parse("until", u)).transpose()?.unwrap_or(i64::MAX);
-            state.store.webhook_event_ids(&webhook.id, since, until).await?
-        }
+    let which = match (request.event_id, request.since, request.until) {
+        (Some(event_id), None, None) => Replay::Event(event_id),
+        (None, Some(since), until) => Replay::Window {
+            since: parse("since", &since)?,
+            until: until.as_deref().map(|u| parse("until", u)).transpose()?.unwrap_or(i64::MAX),
+        },
         _ => {
             return Err(ApiError::unprocessable(
                 "invalid_field",
@@ -365,8 +313,6 @@ pub async fn replay(
             ));
         }
     };
-    let webhooks = state.sessions.webhooks();
-    let queued = state.store.replay_webhook_events(&webhook.id, &events, webhooks.next_seq()).await?;
-    webhooks.wake();
+    let queued = state.sessions.webhooks().replay(&webhook, which).await?;
     Ok((StatusCode::ACCEPTED, JsonResponse(ReplayResponse { queued })))
 }

@@ -23,11 +23,10 @@ const LIVE_EVERY: Duration = Duration::from_secs(2);
 
 /// Everything the overview shows, as JSON (the live stream sends the same).
 async fn stats(state: &AppState, principal: &Principal) -> Result<Value, StoreError> {
-    let owner = principal.owner_filter();
-    let sessions: Vec<_> =
-        state.store.sessions(owner).await?.into_iter().filter(|s| principal.can_see(s)).collect();
+    let figures = state.overview.figures(principal).await?;
+    let sessions = &figures.sessions;
     let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
-    for session in &sessions {
+    for session in sessions {
         *by_status.entry(session.status.to_string()).or_default() += 1;
     }
     let statuses: BTreeMap<String, String> =
@@ -36,20 +35,19 @@ async fn stats(state: &AppState, principal: &Principal) -> Result<Value, StoreEr
         ["queued", "sending", "sent", "delivered", "read", "failed", "canceled"]
             .map(|s| (s.to_owned(), 0))
             .into();
-    for (status, n) in state.store.message_counts(owner).await? {
+    for (status, n) in figures.messages {
         messages.insert(status, n);
     }
-    let since = now_ms() - 24 * HOUR;
     let mut otp: BTreeMap<String, i64> =
         ["pending", "approved", "failed", "expired", "canceled", "max_attempts"]
             .map(|s| (s.to_owned(), 0))
             .into();
     let mut otp_total = 0;
-    for (status, n) in state.store.otp_counts(owner, since).await? {
+    for (status, n) in figures.otp {
         otp.insert(status.to_string(), n);
         otp_total += n;
     }
-    let per_hour = state.store.messages_per_hour(owner, since - HOUR).await?;
+    let per_hour = &figures.per_hour;
     let last_hour = per_hour.iter().filter(|(hour, _)| *hour >= now_ms() - HOUR).map(|(_, n)| n).sum::<i64>();
     Ok(json!({
         "sessions": by_status,
@@ -60,8 +58,8 @@ async fn stats(state: &AppState, principal: &Principal) -> Result<Value, StoreEr
         "last_hour": last_hour,
         "otp": otp,
         "otp_sent": otp_total,
-        "webhook_dead": state.store.dead_webhook_deliveries(owner).await?,
-        "chart": chart(&per_hour),
+        "webhook_dead": figures.dead_webhooks,
+        "chart": chart(per_hour),
     }))
 }
 

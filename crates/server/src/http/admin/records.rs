@@ -71,16 +71,11 @@ pub async fn messages(
     if let Some(cursor) = &q.cursor {
         filter.before = cursor.split_once(':').and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())));
     }
-    let records = match state.store.messages(&filter).await {
-        Ok(records) => records,
+    let (records, next) = match state.messages.list(principal, &filter).await {
+        Ok(page) => page,
         Err(err) => return failed(err.into()),
     };
-    let allowed =
-        |m: &&MessageRecord| principal.sessions.is_none() || visible.iter().any(|s| s.id == m.session_id);
-    let rows: Vec<_> = records.iter().filter(allowed).map(row).collect();
-    let next = (records.len() as u32 == PAGE)
-        .then(|| records.last().map(|m| format!("{}:{}", m.created_at, m.id)))
-        .flatten();
+    let rows: Vec<_> = records.iter().map(row).collect();
     let sessions: Vec<String> = visible.iter().map(|s| s.id.to_string()).collect();
     with_session(
         &session,

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -17,8 +17,8 @@ use super::auth::{AdminSession, SignedForm, with_session};
 use super::{done, page, refused, when};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::messages::{SendMessageRequest, accept};
 use crate::http::sessions::{CreateSessionRequest, create_session, parse_phone, visible_session};
+use wagate_service::messages::SendMessageRequest;
 
 /// A failed service call, shown as a page.
 pub(super) fn failed(err: ApiError) -> Response {
@@ -104,7 +104,7 @@ pub async fn show(
         Ok(record) => record,
         Err(response) => return response,
     };
-    let events = state.store.session_events(&record.id, None, 15).await.unwrap_or_default();
+    let events = state.activity.session_events(&record.id, None, 15).await.unwrap_or_default();
     let events: Vec<_> = events
         .iter()
         .map(|e| json!({ "kind": e.kind, "detail": e.detail, "at": when(e.created_at) }))
@@ -287,9 +287,12 @@ pub async fn action(
                 text: form.text.clone().filter(|t| !t.is_empty()),
                 ..Default::default()
             };
-            accept(&state, &record, &HeaderMap::new(), request)
+            state
+                .messages
+                .accept(&record, request, None)
                 .await
-                .map(|(_, m)| format!("Message {} queued", m.id))
+                .map(|accepted| format!("Message {} queued", accepted.message.id))
+                .map_err(Into::into)
         }
         _ => return page::not_found(),
     };

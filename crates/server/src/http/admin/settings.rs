@@ -13,6 +13,7 @@ use super::{done, page, refused, when};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::http::sessions::{parse_phone, visible_session};
+use wagate_service::webhooks::Replay;
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
@@ -25,18 +26,12 @@ pub async fn webhooks(
     Query(q): Query<NoticeQuery>,
 ) -> Response {
     let principal = &session.principal;
-    let endpoints = match state.store.webhooks(principal.owner_filter()).await {
+    let endpoints = match state.sessions.webhooks().endpoints_with_recent_deliveries(principal, 20).await {
         Ok(endpoints) => endpoints,
         Err(err) => return failed(err.into()),
     };
     let mut rows = Vec::new();
-    for endpoint in endpoints.iter().filter(|w| {
-        principal.sessions.is_none()
-            || w.session_id
-                .as_ref()
-                .is_some_and(|s| principal.sessions.as_ref().is_some_and(|a| a.contains(s)))
-    }) {
-        let deliveries = state.store.webhook_deliveries(&endpoint.id, None, 20).await.unwrap_or_default();
+    for (endpoint, deliveries) in &endpoints {
         let dead = deliveries.iter().filter(|d| d.status == "dead").count();
         let log: Vec<_> = deliveries
             .iter()
@@ -70,24 +65,16 @@ pub async fn replay_dead(
     SignedForm(session, _): SignedForm<NoFields>,
 ) -> Response {
     let principal = &session.principal;
-    let endpoint = match state.store.webhook(&id).await {
-        Ok(Some(endpoint)) if principal.owns(&endpoint.owner_id) => endpoint,
-        _ => return page::not_found(),
+    let webhooks = state.sessions.webhooks();
+    let endpoint = match webhooks.endpoint(principal, &id).await {
+        Ok(endpoint) => endpoint,
+        Err(_) => return page::not_found(),
     };
     if let Err(err) = principal.require(Scope::Sessions) {
         return failed(err.into());
     }
-    let dead = match state.store.webhook_deliveries(&endpoint.id, Some("dead"), 200).await {
-        Ok(dead) => dead,
-        Err(err) => return failed(err.into()),
-    };
-    let events: Vec<String> = dead.into_iter().map(|d| d.event_id).collect();
-    let webhooks = state.sessions.webhooks();
-    match state.store.replay_webhook_events(&endpoint.id, &events, webhooks.next_seq()).await {
-        Ok(queued) => {
-            webhooks.wake();
-            done("/admin/webhooks", &format!("{queued} deliveries queued again"))
-        }
+    match webhooks.replay(&endpoint, Replay::DeadLetters).await {
+        Ok(queued) => done("/admin/webhooks", &format!("{queued} deliveries queued again")),
         Err(err) => failed(err.into()),
     }
 }

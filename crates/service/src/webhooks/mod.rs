@@ -3,7 +3,6 @@
 //! and jitter for more than a day, with a log of every attempt and dead letters at the end.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,13 @@ use tokio::task::JoinSet;
 use wagate_core::SessionId;
 use wagate_store::{DeliveryRecord, Store, StoreError, WebhookEventRecord, WebhookRecord};
 
+mod endpoints;
+
+pub use endpoints::{DeliveryLog, EndpointChange, NewEndpoint, Replay};
+
 use crate::otp::seal::Sealer;
 use crate::time::{Sequence, now_ms, rfc3339};
+use crate::url_guard::UrlGuard;
 
 /// Event types wagate emits.
 pub const EVENT_TYPES: [&str; 11] = [
@@ -64,6 +68,14 @@ pub enum WebhookError {
     InvalidUrl(String),
     #[error("unknown event type `{0}`")]
     UnknownEvent(String),
+    #[error("events must not be empty")]
+    EmptyEvents,
+    #[error("webhook not found")]
+    NotFound,
+    #[error("no event {0} for this endpoint")]
+    EventNotFound(String),
+    #[error("status must be pending, delivered or dead")]
+    UnknownDeliveryStatus,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,6 +86,7 @@ pub struct Webhooks {
     /// Signing secrets are stored encrypted; this opens them to sign.
     sealer: Arc<Sealer>,
     client: reqwest::Client,
+    url_guard: UrlGuard,
     endpoints: RwLock<Option<Arc<Vec<WebhookRecord>>>>,
     wake: Notify,
     seq: Sequence,
@@ -88,6 +101,7 @@ impl Webhooks {
             .build()
             .expect("HTTP client builds");
         Webhooks {
+            url_guard: UrlGuard::new(config.allow_private_urls),
             store,
             config,
             sealer,
@@ -138,34 +152,7 @@ impl Webhooks {
 
     /// An http(s) URL whose host does not resolve to a private address (unless allowed).
     pub async fn check_url(&self, raw: &str) -> Result<reqwest::Url, WebhookError> {
-        let url =
-            reqwest::Url::parse(raw).map_err(|e| WebhookError::InvalidUrl(format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(WebhookError::InvalidUrl("only http and https URLs are allowed".into()));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(WebhookError::InvalidUrl("credentials in the URL are not allowed".into()));
-        }
-        let host = url.host_str().ok_or_else(|| WebhookError::InvalidUrl("the URL has no host".into()))?;
-        if self.config.allow_private_urls {
-            return Ok(url);
-        }
-        let port = url.port_or_known_default().unwrap_or(443);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|_| WebhookError::InvalidUrl(format!("cannot resolve {host}")))?
-                .map(|a| a.ip())
-                .collect(),
-        };
-        if addresses.iter().any(|ip| is_private(*ip)) {
-            return Err(WebhookError::InvalidUrl(
-                "the URL points at a loopback, private or link-local address (set allow_private_urls to allow)".into(),
-            ));
-        }
-        Ok(url)
+        self.url_guard.check(raw).await.map_err(|refused| WebhookError::InvalidUrl(refused.0))
     }
 
     /// Makes a session's `webhook_url` an endpoint for its messages and status (replacing the
@@ -415,31 +402,6 @@ fn jittered(ms: u64) -> u64 {
     if spread == 0 { ms } else { ms - spread + rand::random_range(0..=2 * spread) }
 }
 
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (b & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,28 +416,6 @@ mod tests {
             Webhooks::sign(secret, id, 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
-    }
-
-    #[test]
-    fn private_addresses_are_recognised() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "0.0.0.0",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:2800:220:1::248"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
-        }
     }
 
     #[test]
