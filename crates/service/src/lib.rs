@@ -12,6 +12,7 @@ pub mod group_commit;
 pub mod media;
 pub mod numbers;
 pub mod otp;
+pub mod round_robin;
 pub mod sessions;
 pub mod time;
 pub mod webhooks;
