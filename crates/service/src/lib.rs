@@ -15,6 +15,7 @@ pub mod messages;
 pub mod numbers;
 pub mod otp;
 pub mod overview;
+pub mod round_robin;
 pub mod sessions;
 pub mod time;
 pub mod url_guard;

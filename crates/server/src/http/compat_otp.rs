@@ -9,19 +9,15 @@ use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
-use wagate_core::{OtpStatus, Scope};
-use wagate_store::{OtpFilter, OtpRecord};
+use wagate_core::Scope;
 
 use super::extract::{Auth, Json, QueryParams};
 use super::otp::{
-    OtpCaller, OtpView, SendOtpRequest, VerifyOtpRequest, caller, generated, send_request, verify_request,
-    view,
+    OtpCaller, OtpView, SendOtpRequest, VerifyOtpRequest, caller, send_request, verify_request,
 };
 use super::sessions::parse_phone;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use wagate_service::auth::Principal;
-use wagate_service::otp::OtpError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -74,7 +70,7 @@ pub async fn send(
         company_name: body.company_name,
         ..Default::default()
     };
-    let request = send_request(&state, &principal, request).await?;
+    let request = send_request(&state, &principal, request)?;
     let issued = state.otp.send(&principal, &caller(&principal, otp_caller), request).await?;
     let view = OtpView::from_issued(issued);
     Ok((
@@ -94,11 +90,13 @@ pub struct SeedGenerateQuery {
 #[utoipa::path(get, path = "/api/messages/{session}/generate-otp", tag = "compat", params(("session" = String, Path), SeedGenerateQuery),
     responses((status = 200, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
 pub async fn generate(
+    State(state): State<AppState>,
     Auth(principal): Auth,
     Path(_session): Path<String>,
     QueryParams(query): QueryParams<SeedGenerateQuery>,
 ) -> ApiResult<JsonResponse<Value>> {
-    let code = generated(&principal, query.length)?;
+    principal.require(Scope::Otp)?;
+    let code = state.otp.generate(query.length)?;
     Ok(JsonResponse(json!({ "success": true, "data": { "otp": code.reveal(), "length": code.len() } })))
 }
 
@@ -121,20 +119,6 @@ pub async fn verify(
     })))
 }
 
-/// The tenant's latest verification of `phone`.
-async fn latest(state: &AppState, principal: &Principal, phone: &str) -> ApiResult<OtpRecord> {
-    principal.require(Scope::Otp)?;
-    let phone = parse_phone(state, phone)?;
-    let filter = OtpFilter {
-        owner_id: Some(principal.user_id.clone()),
-        phone: Some(phone.e164().to_owned()),
-        limit: 1,
-        ..OtpFilter::default()
-    };
-    let record = state.otp.list(&filter).await?.into_iter().next().ok_or(OtpError::NotFound)?;
-    state.otp.visible(principal, &record.id).await.map_err(ApiError::from)
-}
-
 /// Status of the latest verification of a phone.
 #[utoipa::path(get, path = "/api/otp/status/{phone}", tag = "compat", params(("phone" = String, Path)),
     responses((status = 200, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
@@ -143,9 +127,10 @@ pub async fn status(
     Auth(principal): Auth,
     Path(phone): Path<String>,
 ) -> ApiResult<JsonResponse<Value>> {
-    let record = latest(&state, &principal, &phone).await?;
-    let view = view(&state, &record).await?;
-    Ok(JsonResponse(json!({ "success": true, "data": view })))
+    principal.require(Scope::Otp)?;
+    let phone = parse_phone(&state, &phone)?;
+    let tracked = state.otp.latest(&principal, &phone).await?;
+    Ok(JsonResponse(json!({ "success": true, "data": OtpView::from_tracked(&tracked) })))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -176,8 +161,10 @@ pub async fn resend(
     otp_caller: OtpCaller,
     Json(body): Json<SeedPhoneBody>,
 ) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-    let record = latest(&state, &principal, body.phone()?).await?;
-    let issued = state.otp.resend(&principal, &caller(&principal, otp_caller), record, None).await?;
+    let raw_phone = body.phone()?;
+    principal.require(Scope::Otp)?;
+    let phone = parse_phone(&state, raw_phone)?;
+    let issued = state.otp.resend_latest(&principal, &caller(&principal, otp_caller), &phone).await?;
     let view = OtpView::from_issued(issued);
     Ok((
         StatusCode::ACCEPTED,
@@ -195,12 +182,11 @@ pub async fn expire(
     Auth(principal): Auth,
     Json(body): Json<SeedPhoneBody>,
 ) -> ApiResult<JsonResponse<Value>> {
-    let record = latest(&state, &principal, body.phone()?).await?;
-    if record.status != OtpStatus::Pending {
-        return Err(OtpError::NotPending(record.status).into());
-    }
-    let canceled = state.otp.cancel(&record).await?;
+    let raw_phone = body.phone()?;
+    principal.require(Scope::Otp)?;
+    let phone = parse_phone(&state, raw_phone)?;
+    let canceled = state.otp.cancel_latest(&principal, &phone).await?;
     Ok(JsonResponse(
-        json!({ "success": true, "message": "OTP expired", "data": view(&state, &canceled).await? }),
+        json!({ "success": true, "message": "OTP expired", "data": OtpView::from_tracked(&canceled) }),
     ))
 }

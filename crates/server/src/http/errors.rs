@@ -158,3 +158,70 @@ impl From<AccountError> for ApiError {
         }
     }
 }
+
+// --- One-time passwords -------------------------------------------------------------------
+
+use wagate_core::OtpStatus;
+use wagate_service::otp::templates::TemplateError;
+use wagate_service::otp::{OtpError, SettingsError};
+
+impl From<OtpError> for ApiError {
+    fn from(err: OtpError) -> Self {
+        let message = err.to_string();
+        match err {
+            OtpError::InvalidPhone(_) => ApiError::bad_request("invalid_phone", message),
+            OtpError::CountryNotAllowed(_) => ApiError::unprocessable("country_not_allowed", message),
+            OtpError::InvalidLength => ApiError::unprocessable("invalid_length", message),
+            OtpError::InvalidTtl(_) => ApiError::unprocessable("invalid_ttl", message),
+            OtpError::InvalidLocale(_) => ApiError::unprocessable("invalid_locale", message),
+            OtpError::InvalidBrand => ApiError::unprocessable("invalid_field", message),
+            OtpError::SessionAndPool => ApiError::unprocessable("invalid_body", message),
+            OtpError::InvalidTemplateName => ApiError::unprocessable("invalid_template_name", message),
+            OtpError::UnknownTemplate(_) => ApiError::unprocessable("unknown_template", message),
+            OtpError::TemplateNotFound => ApiError::not_found("template_not_found", message),
+            OtpError::Template(TemplateError::Link) => ApiError::unprocessable("template_has_link", message),
+            OtpError::Template(_) => ApiError::unprocessable("invalid_template", message),
+            OtpError::CustomCodeForbidden => ApiError::forbidden("missing_scope", message),
+            OtpError::InvalidCustomCode(_) => ApiError::unprocessable("invalid_custom_code", message),
+            OtpError::InvalidCode(_) => ApiError::unprocessable("invalid_code", message),
+            OtpError::MissingTarget => ApiError::unprocessable("missing_field", message),
+            OtpError::RateLimited(_, wait) => {
+                ApiError { detail: message, ..ApiError::too_many_requests(wait.as_secs() + 1) }
+            }
+            OtpError::PhoneLocked(wait) => ApiError {
+                code: "phone_locked",
+                detail: message,
+                ..ApiError::too_many_requests(wait.as_secs() + 1)
+            },
+            OtpError::NotFound => ApiError::not_found("otp_not_found", message),
+            OtpError::NotPending(status) => ApiError::conflict(
+                match status {
+                    OtpStatus::Approved => "otp_already_used",
+                    OtpStatus::Expired => "otp_expired",
+                    OtpStatus::Canceled => "otp_canceled",
+                    OtpStatus::MaxAttempts => "otp_max_attempts",
+                    OtpStatus::Failed | OtpStatus::Pending => "otp_failed",
+                },
+                message,
+            ),
+            OtpError::ResendCooldown(wait) => ApiError {
+                code: "resend_cooldown",
+                detail: message,
+                ..ApiError::too_many_requests(wait.as_secs() + 1)
+            },
+            OtpError::ResendLimit => ApiError::conflict("resend_limit_reached", message),
+            OtpError::NoSession(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_connected_session", message)
+            }
+            OtpError::SessionNotLinked => ApiError::conflict("session_not_linked", message),
+            OtpError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            OtpError::Session(err) => ApiError::from(err),
+            OtpError::Settings(SettingsError::Invalid(detail)) => {
+                ApiError::unprocessable("invalid_settings", detail)
+            }
+            OtpError::Settings(SettingsError::Store(err)) | OtpError::Store(err) => ApiError::from(err),
+        }
+    }
+}

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use wagate_core::Phone;
 use wagate_store::{OtpTemplateRecord, Store, StoreError};
 
-use super::OtpError;
 use super::templates::language;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,16 +59,14 @@ impl OtpSettings {
         Ok(())
     }
 
-    pub(super) fn check_country(&self, phone: &Phone) -> Result<(), OtpError> {
+    /// The phone's region when these settings refuse it (`unknown` when it has none).
+    pub(super) fn refused_region(&self, phone: &Phone) -> Option<String> {
         if self.allowed_countries.is_empty() && self.denied_countries.is_empty() {
-            return Ok(());
+            return None;
         }
         let region = phone.region().unwrap_or_else(|| "unknown".into());
         let allowed = self.allowed_countries.is_empty() || self.allowed_countries.contains(&region);
-        if !allowed || self.denied_countries.contains(&region) {
-            return Err(OtpError::CountryNotAllowed(region));
-        }
-        Ok(())
+        (!allowed || self.denied_countries.contains(&region)).then_some(region)
     }
 }
 

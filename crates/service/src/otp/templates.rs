@@ -85,6 +85,13 @@ pub fn valid_locale(locale: &str) -> bool {
         && locale.len() <= 16
 }
 
+/// A template name as accepted: 1 to 64 of `a-z`, `0-9`, `_` and `-`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// Compiled templates kept at most; all are dropped when there are more.
 const MAX_COMPILED: usize = 1_024;
 

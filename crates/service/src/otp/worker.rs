@@ -9,8 +9,9 @@ use tokio::sync::{mpsc, watch};
 use wagate_core::otp::codes_in;
 use wagate_core::{MessageStatus, OtpMode, OtpStatus, SessionId};
 
+use super::OtpService;
+use super::auto::PushOutcome;
 use super::feed::{FeedEvent, WatchedOtp};
-use super::{OtpService, PushOutcome};
 use crate::time::now_ms;
 
 impl OtpService {
@@ -82,7 +83,7 @@ impl OtpService {
             _ => return,
         };
         if status == MessageStatus::Sent
-            && let Some(waiter) = self.take_waiter(&otp.verification_id)
+            && let Some(waiter) = self.waiters.take(&otp.verification_id)
         {
             let _ = waiter.send(PushOutcome::Sent);
         }
@@ -105,7 +106,7 @@ impl OtpService {
         reason: Option<String>,
         restricted: bool,
     ) {
-        let waiter = self.take_waiter(&otp.verification_id);
+        let waiter = self.waiters.take(&otp.verification_id);
         if restricted && otp.requested_mode == OtpMode::Auto {
             // The sender is waiting and turns the verification into an inbound one.
             if let Some(waiter) = waiter

@@ -183,8 +183,8 @@ pub async fn otp_log(
         match parse_phone(&state, phone) {
             Ok(phone) => {
                 filter.phone = Some(phone.e164().to_owned());
-                if let Ok((count, locked)) = state.otp.phone_failures(&principal.user_id, phone.e164()).await
-                {
+                if let Ok(standing) = state.otp.phone_failures(&principal.user_id, phone.e164()).await {
+                    let (count, locked) = (standing.failures, standing.locked_until);
                     failures = Some(
                         json!({ "phone": phone.e164(), "count": count, "locked_until": locked.map(when) }),
                     );
@@ -255,7 +255,7 @@ pub async fn otp_cancel(
         Ok(record) => record,
         Err(_) => return page::not_found(),
     };
-    match state.otp.cancel(&record).await {
+    match state.otp.cancel_record(&record).await {
         Ok(_) => done("/admin/otp", "Verification canceled"),
         Err(err) => failed(err.into()),
     }
