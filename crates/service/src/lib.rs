@@ -6,12 +6,14 @@
 
 pub mod accounts;
 pub mod auth;
-pub mod delivery;
 pub mod engines;
+pub mod feed;
 pub mod group_commit;
 pub mod media;
 pub mod numbers;
 pub mod otp;
+pub mod outbox;
+pub mod seal;
 pub mod sessions;
 pub mod time;
 pub mod webhooks;

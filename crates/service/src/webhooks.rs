@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use wagate_core::SessionId;
 use wagate_store::{DeliveryRecord, Store, StoreError, WebhookEventRecord, WebhookRecord};
 
-use crate::otp::seal::Sealer;
+use crate::seal::Sealer;
 use crate::time::{Sequence, now_ms, rfc3339};
 
 /// Event types wagate emits.

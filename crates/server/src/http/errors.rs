@@ -41,6 +41,7 @@ impl From<SessionError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
             }
             SessionError::UnknownPool(_) => ApiError::not_found("pool_not_found", message),
+            SessionError::NotSupported(_) => ApiError::conflict("not_supported_by_engine", message),
             SessionError::Webhook(err) => ApiError::from(err),
             SessionError::Store(err) => ApiError::from(err),
         }

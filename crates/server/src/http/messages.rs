@@ -17,8 +17,8 @@ use super::sessions::{authorized_session, parse_phone, visible_sessions};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use wagate_service::auth::Principal;
-use wagate_service::delivery::{DeliveryError, NewOutgoing};
 use wagate_service::media::MediaError;
+use wagate_service::outbox::{NewOutgoing, OutboxError};
 use wagate_service::sessions::PoolStrategy;
 use wagate_service::time::rfc3339;
 
@@ -402,17 +402,17 @@ fn shown_content(content: &MessageContent) -> MessageContent {
     }
 }
 
-impl From<DeliveryError> for ApiError {
-    fn from(err: DeliveryError) -> Self {
+impl From<OutboxError> for ApiError {
+    fn from(err: OutboxError) -> Self {
         let message = err.to_string();
         match err {
-            DeliveryError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
-            DeliveryError::NotFound => ApiError::not_found("message_not_found", message),
-            DeliveryError::ShuttingDown => {
+            OutboxError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
+            OutboxError::NotFound => ApiError::not_found("message_not_found", message),
+            OutboxError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
-            DeliveryError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
-            DeliveryError::Store(err) => ApiError::from(err),
+            OutboxError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
+            OutboxError::Store(err) => ApiError::from(err),
         }
     }
 }

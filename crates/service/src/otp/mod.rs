@@ -5,9 +5,7 @@
 //! as an HMAC in the verification. Codes are never logged, never in webhooks, and returned to
 //! the caller only when the tenant turned `return_code_in_response` on.
 
-pub mod feed;
 mod limits;
-pub mod seal;
 mod settings;
 pub mod templates;
 mod worker;
@@ -25,16 +23,16 @@ use wagate_store::{
     MessageRecord, NewCode, NewMessage, OtpFilter, OtpRecord, PhoneFailures, SessionRecord, Store, StoreError,
 };
 
-pub use feed::{FeedEvent, OtpFeed, WatchedOtp};
+pub use crate::feed::{FeedEvent, OtpFeed, WatchedOtp};
 pub use limits::Caller;
 pub use settings::{OtpSettings, SettingsError};
 
 use self::limits::Limits;
-use self::seal::Sealer;
 use self::templates::{TemplateError, Vars};
 use super::group_commit::{GroupCommit, WriteError};
 use super::sessions::{SessionError, SessionManager};
 use crate::auth::Principal;
+use crate::seal::Sealer;
 use crate::time::now_ms;
 
 /// Priority of one-time-password messages in a session's queue (ordinary messages: 0).

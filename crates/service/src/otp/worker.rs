@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, watch};
 use wagate_core::otp::codes_in;
 use wagate_core::{MessageStatus, OtpMode, OtpStatus, SessionId};
 
-use super::feed::{FeedEvent, WatchedOtp};
 use super::{OtpService, PushOutcome};
+use crate::feed::{FeedEvent, WatchedOtp};
 use crate::time::now_ms;
 
 impl OtpService {
