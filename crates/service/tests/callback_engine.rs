@@ -161,7 +161,7 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
     assert!(matches!(sessions.pair_code(&id, &phone).await, Err(SessionError::NotSupported(_))));
     assert!(matches!(sessions.groups(&linked).await, Err(SessionError::NotSupported(_))));
     assert!(matches!(
-        sessions.check_numbers(&linked, &[phone.clone()]).await,
+        sessions.check_numbers(&linked, std::slice::from_ref(&phone)).await,
         Err(SessionError::NotSupported(_))
     ));
     assert!(matches!(sessions.logout(&id).await, Err(SessionError::NotSupported(_))));
