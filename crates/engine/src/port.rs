@@ -8,6 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 pub use wagate_core::MessageContent;
 use wagate_core::{EngineKind, Phone, SessionId};
 
+use crate::PendingAck;
+
 /// What an engine needs to open a session.
 #[derive(Debug, Clone)]
 pub struct SessionSpec {
@@ -177,15 +179,6 @@ pub enum EngineEvent {
     LoggedOut {
         reason: String,
     },
-    /// The server accepted a message.
-    Sent {
-        id: String,
-    },
-    /// A message could not be sent.
-    SendFailed {
-        id: String,
-        failure: SendFailure,
-    },
     Receipt {
         ids: Vec<String>,
         kind: ReceiptKind,
@@ -277,9 +270,9 @@ pub enum EngineError {
 /// An open session on the network.
 #[async_trait]
 pub trait Connection: Send + Sync {
-    /// Hands a message to the network. Success means "written"; the outcome arrives later as
-    /// [`EngineEvent::Sent`] or [`EngineEvent::SendFailed`].
-    async fn send(&self, message: OutgoingMessage) -> Result<(), EngineError>;
+    /// Hands a message to the network. Success means "written"; the network's answer (sent,
+    /// or why not) resolves the returned [`PendingAck`].
+    async fn send(&self, message: OutgoingMessage) -> Result<PendingAck, EngineError>;
 
     /// Switches an unlinked session from QR codes to a pairing code for `phone`.
     async fn pair_with_code(&self, phone: &Phone) -> Result<PairingCode, EngineError>;

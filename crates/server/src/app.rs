@@ -14,14 +14,14 @@ use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
 use wagate_service::activity::Activity;
 use wagate_service::auth::Secrets;
-use wagate_service::delivery::Delivery;
 use wagate_service::engines::Engines;
 use wagate_service::media::MediaStore;
 use wagate_service::messages::Messages;
 use wagate_service::numbers::NumberCache;
-use wagate_service::otp::seal::Sealer;
 use wagate_service::otp::{OtpFeed, OtpService};
+use wagate_service::outbox::Outbox;
 use wagate_service::overview::Overview;
+use wagate_service::seal::Sealer;
 use wagate_service::sessions::{Pipeline, SessionManager, SessionPacing};
 use wagate_service::url_guard::UrlGuard;
 use wagate_service::webhooks::Webhooks;
@@ -106,13 +106,13 @@ impl App {
             Ok(None) => {}
             Err(err) => return Err(StartError::Admin(err.to_string())),
         }
-        let released = store.release_message_leases().await?;
+        let outbox = Outbox::new(store.clone(), config.delivery.clone());
+        let released = outbox.release_leases_of_previous_run().await?;
         if released > 0 {
             tracing::info!(released, "messages of the previous run are queued again");
         }
         let engines = engines(&config);
         let (stop, shutdown) = watch::channel(false);
-        let delivery = Arc::new(Delivery::new(store.clone(), config.delivery.clone()));
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
         let sealer = Arc::new(Sealer::new(&secrets.seal_key));
         let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone(), sealer.clone()));
@@ -127,7 +127,7 @@ impl App {
             store.clone(),
             engines,
             config.data_dir.clone(),
-            Pipeline { delivery, webhooks, media, sealer: sealer.clone(), otp_feed: otp_feed.clone() },
+            Pipeline { outbox, webhooks, media, sealer: sealer.clone(), observer: otp_feed.clone() },
             pacing,
             shutdown.clone(),
         );

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use wagate_core::Pacing;
 
 pub use wagate_service::accounts::{AccountsConfig, LoginLimits};
-pub use wagate_service::delivery::DeliveryConfig;
 pub use wagate_service::media::MediaConfig;
 pub use wagate_service::otp::OtpConfig;
+pub use wagate_service::outbox::DeliveryConfig;
 pub use wagate_service::webhooks::WebhookConfig;
 
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,12 @@ impl Engines {
         self
     }
 
+    /// Any other engine (one built outside this crate, e.g. in tests).
+    pub fn with_engine(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.engines.push(engine);
+        self
+    }
+
     /// The engine of sessions created without one: the configured one, else `web`.
     pub fn with_default(mut self, preferred: Option<EngineKind>) -> Self {
         self.preferred = preferred;

@@ -13,8 +13,8 @@ use super::network::{InboxEntry, SandboxError, SandboxNetwork};
 use super::{codes, device, magic::MagicNumber};
 use crate::{
     Account, Chat, Connection, EngineError, EngineEvent, EventSink, GroupInfo, GroupParticipant,
-    InboundMessage, MessageContent, NumberCheck, OutgoingMessage, PairingCode, ReceiptKind, SendFailure,
-    SessionSpec,
+    InboundMessage, MessageContent, NumberCheck, OutgoingMessage, PairingCode, PendingAck, PendingAcks,
+    ReceiptKind, SendFailure, SendOutcome, SessionSpec,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SandboxError>>;
@@ -27,7 +27,7 @@ pub(crate) enum Command {
     Receive(InboundMessage),
     Whoami { reply: Reply<Account> },
     RequestPairCode { phone: Phone, reply: EngineReply<PairingCode> },
-    Send { message: OutgoingMessage, reply: EngineReply<()> },
+    Send { message: OutgoingMessage, reply: EngineReply<PendingAck> },
     CheckNumbers { phones: Vec<Phone>, reply: EngineReply<Vec<NumberCheck>> },
     Groups { reply: EngineReply<Vec<GroupInfo>> },
     Logout { reply: EngineReply<()> },
@@ -50,6 +50,8 @@ struct SandboxSession {
     spec: SessionSpec,
     network: Arc<SandboxNetwork>,
     events: EventSink,
+    /// Sent messages until the network answered them (at once, in the sandbox).
+    acks: PendingAcks,
     phase: Phase,
 }
 
@@ -74,7 +76,8 @@ pub(super) async fn open(
             Phase::Qr { code, shown: 1, expires: Instant::now() + timeout }
         }
     };
-    let session = SandboxSession { id: spec.id.clone(), spec, network, events, phase };
+    let session =
+        SandboxSession { id: spec.id.clone(), spec, network, events, acks: PendingAcks::default(), phase };
     tokio::spawn(session.run(inbox, commands.clone()));
     Ok(Arc::new(SandboxConnection { commands }))
 }
@@ -207,8 +210,11 @@ impl SandboxSession {
             Command::Send { message, reply } => {
                 let result = match &self.phase {
                     Phase::Connected(account) => {
-                        self.send(account.clone(), message);
-                        Ok(())
+                        let id = message.id.clone();
+                        let ack = self.acks.expect(&id);
+                        let outcome = self.send(account.clone(), message);
+                        self.acks.resolve(&id, outcome);
+                        Ok(ack)
                     }
                     _ => Err(EngineError::NotConnected),
                 };
@@ -257,7 +263,8 @@ impl SandboxSession {
         Ok(account)
     }
 
-    fn send(&self, account: Account, message: OutgoingMessage) {
+    /// Delivers the message to its recipients' inboxes; the network's answer.
+    fn send(&self, account: Account, message: OutgoingMessage) -> SendOutcome {
         let id = message.id.clone();
         let (recipients, group) = match &message.to {
             Chat::Phone(phone) => (vec![phone.clone()], None),
@@ -272,9 +279,7 @@ impl SandboxSession {
                     (members, Some(jid.clone()))
                 }
                 _ => {
-                    let failure = SendFailure::Permanent { detail: format!("unknown group {jid}") };
-                    self.events.emit(EngineEvent::SendFailed { id, failure });
-                    return;
+                    return Err(SendFailure::Permanent { detail: format!("unknown group {jid}") });
                 }
             },
         };
@@ -282,28 +287,17 @@ impl SandboxSession {
         let mut delivered_after = config.delivery_delay;
         if group.is_none() {
             match MagicNumber::of(&recipients[0]) {
-                Some(MagicNumber::NotOnWhatsApp) => {
-                    self.events.emit(EngineEvent::SendFailed { id, failure: SendFailure::NotOnWhatsApp });
-                    return;
-                }
-                Some(MagicNumber::ReachOutRestricted) => {
-                    self.events
-                        .emit(EngineEvent::SendFailed { id, failure: SendFailure::ReachOutRestricted });
-                    return;
-                }
+                Some(MagicNumber::NotOnWhatsApp) => return Err(SendFailure::NotOnWhatsApp),
+                Some(MagicNumber::ReachOutRestricted) => return Err(SendFailure::ReachOutRestricted),
                 Some(MagicNumber::SendFailure) => {
-                    let failure = SendFailure::Transient { detail: "sandbox: simulated send failure".into() };
-                    self.events.emit(EngineEvent::SendFailed { id, failure });
-                    return;
+                    return Err(SendFailure::Transient { detail: "sandbox: simulated send failure".into() });
                 }
                 Some(MagicNumber::SlowDelivery) => delivered_after = config.slow_delivery,
                 None => {}
             }
         }
         if message.content.media().is_some() && message.media.is_none() {
-            let failure = SendFailure::Permanent { detail: "media bytes missing".into() };
-            self.events.emit(EngineEvent::SendFailed { id, failure });
-            return;
+            return Err(SendFailure::Permanent { detail: "media bytes missing".into() });
         }
         let media_size = message.media.as_ref().map(|m| m.bytes.len());
         let received_at = now_ms();
@@ -331,10 +325,10 @@ impl SandboxSession {
                 },
             );
         }
-        self.events.emit(EngineEvent::Sent { id: id.clone() });
         let events = self.events.clone();
         let read_after = config.read_delay;
         tokio::spawn(receipts(events, id, delivered_after, read_after));
+        Ok(())
     }
 
     fn groups(&self, account: &Account) -> Vec<GroupInfo> {
@@ -398,7 +392,7 @@ impl SandboxConnection {
 
 #[async_trait]
 impl Connection for SandboxConnection {
-    async fn send(&self, message: OutgoingMessage) -> Result<(), EngineError> {
+    async fn send(&self, message: OutgoingMessage) -> Result<PendingAck, EngineError> {
         self.ask(|reply| Command::Send { message, reply }).await
     }
 

@@ -1,48 +1,14 @@
-//! Correlates the server's acks with the messages we wrote.
+//! The server's acks of the messages we wrote.
 //!
 //! `send_message` returns as soon as the stanza is written; whether WhatsApp accepted it
-//! arrives later as a `ServerAck` (a nack carries an error code, e.g. 463).
+//! arrives later as a `ServerAck` (a nack carries an error code, e.g. 463), which resolves the
+//! message's [`PendingAck`](crate::PendingAck) in the session's [`PendingAcks`].
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use crate::{PendingAcks, SendFailure};
 
-use crate::{EngineEvent, SendFailure};
-
-#[derive(Default)]
-pub(super) struct PendingAcks {
-    waiting: Mutex<HashSet<String>>,
-}
-
-impl PendingAcks {
-    /// Called before the stanza is written, so an ack can never arrive first.
-    pub fn expect(&self, id: &str) {
-        self.lock().insert(id.to_owned());
-    }
-
-    pub fn forget(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// The connection dropped: acks only come on the connection that carried the message,
-    /// and wagate sends unacknowledged messages again (same id) after the reconnect.
-    pub fn connection_lost(&self) {
-        self.lock().clear();
-    }
-
-    /// The event for a server ack of one of our messages; `None` for acks of anything else.
-    pub fn resolve(&self, id: &str, error: Option<&str>) -> Option<EngineEvent> {
-        if !self.lock().remove(id) {
-            return None;
-        }
-        Some(match error {
-            None => EngineEvent::Sent { id: id.to_owned() },
-            Some(code) => EngineEvent::SendFailed { id: id.to_owned(), failure: failure_for_nack(code) },
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// Resolves the message a server ack is about; false for acks of anything else.
+pub(super) fn on_server_ack(acks: &PendingAcks, id: &str, error: Option<&str>) -> bool {
+    acks.resolve(id, error.map_or(Ok(()), |code| Err(failure_for_nack(code))))
 }
 
 /// What a nack code means for the message.
@@ -64,21 +30,16 @@ pub(super) fn failure_for_nack(code: &str) -> SendFailure {
 mod tests {
     use super::*;
 
-    #[test]
-    fn acks_become_sent_or_failed_once() {
+    #[tokio::test]
+    async fn acks_become_sent_or_failed_once() {
         let acks = PendingAcks::default();
-        acks.expect("A");
-        acks.expect("B");
-        assert_eq!(acks.resolve("A", None), Some(EngineEvent::Sent { id: "A".into() }));
-        assert_eq!(acks.resolve("A", None), None, "a second ack for the same id is ignored");
-        assert_eq!(
-            acks.resolve("B", Some("463")),
-            Some(EngineEvent::SendFailed { id: "B".into(), failure: SendFailure::ReachOutRestricted })
-        );
-        assert_eq!(acks.resolve("C", None), None, "acks of stanzas we did not send are not ours");
-        acks.expect("D");
-        acks.connection_lost();
-        assert_eq!(acks.resolve("D", None), None, "nothing is waited for across connections");
+        let (a, b) = (acks.expect("A"), acks.expect("B"));
+        assert!(on_server_ack(&acks, "A", None));
+        assert!(!on_server_ack(&acks, "A", None), "a second ack for the same id is ignored");
+        assert!(on_server_ack(&acks, "B", Some("463")));
+        assert!(!on_server_ack(&acks, "C", None), "acks of stanzas we did not send are not ours");
+        assert_eq!(a.await, Ok(Ok(())));
+        assert_eq!(b.await, Ok(Err(SendFailure::ReachOutRestricted)));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use whatsapp_rust::types::events::Event;
 use whatsapp_rust::types::presence::ReceiptType;
 
+use super::acks::on_server_ack;
 use super::inbound::convert;
 use super::jids::{lid_string, phone_of};
 use super::session::Shared;
@@ -124,9 +125,7 @@ impl Translator {
                 tracing::warn!(session = %self.shared.spec.id, reason = ?failure.reason, "WhatsApp refused the login");
             }
             Event::ServerAck(ack) if ack.class.as_deref().is_none_or(|class| class == "message") => {
-                if let Some(event) = self.shared.acks.resolve(&ack.id, ack.error.as_deref()) {
-                    self.emit(event);
-                }
+                on_server_ack(&self.shared.acks, &ack.id, ack.error.as_deref());
             }
             Event::Receipt(receipt) if !receipt.source.is_from_me || receipt.source.is_group => {
                 if let Some(kind) = receipt_kind(&receipt.r#type) {
@@ -261,8 +260,8 @@ mod tests {
     #[tokio::test]
     async fn acks_and_receipts_update_our_messages() {
         let (mut translator, mut events) = new_translator();
-        translator.shared.acks.expect("3EB0A");
-        translator.shared.acks.expect("3EB0B");
+        let sent = translator.shared.acks.expect("3EB0A");
+        let refused = translator.shared.acks.expect("3EB0B");
         let ack = ServerAck::builder().id("3EB0A".into()).class("message".into()).build();
         let nack =
             ServerAck::builder().id("3EB0B".into()).class("message".into()).error("463".into()).build();
@@ -278,13 +277,11 @@ mod tests {
             .offline(false)
             .build();
         translator.on_event(&Event::Receipt(receipt)).await;
+        assert_eq!(sent.await, Ok(Ok(())));
+        assert_eq!(refused.await, Ok(Err(SendFailure::ReachOutRestricted)));
         assert_eq!(
             drain(&mut events),
-            [
-                EngineEvent::Sent { id: "3EB0A".into() },
-                EngineEvent::SendFailed { id: "3EB0B".into(), failure: SendFailure::ReachOutRestricted },
-                EngineEvent::Receipt { ids: vec!["3EB0A".into()], kind: ReceiptKind::Read },
-            ]
+            [EngineEvent::Receipt { ids: vec!["3EB0A".into()], kind: ReceiptKind::Read }]
         );
     }
 }

@@ -16,14 +16,13 @@ use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::{Jid, SendOptions};
 
 use super::WebConfig;
-use super::acks::PendingAcks;
 use super::attempts::Attempts;
 use super::content::{media_message, media_type, plain_message};
 use super::jids::{chat_jid, lid_string, phone_of};
 use super::supervisor;
 use crate::{
     Chat, Connection, EngineError, EventSink, GroupInfo, GroupParticipant, NumberCheck, OutgoingMessage,
-    PairingCode, SessionSpec,
+    PairingCode, PendingAck, PendingAcks, SessionSpec,
 };
 
 /// How long a pairing code stays valid on WhatsApp's side.
@@ -144,7 +143,7 @@ impl WebSession {
 
 #[async_trait]
 impl Connection for WebSession {
-    async fn send(&self, message: OutgoingMessage) -> Result<(), EngineError> {
+    async fn send(&self, message: OutgoingMessage) -> Result<PendingAck, EngineError> {
         let client = self.shared.online_client()?;
         let to = chat_jid(&message.to)?;
         let protobuf = match plain_message(&message.content, &to.to_string()) {
@@ -163,10 +162,10 @@ impl Connection for WebSession {
                 media_message(&message.content, upload.into(), &media.mimetype)
             }
         };
-        self.shared.acks.expect(&message.id);
+        let ack = self.shared.acks.expect(&message.id);
         let options = SendOptions::default().with_message_id(message.id.clone());
         match client.send_message_with_options(to, protobuf, options).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(ack),
             Err(err) => {
                 self.shared.acks.forget(&message.id);
                 if client.is_logged_in() && client.is_connected() {

@@ -6,9 +6,9 @@ use crate::error::ApiError;
 use wagate_engine::EngineError;
 use wagate_service::accounts::AccountError;
 use wagate_service::auth::{MissingScope, TokenError};
-use wagate_service::delivery::DeliveryError;
 use wagate_service::media::MediaError;
 use wagate_service::messages::MessageError;
+use wagate_service::outbox::OutboxError;
 use wagate_service::sessions::SessionError;
 use wagate_service::webhooks::WebhookError;
 use wagate_store::StoreError;
@@ -47,17 +47,17 @@ impl From<MessageError> for ApiError {
     }
 }
 
-impl From<DeliveryError> for ApiError {
-    fn from(err: DeliveryError) -> Self {
+impl From<OutboxError> for ApiError {
+    fn from(err: OutboxError) -> Self {
         let message = err.to_string();
         match err {
-            DeliveryError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
-            DeliveryError::NotFound => ApiError::not_found("message_not_found", message),
-            DeliveryError::ShuttingDown => {
+            OutboxError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
+            OutboxError::NotFound => ApiError::not_found("message_not_found", message),
+            OutboxError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
-            DeliveryError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
-            DeliveryError::Store(err) => ApiError::from(err),
+            OutboxError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
+            OutboxError::Store(err) => ApiError::from(err),
         }
     }
 }
@@ -109,6 +109,7 @@ impl From<SessionError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
             }
             SessionError::UnknownPool(_) => ApiError::not_found("pool_not_found", message),
+            SessionError::NotSupported(_) => ApiError::conflict("not_supported_by_engine", message),
             SessionError::Webhook(err) => ApiError::from(err),
             SessionError::Store(err) => ApiError::from(err),
         }

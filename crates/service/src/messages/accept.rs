@@ -5,7 +5,7 @@ use wagate_store::SessionRecord;
 
 use super::request::{SendMessageRequest, Upload};
 use super::{MessageError, Messages};
-use crate::delivery::{Accepted, NewOutgoing};
+use crate::outbox::{Accepted, NewOutgoing};
 
 /// Whether an `Idempotency-Key` value is usable: 1 to 255 visible characters once trimmed.
 fn idempotency_key(raw: Option<&[u8]>) -> Result<Option<&str>, MessageError> {

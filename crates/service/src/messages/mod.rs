@@ -14,8 +14,8 @@ pub use request::{
 use wagate_core::PhoneError;
 use wagate_store::{Store, StoreError};
 
-use crate::delivery::DeliveryError;
 use crate::media::MediaError;
+use crate::outbox::OutboxError;
 use crate::sessions::{SessionError, SessionManager};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub enum MessageError {
     #[error(transparent)]
     Media(#[from] MediaError),
     #[error(transparent)]
-    Delivery(#[from] DeliveryError),
+    Delivery(#[from] OutboxError),
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]

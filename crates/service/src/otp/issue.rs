@@ -5,11 +5,11 @@ use wagate_core::otp::OtpCode;
 use wagate_core::{OtpMode, OtpStatus, Scope};
 use wagate_store::OtpRecord;
 
-use super::feed::WatchedOtp;
 use super::limits::Caller;
 use super::request::{Issued, SendRequest};
 use super::{OtpError, OtpService, templates};
 use crate::auth::Principal;
+use crate::feed::WatchedOtp;
 use crate::time::now_ms;
 
 /// Longest brand shown in a message, in characters.

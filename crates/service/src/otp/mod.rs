@@ -14,7 +14,6 @@ mod auto;
 mod config;
 mod error;
 mod events;
-pub mod feed;
 mod issue;
 mod limits;
 mod link;
@@ -23,7 +22,6 @@ mod message;
 mod request;
 mod resend;
 mod routing;
-pub mod seal;
 mod settings;
 pub mod templates;
 mod verify;
@@ -34,9 +32,9 @@ use std::sync::Arc;
 
 use wagate_store::Store;
 
+pub use crate::feed::{FeedEvent, OtpFeed, WatchedOtp};
 pub use config::OtpConfig;
 pub use error::OtpError;
-pub use feed::{FeedEvent, OtpFeed, WatchedOtp};
 pub use limits::Caller;
 pub use request::{
     Issued, Listing, PhoneStanding, SendRequest, TemplateCatalog, TemplateEntry, Tracked, Verdict,
@@ -46,10 +44,10 @@ pub use settings::{OtpSettings, SettingsError};
 
 use self::auto::Waiters;
 use self::limits::Limits;
-use self::seal::Sealer;
 use self::settings::SettingsCache;
 use self::writers::{Approvals, NewVerifications};
 use crate::round_robin::Turn;
+use crate::seal::Sealer;
 use crate::sessions::SessionManager;
 
 /// Priority of one-time-password messages in a session's queue (ordinary messages: 0).

@@ -6,11 +6,11 @@ use std::time::Duration;
 use wagate_core::{OtpMode, OtpStatus, Phone};
 use wagate_store::{NewCode, OtpRecord};
 
-use super::feed::WatchedOtp;
 use super::limits::Caller;
 use super::request::{Issued, Tracked};
 use super::{OtpError, OtpService};
 use crate::auth::Principal;
+use crate::feed::WatchedOtp;
 use crate::time::now_ms;
 
 impl OtpService {

@@ -11,7 +11,7 @@ use wagate_core::{MessageStatus, OtpMode, OtpStatus, SessionId};
 
 use super::OtpService;
 use super::auto::PushOutcome;
-use super::feed::{FeedEvent, WatchedOtp};
+use crate::feed::{FeedEvent, WatchedOtp};
 use crate::time::now_ms;
 
 impl OtpService {

@@ -1,5 +1,5 @@
 //! One dispatcher per session: takes the session's messages from the outbox in order, paces
-//! them, hands them to the engine and records what happened.
+//! them, hands them to the engine and tells the outbox what happened.
 //!
 //! Unpaced sessions claim their next messages in batches and record acknowledged ones as `sent`
 //! together (at most [`RECORD_SENT_AFTER`] after the oldest was handed over), one statement each
@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
-use wagate_core::{MessageStatus, Pacing};
-use wagate_engine::{Chat, EngineError, OutgoingMessage, SendFailure};
+use wagate_core::Pacing;
+use wagate_engine::{Chat, Connection, EngineError, MediaData, OutgoingMessage, PendingAck, SendFailure};
 use wagate_store::{Claim, MessageRecord};
 
-use super::{Runtime, SessionManager};
-use crate::delivery::Outcome;
+use super::SessionManager;
+use super::runtime::Runtime;
+use crate::outbox::{Outbox, Requeue, Retried, Sender};
 use crate::time::now_ms;
 
 /// How long an idle dispatcher sleeps before looking again, even without a wake-up.
@@ -42,6 +43,12 @@ enum Dispatched {
     Requeued,
 }
 
+/// A message ready to be handed over.
+struct Ready {
+    connection: Arc<dyn Connection>,
+    outgoing: OutgoingMessage,
+}
+
 pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
     let mut online = runtime.online.subscribe();
     let mut last_sent: Option<Instant> = None;
@@ -61,26 +68,20 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
         let limit = if pacing.is_unpaced() { BATCH } else { 1 };
         // The claim sees every one-time password queued until now.
         runtime.urgent.store(false, Ordering::SeqCst);
-        let now = now_ms();
-        let lease_until = now + manager.delivery().config.lease_ms as i64;
-        let claim = match manager.store().claim_next_messages(&runtime.id, now, lease_until, limit).await {
-            Ok(claim) => claim,
-            Err(err) => {
-                tracing::error!(session = %runtime.id, error = %err, "cannot read the outbox");
-                sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let wait = match claim {
-            Claim::Messages(batch) => {
+        let wait = match manager.outbox().claim(&runtime.id, limit).await {
+            Ok(Claim::Messages(batch)) => {
                 dispatch_batch(&manager, &runtime, batch, pacing, &mut last_sent).await;
                 continue;
             }
-            Claim::Empty => IDLE_RECHECK,
-            Claim::WaitUntil(at) => {
-                Duration::from_millis((at - now).clamp(1, IDLE_RECHECK.as_millis() as i64) as u64)
+            Ok(Claim::Empty) => IDLE_RECHECK,
+            Ok(Claim::WaitUntil(at)) => {
+                Duration::from_millis((at - now_ms()).clamp(1, IDLE_RECHECK.as_millis() as i64) as u64)
             }
-            Claim::InFlight => Duration::from_millis(250),
+            Ok(Claim::InFlight) => Duration::from_millis(250),
+            Err(err) => {
+                tracing::error!(session = %runtime.id, error = %err, "cannot read the outbox");
+                Duration::from_secs(1)
+            }
         };
         tokio::select! {
             () = runtime.work.notified() => {}
@@ -100,6 +101,8 @@ async fn dispatch_batch(
     session_pacing: Pacing,
     last_sent: &mut Option<Instant>,
 ) {
+    let outbox = manager.outbox();
+    let sender = runtime.sender();
     let mut acknowledged = Vec::new();
     let mut oldest_handover: Option<Instant> = None;
     let mut next = 0;
@@ -109,12 +112,12 @@ async fn dispatch_batch(
         }
         next += 1;
         let pacing = if message.priority > 0 { manager.otp_pacing() } else { session_pacing };
-        match dispatch(manager, runtime, message, pacing, last_sent).await {
+        match dispatch(manager, runtime, &sender, message, pacing, last_sent).await {
             Dispatched::Acknowledged(handed_over) => {
                 acknowledged.push(message.id.as_str());
                 // A slow network (a real WhatsApp round trip) records each message at once.
                 if oldest_handover.get_or_insert(handed_over).elapsed() >= RECORD_SENT_AFTER {
-                    record_sent(manager, runtime, &acknowledged).await;
+                    outbox.record_sent(&sender, &acknowledged).await;
                     acknowledged.clear();
                     oldest_handover = None;
                 }
@@ -124,149 +127,180 @@ async fn dispatch_batch(
         }
     }
     let rest: Vec<&str> = batch[next..].iter().map(|message| message.id.as_str()).collect();
-    if let Err(err) = manager.store().release_messages(&rest).await {
-        // Their leases expire and they are claimed again; nothing is lost.
-        tracing::error!(session = %runtime.id, error = %err, "cannot give unsent messages back to the queue");
-    }
-    record_sent(manager, runtime, &acknowledged).await;
+    outbox.release(&rest).await;
+    outbox.record_sent(&sender, &acknowledged).await;
 }
 
-/// One statement for the batch's acknowledged messages, then their `message.status` events.
-async fn record_sent(manager: &SessionManager, runtime: &Runtime, ids: &[&str]) {
-    if ids.is_empty() {
-        return;
-    }
-    let moved = match manager.store().transition_messages(ids, MessageStatus::Sent).await {
-        Ok(moved) => moved,
-        Err(err) => {
-            tracing::error!(session = %runtime.id, error = %err, count = ids.len(), "cannot record sent messages");
-            return;
-        }
-    };
-    for id in moved {
-        manager.publish_message_status(runtime, id, Some(MessageStatus::Sent), None, false).await;
-    }
-}
-
+/// One message: made ready, handed over, and what the network answered.
 async fn dispatch(
     manager: &SessionManager,
     runtime: &Runtime,
+    sender: &Sender,
     message: &MessageRecord,
     pacing: Pacing,
     last_sent: &mut Option<Instant>,
 ) -> Dispatched {
-    let delivery = manager.delivery();
-    let store = manager.store();
-    let id = message.id.clone();
-    if expired(message) {
-        return drop_expired(manager, runtime, &id).await;
-    }
-
-    if let Some(cap_wait) = cap_wait(manager, runtime, &pacing).await {
-        let not_before = now_ms() + cap_wait;
-        let _ = store.requeue_message(&id, not_before, Some("waiting for the session's sending cap")).await;
-        return Dispatched::Requeued;
-    }
-    let chat = match parse_chat(&message.recipient) {
-        Some(chat) => chat,
-        None => {
-            let reason = format!("invalid recipient {}", message.recipient);
-            return settle(manager, runtime, &id, MessageStatus::Failed, Some(reason)).await;
-        }
-    };
-    let Some(connection) = runtime.connection().await else {
-        let _ = store.requeue_message(&id, now_ms(), Some("session not connected")).await;
-        return Dispatched::Requeued;
-    };
-    let delay = Duration::from_millis(pacing.draw_delay_ms());
-    if let Some(previous) = *last_sent
-        && previous + delay > Instant::now()
-    {
-        if pacing.typing {
-            let _ = connection.set_typing(&chat).await;
-        }
-        let ready = previous + delay;
-        let lease_until =
-            now_ms() + (ready - Instant::now()).as_millis() as i64 + delivery.config.lease_ms as i64;
-        let _ = store.extend_message_lease(&id, lease_until).await;
-        tokio::time::sleep_until(ready).await;
-    } else if pacing.typing {
-        let _ = connection.set_typing(&chat).await;
-    }
-
-    let media = match message.content.media() {
-        Some(reference) => match manager.media().load(message.content.kind(), reference).await {
-            Ok(media) => Some(media),
-            Err(err) if err.is_transient() => {
-                return retry_or_fail(manager, runtime, message, err.to_string()).await;
-            }
-            Err(err) => {
-                return settle(manager, runtime, &id, MessageStatus::Failed, Some(err.to_string())).await;
-            }
-        },
-        None => None,
-    };
-    if expired(message) {
-        return drop_expired(manager, runtime, &id).await; // while it was paced
-    }
-    let content = match manager.sealer().open_content(message.content.clone()) {
-        Ok(content) => content,
-        Err(reason) => {
-            return settle(manager, runtime, &id, MessageStatus::Failed, Some(reason.into())).await;
-        }
-    };
-    let outcome = delivery.expect_outcome(&id);
-    let outgoing = OutgoingMessage { id: id.clone(), to: chat, content, media };
+    let Ready { connection, outgoing } =
+        match prepare(manager, runtime, sender, message, pacing, last_sent).await {
+            Ok(ready) => ready,
+            Err(dispatched) => return dispatched,
+        };
+    let outbox = manager.outbox();
     let handed_over = Instant::now();
     let sent = connection.send(outgoing).await;
     *last_sent = Some(Instant::now());
-    match sent {
-        Ok(()) => {}
+    let ack = match sent {
+        Ok(ack) => ack,
         Err(EngineError::NotConnected | EngineError::Closed) => {
-            delivery.forget_outcome(&id);
-            let _ = store.requeue_message(&id, now_ms(), Some("session not connected")).await;
-            return Dispatched::Requeued;
+            return requeue_now(outbox, message, Requeue::NotConnected).await;
         }
-        Err(other) => {
-            delivery.forget_outcome(&id);
-            return retry_or_fail(manager, runtime, message, other.to_string()).await;
-        }
-    }
-    let timeout = Duration::from_millis(delivery.config.ack_timeout_ms);
-    let mut online = runtime.online.subscribe();
-    let acknowledged = tokio::select! {
-        acknowledged = tokio::time::timeout(timeout, outcome) => acknowledged,
-        _ = async { online.wait_for(|online| !*online).await.map(|_| ()) } => {
-            // The connection went away before the acknowledgement: send again (same id, so
-            // the network deduplicates) once the session is back.
-            delivery.forget_outcome(&id);
-            let _ = store.requeue_message(&id, now_ms(), Some("connection lost before the acknowledgement")).await;
-            return Dispatched::Requeued;
-        }
+        Err(other) => return retry_or_fail(outbox, sender, message, other.to_string()).await,
     };
-    match acknowledged {
-        Ok(Ok(Outcome::Sent)) => {
+    match await_ack(manager, runtime, sender, message, ack).await {
+        Some(Ok(())) => {
             if let Some(reference) = message.content.media() {
                 manager.media().discard(reference).await;
             }
             Dispatched::Acknowledged(handed_over)
         }
-        Ok(Ok(Outcome::Failed(SendFailure::Transient { detail }))) => {
-            retry_or_fail(manager, runtime, message, detail).await
+        Some(Err(SendFailure::Transient { detail })) => retry_or_fail(outbox, sender, message, detail).await,
+        Some(Err(failure)) => refused(manager, runtime, sender, message, failure).await,
+        None => Dispatched::Requeued,
+    }
+}
+
+/// Everything before the hand-over: expiry, the sending cap, the connection, pacing, the media
+/// and the sealed text. `Err`: the message was settled or requeued instead.
+async fn prepare(
+    manager: &SessionManager,
+    runtime: &Runtime,
+    sender: &Sender,
+    message: &MessageRecord,
+    pacing: Pacing,
+    last_sent: &mut Option<Instant>,
+) -> Result<Ready, Dispatched> {
+    let outbox = manager.outbox();
+    if expired(message) {
+        return Err(drop_expired(outbox, sender, message).await);
+    }
+    if let Some(cap_wait) = cap_wait(outbox, runtime, &pacing).await {
+        outbox.requeue(&message.id, now_ms() + cap_wait, Requeue::SendingCap).await;
+        return Err(Dispatched::Requeued);
+    }
+    let Some(chat) = parse_chat(&message.recipient) else {
+        let reason = format!("invalid recipient {}", message.recipient);
+        return Err(fail(outbox, sender, message, reason).await);
+    };
+    let Some(connection) = runtime.connection().await else {
+        return Err(requeue_now(outbox, message, Requeue::NotConnected).await);
+    };
+    pace(outbox, message, connection.as_ref(), &chat, pacing, last_sent).await;
+    let media = load_media(manager, sender, message).await?;
+    if expired(message) {
+        return Err(drop_expired(outbox, sender, message).await); // while it was paced
+    }
+    let content = match manager.sealer().open_content(message.content.clone()) {
+        Ok(content) => content,
+        Err(reason) => return Err(fail(outbox, sender, message, reason.into()).await),
+    };
+    let outgoing = OutgoingMessage { id: message.id.clone(), to: chat, content, media };
+    Ok(Ready { connection, outgoing })
+}
+
+/// Waits the pacing delay after the previous message (keeping the lease), showing "typing…"
+/// when the pacing asks for it.
+async fn pace(
+    outbox: &Outbox,
+    message: &MessageRecord,
+    connection: &dyn Connection,
+    chat: &Chat,
+    pacing: Pacing,
+    last_sent: &Option<Instant>,
+) {
+    let delay = Duration::from_millis(pacing.draw_delay_ms());
+    let ready = last_sent.map(|previous| previous + delay).filter(|ready| *ready > Instant::now());
+    if pacing.typing {
+        let _ = connection.set_typing(chat).await;
+    }
+    if let Some(ready) = ready {
+        outbox.extend_lease(&message.id, now_ms() + (ready - Instant::now()).as_millis() as i64).await;
+        tokio::time::sleep_until(ready).await;
+    }
+}
+
+/// The media's bytes, for media messages.
+async fn load_media(
+    manager: &SessionManager,
+    sender: &Sender,
+    message: &MessageRecord,
+) -> Result<Option<MediaData>, Dispatched> {
+    let Some(reference) = message.content.media() else { return Ok(None) };
+    let outbox = manager.outbox();
+    match manager.media().load(message.content.kind(), reference).await {
+        Ok(media) => Ok(Some(media)),
+        Err(err) if err.is_transient() => Err(retry_or_fail(outbox, sender, message, err.to_string()).await),
+        Err(err) => Err(fail(outbox, sender, message, err.to_string()).await),
+    }
+}
+
+/// The network's answer; `None` when the message went back to the queue instead (the
+/// connection went away, or no answer in time).
+async fn await_ack(
+    manager: &SessionManager,
+    runtime: &Runtime,
+    sender: &Sender,
+    message: &MessageRecord,
+    mut ack: PendingAck,
+) -> Option<Result<(), SendFailure>> {
+    let outbox = manager.outbox();
+    let timeout = Duration::from_millis(outbox.config().ack_timeout_ms);
+    let mut online = runtime.online.subscribe();
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(timeout, &mut ack) => answer,
+        _ = async { online.wait_for(|online| !*online).await.map(|_| ()) } => {
+            // Send again (same id, so the network deduplicates) once the session is back.
+            requeue_now(outbox, message, Requeue::ConnectionLost).await;
+            return None;
         }
-        Ok(Ok(Outcome::Failed(failure))) => {
-            let restricted = failure == SendFailure::ReachOutRestricted;
-            if restricted {
-                manager.on_send_restricted(runtime).await;
-            }
-            settle_as(manager, runtime, &id, MessageStatus::Failed, Some(failure.to_string()), restricted)
-                .await
+    };
+    match answer {
+        Ok(Ok(outcome)) => Some(outcome),
+        Ok(Err(_dropped)) => {
+            requeue_now(outbox, message, Requeue::ConnectionLost).await;
+            None
         }
-        Ok(Err(_)) | Err(_) => {
-            delivery.forget_outcome(&id);
-            retry_or_fail(manager, runtime, message, "no acknowledgement from WhatsApp".into()).await
+        Err(_elapsed) => {
+            follow_late_ack(outbox.clone(), sender.clone(), message.id.clone(), ack);
+            retry_or_fail(outbox, sender, message, "no acknowledgement from WhatsApp".into()).await;
+            None
         }
     }
+}
+
+/// An acknowledgement after the dispatcher stopped waiting still marks the message sent.
+fn follow_late_ack(outbox: Arc<Outbox>, sender: Sender, id: String, ack: PendingAck) {
+    tokio::spawn(async move {
+        if let Ok(Ok(())) = ack.await {
+            outbox.record_late_ack(&sender, &id).await;
+        }
+    });
+}
+
+/// The network refused the message for good; a reach-out restriction (463) also rests the
+/// session.
+async fn refused(
+    manager: &SessionManager,
+    runtime: &Runtime,
+    sender: &Sender,
+    message: &MessageRecord,
+    failure: SendFailure,
+) -> Dispatched {
+    let restricted = failure == SendFailure::ReachOutRestricted;
+    if restricted {
+        manager.on_send_restricted(runtime).await;
+    }
+    manager.outbox().settle_failed(sender, &message.id, failure.to_string(), restricted).await;
+    Dispatched::Settled
 }
 
 fn expired(message: &MessageRecord) -> bool {
@@ -274,61 +308,38 @@ fn expired(message: &MessageRecord) -> bool {
 }
 
 /// A one-time password that arrives late is worse than none: it is never sent.
-async fn drop_expired(manager: &SessionManager, runtime: &Runtime, id: &str) -> Dispatched {
-    let reason = Some("expired before it could be sent".into());
-    settle(manager, runtime, id, MessageStatus::Failed, reason).await
+async fn drop_expired(outbox: &Outbox, sender: &Sender, message: &MessageRecord) -> Dispatched {
+    fail(outbox, sender, message, "expired before it could be sent".into()).await
 }
 
-async fn retry_or_fail(
-    manager: &SessionManager,
-    runtime: &Runtime,
-    message: &MessageRecord,
-    detail: String,
-) -> Dispatched {
-    let delivery = manager.delivery();
-    let attempts = message.attempts;
-    if attempts >= i64::from(delivery.config.max_attempts) {
-        let reason = format!("{detail} (gave up after {attempts} attempts)");
-        return settle(manager, runtime, &message.id, MessageStatus::Failed, Some(reason)).await;
-    }
-    let not_before = now_ms() + delivery.retry_delay_ms(attempts) as i64;
-    let _ = manager.store().requeue_message(&message.id, not_before, Some(&detail)).await;
-    Dispatched::Requeued
-}
-
-/// Records a final step of this attempt and tells the session's listeners.
-async fn settle(
-    manager: &SessionManager,
-    runtime: &Runtime,
-    id: &str,
-    status: MessageStatus,
-    reason: Option<String>,
-) -> Dispatched {
-    settle_as(manager, runtime, id, status, reason, false).await
-}
-
-/// [`settle`], saying whether WhatsApp refused the message with a reach-out restriction.
-async fn settle_as(
-    manager: &SessionManager,
-    runtime: &Runtime,
-    id: &str,
-    status: MessageStatus,
-    reason: Option<String>,
-    restricted: bool,
-) -> Dispatched {
-    if manager.delivery().transition(id, status, reason.as_deref()).await {
-        manager.publish_message_status(runtime, id.to_owned(), Some(status), reason, restricted).await;
-    }
+async fn fail(outbox: &Outbox, sender: &Sender, message: &MessageRecord, reason: String) -> Dispatched {
+    outbox.settle_failed(sender, &message.id, reason, false).await;
     Dispatched::Settled
 }
 
+async fn retry_or_fail(
+    outbox: &Outbox,
+    sender: &Sender,
+    message: &MessageRecord,
+    detail: String,
+) -> Dispatched {
+    match outbox.retry_or_fail(sender, message, detail).await {
+        Retried::Later => Dispatched::Requeued,
+        Retried::GaveUp => Dispatched::Settled,
+    }
+}
+
+async fn requeue_now(outbox: &Outbox, message: &MessageRecord, why: Requeue) -> Dispatched {
+    outbox.requeue(&message.id, now_ms(), why).await;
+    Dispatched::Requeued
+}
+
 /// Milliseconds to wait when an hourly or daily cap is reached.
-async fn cap_wait(manager: &SessionManager, runtime: &Runtime, pacing: &Pacing) -> Option<i64> {
+async fn cap_wait(outbox: &Outbox, runtime: &Runtime, pacing: &Pacing) -> Option<i64> {
     const HOUR: i64 = 3_600_000;
     for (cap, window) in [(pacing.hourly_cap, HOUR), (pacing.daily_cap, 24 * HOUR)] {
         let Some(cap) = cap else { continue };
-        let sent = manager.store().count_sent_since(&runtime.id, now_ms() - window).await.unwrap_or(0);
-        if sent >= i64::from(cap) {
+        if outbox.sent_since(&runtime.id, now_ms() - window).await >= i64::from(cap) {
             return Some(60_000);
         }
     }

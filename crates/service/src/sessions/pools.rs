@@ -7,8 +7,10 @@ use std::sync::atomic::Ordering;
 use wagate_core::SessionStatus;
 use wagate_store::SessionRecord;
 
+use super::runtime::Runtime;
+use super::stream::StreamEvent;
 use super::{SessionError, SessionManager};
-use crate::time::now_ms;
+use crate::time::{now_ms, rfc3339};
 
 /// How a pool picks the session for a new message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -101,5 +103,24 @@ impl SessionManager {
         if let Some(pool) = &record.pool {
             self.rebalance_pool(&record.owner_id, pool).await;
         }
+    }
+
+    /// WhatsApp refused a message with a reach-out restriction (463): the account may not
+    /// start new conversations for a while, and its pool sends through the others.
+    pub(super) async fn on_send_restricted(&self, runtime: &Runtime) {
+        let until = now_ms() + self.outbox().config().restriction_cooldown_ms as i64;
+        runtime.restricted_until.store(until, Ordering::SeqCst);
+        self.log(&runtime.id, "send_restricted", serde_json::json!({ "code": 463, "until": rfc3339(until) }))
+            .await;
+        if let Ok(record) = self.get(&runtime.id).await {
+            self.after_health_change(&record).await;
+        }
+        runtime.publish(StreamEvent::Error {
+            session_id: runtime.id.to_string(),
+            code: "reach_out_restricted".into(),
+            message:
+                "WhatsApp refused a message to a new contact (463); the account is restricted for a while"
+                    .into(),
+        });
     }
 }

@@ -21,7 +21,7 @@ mod endpoints;
 
 pub use endpoints::{DeliveryLog, EndpointChange, NewEndpoint, Replay};
 
-use crate::otp::seal::Sealer;
+use crate::seal::Sealer;
 use crate::time::{Sequence, now_ms, rfc3339};
 use crate::url_guard::UrlGuard;
 

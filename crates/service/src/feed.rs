@@ -1,6 +1,7 @@
 //! What the OTP service hears from the delivery pipeline: status changes of the messages that
 //! carry codes, and inbound texts (codes sent back in inbound mode). Sessions publish here
-//! without knowing about one-time passwords; the OTP worker consumes the channel.
+//! through [`MessageObserver`] without knowing about one-time passwords; the OTP worker
+//! consumes the channel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use tokio::sync::mpsc;
 use wagate_core::{MessageStatus, OtpMode, SessionId};
 use wagate_store::OtpRecord;
 
+use crate::sessions::MessageObserver;
 use crate::time::now_ms;
 
 /// How long a message is followed after it was queued (longer than any code lives).
@@ -117,5 +119,21 @@ impl OtpFeed {
                 text: text.to_owned(),
             });
         }
+    }
+}
+
+impl MessageObserver for OtpFeed {
+    fn message_status(
+        &self,
+        message_id: &str,
+        status: MessageStatus,
+        reason: Option<&str>,
+        restricted: bool,
+    ) {
+        OtpFeed::message_status(self, message_id, status, reason, restricted);
+    }
+
+    fn inbound(&self, session_id: &SessionId, from: &str, text: &str) {
+        OtpFeed::inbound(self, session_id, from, text);
     }
 }

@@ -1,0 +1,214 @@
+//! The engine boundary accepts an engine that is not a linked device: an API account whose
+//! inbound messages arrive as HTTP callbacks, connected as soon as it is opened, with no QR
+//! code. The services drive it without knowing what it is.
+//!
+//! `EngineKind` has no variant for such an engine: the test engine reports itself as `web`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use wagate_core::{EngineKind, MessageContent, MessageStatus, Pacing, Phone, Role, SessionStatus};
+use wagate_engine::{
+    Account, Capabilities, Chat, Connection, Engine, EngineError, EngineEvent, EventSink, GroupInfo,
+    InboundMessage, NumberCheck, OutgoingMessage, PairingCode, PendingAck, PendingAcks, SessionSpec,
+};
+use wagate_service::engines::Engines;
+use wagate_service::media::{MediaConfig, MediaStore};
+use wagate_service::outbox::{DeliveryConfig, NewOutgoing, Outbox};
+use wagate_service::seal::Sealer;
+use wagate_service::sessions::{
+    CreateSession, MessageObserver, Pipeline, SessionError, SessionManager, SessionPacing,
+};
+use wagate_service::url_guard::UrlGuard;
+use wagate_service::webhooks::{WebhookConfig, Webhooks};
+use wagate_store::{NewUser, Store};
+
+const ACCOUNT: &str = "+6281234500077";
+
+/// An API account: "connected" once opened, answers sends through the ack registry, and gets
+/// inbound messages pushed into its event sink by whoever receives the provider's callbacks.
+#[derive(Default)]
+struct CallbackEngine {
+    sinks: Mutex<Vec<EventSink>>,
+    sent: Arc<Mutex<Vec<OutgoingMessage>>>,
+}
+
+impl CallbackEngine {
+    /// What the provider's HTTP callback handler would do with a received message.
+    fn callback(&self, message: InboundMessage) -> bool {
+        let sink = self.sinks.lock().unwrap().last().cloned().expect("a session is open");
+        sink.emit(EngineEvent::Inbound(message))
+    }
+}
+
+fn account() -> Account {
+    Account { phone: Phone::parse(ACCOUNT, None).unwrap(), lid: None, push_name: Some("API".into()) }
+}
+
+#[async_trait]
+impl Engine for CallbackEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Web
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            qr_code: false,
+            pairing_code: false,
+            logout: false,
+            groups: false,
+            number_checks: false,
+            simulated: false,
+        }
+    }
+
+    async fn open(&self, _spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError> {
+        events.emit(EngineEvent::Connected { account: account() });
+        self.sinks.lock().unwrap().push(events);
+        Ok(Arc::new(ApiConnection { acks: PendingAcks::default(), sent: self.sent.clone() }))
+    }
+}
+
+struct ApiConnection {
+    acks: PendingAcks,
+    sent: Arc<Mutex<Vec<OutgoingMessage>>>,
+}
+
+#[async_trait]
+impl Connection for ApiConnection {
+    async fn send(&self, message: OutgoingMessage) -> Result<PendingAck, EngineError> {
+        let ack = self.acks.expect(&message.id);
+        let id = message.id.clone();
+        self.sent.lock().unwrap().push(message);
+        // The provider's API answers the request: accepted.
+        self.acks.resolve(&id, Ok(()));
+        Ok(ack)
+    }
+
+    async fn pair_with_code(&self, _phone: &Phone) -> Result<PairingCode, EngineError> {
+        unreachable!("the services ask the capabilities first")
+    }
+
+    async fn check_numbers(&self, _phones: &[Phone]) -> Result<Vec<NumberCheck>, EngineError> {
+        unreachable!("the services ask the capabilities first")
+    }
+
+    async fn set_typing(&self, _chat: &Chat) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, EngineError> {
+        unreachable!("the services ask the capabilities first")
+    }
+
+    async fn logout(&self) -> Result<(), EngineError> {
+        unreachable!("the services ask the capabilities first")
+    }
+
+    async fn close(&self) {}
+}
+
+struct NoObserver;
+
+impl MessageObserver for NoObserver {
+    fn message_status(&self, _: &str, _: MessageStatus, _: Option<&str>, _: bool) {}
+    fn inbound(&self, _: &wagate_core::SessionId, _: &str, _: &str) {}
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_api_account_engine_sends_and_receives_without_special_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+    store.migrate().await.unwrap();
+    let owner =
+        store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
+
+    let engine = Arc::new(CallbackEngine::default());
+    let engines = Engines::new().with_engine(engine.clone());
+    let sealer = Arc::new(Sealer::new(&[7; 32]));
+    let webhooks = Arc::new(Webhooks::new(store.clone(), WebhookConfig::default(), sealer.clone()));
+    let media = Arc::new(MediaStore::new(dir.path(), MediaConfig::default(), UrlGuard::new(false)));
+    let outbox = Outbox::new(store.clone(), DeliveryConfig::default());
+    let (_stop, shutdown) = watch::channel(false);
+    let pacing = SessionPacing { web: Pacing::default(), sandbox: Pacing::default(), otp: Pacing::default() };
+    let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver) };
+    let sessions =
+        SessionManager::new(store.clone(), engines, dir.path().to_owned(), pipeline, pacing, shutdown);
+
+    let request =
+        CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
+    let record = sessions.create(&owner.id, request).await.unwrap();
+    let id = record.id.clone();
+    let connected = sessions.connect(&id).await.unwrap();
+    eventually("connected", || async { sessions.get(&id).await.unwrap().status == SessionStatus::Connected })
+        .await;
+    let linked = sessions.get(&id).await.unwrap();
+    assert_eq!(linked.account.as_ref().map(|a| a.phone.as_str()), Some(ACCOUNT));
+    assert_eq!(connected.id, id);
+
+    // What a linked device offers and this engine does not is refused, clearly.
+    assert!(matches!(sessions.qr(&id).await, Err(SessionError::NotSupported(_))));
+    let phone = Phone::parse("+6281234500001", None).unwrap();
+    assert!(matches!(sessions.pair_code(&id, &phone).await, Err(SessionError::NotSupported(_))));
+    assert!(matches!(sessions.groups(&linked).await, Err(SessionError::NotSupported(_))));
+    assert!(matches!(
+        sessions.check_numbers(&linked, std::slice::from_ref(&phone)).await,
+        Err(SessionError::NotSupported(_))
+    ));
+    assert!(matches!(sessions.logout(&id).await, Err(SessionError::NotSupported(_))));
+
+    // A message is accepted, sent by the dispatcher, and acknowledged through the send outcome.
+    let content = MessageContent::Text { body: "hello".into(), mentions: Vec::new(), reply_to: None };
+    let accepted = sessions
+        .outbox()
+        .accept(NewOutgoing {
+            owner_id: &owner.id,
+            session_id: &id,
+            pool: None,
+            recipient: phone.e164(),
+            content: &content,
+            priority: 0,
+            expires_at: None,
+            idempotency_key: None,
+            request_hash: None,
+        })
+        .await
+        .unwrap();
+    assert!(accepted.created);
+    sessions.notify_work(&linked);
+    let message_id = accepted.message.id.clone();
+    eventually("sent", || async {
+        sessions.outbox().message(&message_id).await.unwrap().status == MessageStatus::Sent
+    })
+    .await;
+    assert_eq!(engine.sent.lock().unwrap()[0].id, message_id);
+
+    // An inbound message arrives as a callback and is stored.
+    let inbound = InboundMessage {
+        id: "CALLBACK1".into(),
+        from: Phone::parse("+6281234500002", None).unwrap(),
+        from_lid: None,
+        push_name: Some("Customer".into()),
+        chat: "6281234500002@s.whatsapp.net".into(),
+        content: MessageContent::Text { body: "hi there".into(), mentions: Vec::new(), reply_to: None },
+        quoted_id: None,
+        timestamp: wagate_store::now_ms(),
+    };
+    let chat = inbound.chat.clone();
+    assert!(engine.callback(inbound));
+    eventually("stored", || async {
+        let stored = store.inbound_messages(&id, &chat, None, 10).await.unwrap();
+        stored.iter().any(|m| m.wa_id == "CALLBACK1")
+    })
+    .await;
+}
