@@ -4,12 +4,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use wagate_core::{Phone, SessionId};
-use wagate_engine::{Connection, EngineError, NumberCheck};
+use wagate_core::Phone;
+use wagate_engine::NumberCheck;
+use wagate_store::SessionRecord;
+
+use crate::sessions::{SessionError, SessionManager};
 
 pub struct NumberCache {
     ttl: Duration,
-    entries: Mutex<HashMap<(SessionId, String), (Instant, NumberCheck)>>,
+    entries: Mutex<HashMap<(wagate_core::SessionId, String), (Instant, NumberCheck)>>,
 }
 
 pub struct Checked {
@@ -22,13 +25,15 @@ impl NumberCache {
         NumberCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
-    /// Answers from the cache where fresh; asks the network for the rest in one request.
+    /// Answers from the cache where fresh; asks the network, through the session, for the rest
+    /// in one request.
     pub async fn check(
         &self,
-        session: &SessionId,
-        connection: &dyn Connection,
+        sessions: &SessionManager,
+        record: &SessionRecord,
         phones: &[Phone],
-    ) -> Result<Vec<Checked>, EngineError> {
+    ) -> Result<Vec<Checked>, SessionError> {
+        let session = &record.id;
         let now = Instant::now();
         let mut answers: Vec<Option<Checked>> = {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -45,7 +50,7 @@ impl NumberCache {
         let missing: Vec<Phone> =
             phones.iter().zip(&answers).filter(|(_, a)| a.is_none()).map(|(p, _)| p.clone()).collect();
         if !missing.is_empty() {
-            let fresh = connection.check_numbers(&missing).await?;
+            let fresh = sessions.check_numbers(record, &missing).await?;
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if entries.len() > 100_000 {
                 entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);

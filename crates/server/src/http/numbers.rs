@@ -55,12 +55,7 @@ pub(crate) async fn check(
         return Err(ApiError::unprocessable("invalid_field", "give 1 to 50 numbers"));
     }
     let phones = inputs.iter().map(|n| parse_phone(state, n)).collect::<ApiResult<Vec<Phone>>>()?;
-    let connection = state.sessions.connection(session).await?;
-    let checked = state
-        .numbers
-        .check(&session.id, connection.as_ref(), &phones)
-        .await
-        .map_err(wagate_service::sessions::SessionError::from)?;
+    let checked = state.numbers.check(&state.sessions, session, &phones).await?;
     Ok(inputs
         .into_iter()
         .zip(phones)
@@ -129,8 +124,7 @@ pub(crate) async fn group_views(
     state: &AppState,
     session: &wagate_store::SessionRecord,
 ) -> ApiResult<Vec<GroupView>> {
-    let connection = state.sessions.connection(session).await?;
-    let groups = connection.groups().await.map_err(wagate_service::sessions::SessionError::from)?;
+    let groups = state.sessions.groups(session).await?;
     let me = session.account.as_ref().map(|a| a.phone.clone());
     Ok(groups
         .into_iter()

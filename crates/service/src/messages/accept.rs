@@ -75,7 +75,7 @@ impl Messages {
         let key = idempotency_key(raw_key)?;
         let accepted = self
             .sessions
-            .delivery()
+            .outbox()
             .accept(NewOutgoing {
                 owner_id: &session.owner_id,
                 session_id: &session.id,

@@ -41,7 +41,7 @@ impl Messages {
         if id.len() > 64 {
             return Err(MessageError::NotFound);
         }
-        let message = self.sessions.delivery().message(id).await.map_err(|_| MessageError::NotFound)?;
+        let message = self.sessions.outbox().message(id).await.map_err(|_| MessageError::NotFound)?;
         if principal.may_access(&message.owner_id, Some(message.session_id.as_str())) {
             Ok(message)
         } else {
@@ -63,7 +63,7 @@ impl Messages {
     /// Queues a failed message again (same id) and wakes its session's dispatcher.
     pub async fn retry(&self, principal: &Principal, id: &str) -> Result<MessageRecord, MessageError> {
         let message = self.visible_message(principal, id).await?;
-        let message = self.sessions.delivery().retry(&message.id).await?;
+        let message = self.sessions.outbox().retry(&message.id).await?;
         if let Ok(session) = self.sessions.get(&message.session_id).await {
             self.sessions.notify_work(&session);
         }
@@ -73,7 +73,7 @@ impl Messages {
     /// Cancels a queued message.
     pub async fn cancel(&self, principal: &Principal, id: &str) -> Result<MessageRecord, MessageError> {
         let message = self.visible_message(principal, id).await?;
-        Ok(self.sessions.delivery().cancel(&message.id).await?)
+        Ok(self.sessions.outbox().cancel(&message.id).await?)
     }
 
     /// A page of messages matching `filter`, newest first, without those of sessions an API

@@ -7,6 +7,7 @@ use wagate_store::{NewMessage, OtpRecord, SessionRecord};
 
 use super::templates::{self, Vars};
 use super::{OTP_PRIORITY, OtpError, OtpService, link};
+use crate::outbox::NewOutgoing;
 
 /// How a new code travels.
 pub(super) struct Carrier {
@@ -81,18 +82,19 @@ impl OtpService {
         session: &'a SessionRecord,
         record: &'a OtpRecord,
     ) -> Option<NewMessage<'a>> {
-        carrier.message.as_ref().map(|(id, content)| NewMessage {
-            id,
-            owner_id: &session.owner_id,
-            session_id: &session.id,
-            pool: record.pool.as_deref(),
-            seq: self.sessions.delivery().next_seq(),
-            priority: OTP_PRIORITY,
-            recipient: &record.phone,
-            content,
-            expires_at: Some(record.expires_at),
-            idempotency_key: None,
-            request_hash: None,
+        carrier.message.as_ref().map(|(id, content)| {
+            let outgoing = NewOutgoing {
+                owner_id: &session.owner_id,
+                session_id: &session.id,
+                pool: record.pool.as_deref(),
+                recipient: &record.phone,
+                content,
+                priority: OTP_PRIORITY,
+                expires_at: Some(record.expires_at),
+                idempotency_key: None,
+                request_hash: None,
+            };
+            self.sessions.outbox().new_message(&outgoing, id)
         })
     }
 

@@ -1,7 +1,7 @@
 //! One-time passwords over WhatsApp: issue, send, verify, resend, cancel.
 //!
 //! A verification and the message carrying its code are written in one transaction before the
-//! caller hears back; the code itself exists only in that message, sealed (see [`seal`]), and
+//! caller hears back; the code itself exists only in that message, sealed (see [`crate::seal`]), and
 //! as an HMAC in the verification. Codes are never logged, never in webhooks, and returned to
 //! the caller only when the tenant turned `return_code_in_response` on.
 //!

@@ -40,6 +40,7 @@ use self::runtime::Runtime;
 use super::engines::Engines;
 use super::media::MediaStore;
 use super::outbox::Outbox;
+use super::round_robin::Turns;
 use super::seal::Sealer;
 use super::webhooks::Webhooks;
 
@@ -54,7 +55,7 @@ struct Inner {
     sessions_dir: PathBuf,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
     /// Round-robin position per pool.
-    pool_turns: Mutex<HashMap<String, usize>>,
+    pool_turns: Turns,
     pipeline: Pipeline,
     pacing: SessionPacing,
     shutdown: watch::Receiver<bool>,
@@ -102,7 +103,7 @@ impl SessionManager {
             engines,
             sessions_dir: data_dir.join("sessions"),
             runtimes: Mutex::new(HashMap::new()),
-            pool_turns: Mutex::new(HashMap::new()),
+            pool_turns: Turns::default(),
             pipeline,
             pacing,
             shutdown,
@@ -113,11 +114,6 @@ impl SessionManager {
 
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.inner.pipeline.outbox
-    }
-
-    /// The outbox (its former name, kept for callers not moved yet).
-    pub fn delivery(&self) -> &Arc<Outbox> {
-        self.outbox()
     }
 
     pub fn media(&self) -> &Arc<MediaStore> {

@@ -51,10 +51,8 @@ impl SessionManager {
         }
         let chosen = match strategy {
             PoolStrategy::RoundRobin => {
-                let mut turns = self.inner.pool_turns.lock().unwrap_or_else(|p| p.into_inner());
-                let turn = turns.entry(format!("{owner_id}/{pool}")).or_insert(0);
-                *turn = turn.wrapping_add(1);
-                healthy[*turn % healthy.len()]
+                let key = format!("{owner_id}/{pool}");
+                self.inner.pool_turns.pick(&key, &healthy).copied().unwrap_or(healthy[0])
             }
             PoolStrategy::LeastBusy => {
                 let mut best = healthy[0];

@@ -138,19 +138,14 @@ pub async fn message_action(
     if let Err(err) = session.principal.require(Scope::Send) {
         return failed(err.into());
     }
-    let delivery = state.sessions.delivery();
+    let principal = &session.principal;
     let result = match action.as_str() {
-        "retry" => delivery.retry(&message.id).await.map(|_| "Queued again"),
-        "cancel" => delivery.cancel(&message.id).await.map(|_| "Canceled"),
+        "retry" => state.messages.retry(principal, &message.id).await.map(|_| "Queued again"),
+        "cancel" => state.messages.cancel(principal, &message.id).await.map(|_| "Canceled"),
         _ => return page::not_found(),
     };
     match result {
-        Ok(notice) => {
-            if let Ok(record) = state.sessions.get(&message.session_id).await {
-                state.sessions.notify_work(&record);
-            }
-            done(&format!("/admin/messages/{}", message.id), notice)
-        }
+        Ok(notice) => done(&format!("/admin/messages/{}", message.id), notice),
         Err(err) => failed(err.into()),
     }
 }
