@@ -17,7 +17,7 @@ async fn first_start_restart_and_graceful_shutdown() {
     let created = server.wait_for_log(|l| l["username"] == "admin" && l["password"].is_string()).await;
     let password = created["password"].as_str().unwrap().to_owned();
     assert!(password.len() >= 16);
-    let token = login(&client, &server.base, &password).await;
+    let token = login(&client, &server.base, "admin", &password).await;
 
     let base = server.base.clone();
     let (status, _) = call(

@@ -91,7 +91,7 @@ async fn kill_minus_nine_mid_burst_loses_and_duplicates_nothing() {
     let env = [("WAGATE_ADMIN_PASSWORD", PASSWORD)];
     let server = Server::start(dir.path(), &env).await;
     let client = reqwest::Client::new();
-    let token = login(&client, &server.base, PASSWORD).await;
+    let token = login(&client, &server.base, "admin", PASSWORD).await;
     link_sessions(&client, &server.base, &token).await;
 
     let accepted_total = Arc::new(AtomicUsize::new(0));

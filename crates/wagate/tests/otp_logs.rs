@@ -72,7 +72,7 @@ async fn codes_never_appear_in_the_logs() {
         Server::start(dir.path(), &[("WAGATE_ADMIN_PASSWORD", PASSWORD), ("RUST_LOG", "debug")]).await;
     let base = server.base.clone();
     let client = reqwest::Client::new();
-    let token = login(&client, &base, PASSWORD).await;
+    let token = login(&client, &base, "admin", PASSWORD).await;
     linked(&client, &base, &token).await;
     let post = |path: &str, body: Value| call(&client, Method::POST, format!("{base}{path}"), &token, body);
     let mut codes = Vec::new();

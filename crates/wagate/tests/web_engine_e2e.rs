@@ -6,15 +6,14 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Server, call, login};
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wagate_testkit::Sse;
 use wamock::{MockAccount, MockConfig, WaMock};
 
 const PASSWORD: &str = "web-engine-test-password";
@@ -60,7 +59,7 @@ struct Api {
 impl Api {
     async fn new(server: &Server) -> Api {
         let client = reqwest::Client::new();
-        let token = login(&client, &server.base, PASSWORD).await;
+        let token = login(&client, &server.base, "admin", PASSWORD).await;
         Api { client, base: server.base.clone(), token }
     }
 
@@ -74,7 +73,7 @@ impl Api {
         body
     }
 
-    async fn events(&self, session: &str) -> Events {
+    async fn events(&self, session: &str) -> Sse {
         let response = self
             .client
             .get(format!("{}/api/v1/sessions/{session}/events", self.base))
@@ -83,7 +82,7 @@ impl Api {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
-        Events { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+        Sse::new(response)
     }
 
     /// Waits until the session has this status, and returns the session.
@@ -116,61 +115,6 @@ impl Api {
             }
             assert!(tokio::time::Instant::now() < deadline, "message never became {statuses:?}: {message}");
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// A session's server-sent events.
-struct Events {
-    stream: Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl Events {
-    async fn next(&mut self, within: Duration) -> (String, Value) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim().to_owned();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim());
-                    }
-                }
-                if !data.is_empty() {
-                    return (name, serde_json::from_str(&data).unwrap());
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .expect("an event in time")
-                .expect("the stream is open")
-                .unwrap();
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// Every event until one matches; returns them all, the match last.
-    async fn until(
-        &mut self,
-        within: Duration,
-        matches: impl Fn(&str, &Value) -> bool,
-    ) -> Vec<(String, Value)> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let (name, data) = self.next(left).await;
-            let done = matches(&name, &data);
-            seen.push((name, data));
-            if done {
-                return seen;
-            }
         }
     }
 }
@@ -253,7 +197,7 @@ async fn link(api: &Api, mock: &WaMock, session: &str, phone: &MockAccount) -> V
         .await;
     assert_eq!(status, 201, "{created}");
     let mut events = api.events(session).await;
-    let mut seen = events.until(Duration::from_secs(30), |name, _| name == "qr").await;
+    let mut seen = events.collect_until(Duration::from_secs(30), |name, _| name == "qr").await;
     let qr = seen.last().unwrap().1["qr"].as_str().unwrap().to_owned();
     // The real client's QR payload: the server's ref, then its noise key, identity key, ADV
     // secret and platform.
@@ -262,7 +206,9 @@ async fn link(api: &Api, mock: &WaMock, session: &str, phone: &MockAccount) -> V
     mock.scan(&qr, phone).await.expect("the fake phone scans the QR code");
     seen.extend(
         events
-            .until(Duration::from_secs(60), |name, data| name == "status" && data["status"] == "connected")
+            .collect_until(Duration::from_secs(60), |name, data| {
+                name == "status" && data["status"] == "connected"
+            })
             .await,
     );
     seen
@@ -374,7 +320,9 @@ async fn a_web_session_links_sends_receives_restarts_and_logs_out() {
     let (server, api) = started(dir.path(), &mock).await;
     let mut events = api.events("shop").await;
     let seen = events
-        .until(Duration::from_secs(30), |name, data| name == "status" && data["status"] == "connected")
+        .collect_until(Duration::from_secs(30), |name, data| {
+            name == "status" && data["status"] == "connected"
+        })
         .await;
     assert!(!seen.iter().any(|(name, _)| name == "qr"), "a restart must not ask for a QR code: {seen:?}");
     receiver
@@ -396,7 +344,7 @@ async fn a_web_session_links_sends_receives_restarts_and_logs_out() {
     let (status, _) = api.call(Method::POST, "/api/v1/sessions/shop/connect", Value::Null).await;
     assert_eq!(status, 200);
     let mut events = api.events("shop").await;
-    events.until(Duration::from_secs(30), |name, _| name == "qr").await;
+    events.collect_until(Duration::from_secs(30), |name, _| name == "qr").await;
     server.terminate().await;
 }
 
@@ -413,7 +361,7 @@ async fn a_pairing_code_comes_from_the_real_client() {
     let code = code["code"].as_str().unwrap().to_owned();
     assert!(code.len() == 8 && code.chars().all(|c| c.is_ascii_alphanumeric()), "{code}");
     let mut events = api.events("bycode").await;
-    let seen = events.until(Duration::from_secs(10), |name, _| name == "pair_code").await;
+    let seen = events.collect_until(Duration::from_secs(10), |name, _| name == "pair_code").await;
     assert_eq!(seen.last().unwrap().1["code"], code.as_str());
     api.until_status("bycode", "pairing_code", Duration::from_secs(10)).await;
     server.terminate().await;
@@ -450,12 +398,16 @@ async fn restricted_numbers_fail_clearly_and_a_dropped_connection_loses_nothing(
     }
     // The drop was seen, and the session came back by itself.
     let seen = events
-        .until(Duration::from_secs(30), |name, data| name == "status" && data["status"] == "connecting")
+        .collect_until(Duration::from_secs(30), |name, data| {
+            name == "status" && data["status"] == "connecting"
+        })
         .await;
     let reason = seen.last().unwrap().1["reason"].as_str().unwrap().to_owned();
     assert!(reason.starts_with("reconnecting"), "{reason}");
     events
-        .until(Duration::from_secs(30), |name, data| name == "status" && data["status"] == "connected")
+        .collect_until(Duration::from_secs(30), |name, data| {
+            name == "status" && data["status"] == "connected"
+        })
         .await;
 
     // The other kinds reach the contact as WhatsApp's own messages.
@@ -506,7 +458,7 @@ async fn an_unreachable_server_is_reported_attempt_by_attempt() {
     // WhatsApp goes away: the session must not keep saying `connected`.
     drop(mock);
     let seen = events
-        .until(Duration::from_secs(30), |name, data| {
+        .collect_until(Duration::from_secs(30), |name, data| {
             name == "status" && data["reason"].as_str().is_some_and(|r| r.contains("attempt 2 failed"))
         })
         .await;

@@ -1,15 +1,15 @@
 //! Test helpers: a real server on 127.0.0.1:0 with a fresh data directory and fast sandbox
-//! timings, plus small HTTP, SSE and WebSocket clients.
+//! timings, driven through the shared HTTP and SSE helpers of `wagate_testkit`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::StreamExt;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use wagate_server::{App, Config};
+pub use wagate_testkit::{Sse, read};
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
@@ -117,15 +117,7 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> String {
-        let response = self
-            .request(Method::POST, "/api/v1/auth/login", None)
-            .json(&json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = read(response).await;
-        assert_eq!(status, StatusCode::OK, "login failed: {body}");
-        body["token"].as_str().unwrap().to_owned()
+        wagate_testkit::login(&self.client, &self.base, username, password).await
     }
 
     pub async fn admin(&self) -> String {
@@ -148,10 +140,7 @@ impl TestApp {
         credential: &str,
         body: Value,
     ) -> (StatusCode, Value) {
-        let mut builder = self.request(method, path, Some(credential));
-        if !body.is_null() {
-            builder = builder.json(&body);
-        }
+        let builder = wagate_testkit::http::with_body(self.request(method, path, Some(credential)), body);
         read(builder.send().await.unwrap()).await
     }
 
@@ -219,84 +208,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
-        }
-    }
-}
-
-/// Status and JSON body (Null when empty).
-pub async fn read(response: Response) -> (StatusCode, Value) {
-    let status = response.status();
-    let content_type =
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let text = response.text().await.unwrap();
-    if status.is_client_error() || status.is_server_error() {
-        assert_eq!(content_type, "application/problem+json", "errors are problem+json: {status} {text}");
-    }
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    if status.is_client_error() || status.is_server_error() {
-        assert!(body["code"].is_string(), "problem has a code: {body}");
-        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "never a 500: {body}");
-    }
-    (status, body)
-}
-
-/// A minimal Server-Sent Events reader.
-pub struct Sse {
-    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl Sse {
-    fn new(response: Response) -> Sse {
-        Sse { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
-    }
-
-    /// The next event as (name, data), skipping comments.
-    pub async fn next(&mut self) -> Option<(String, Value)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                return Some((name, serde_json::from_str(&data).unwrap()));
-            }
-            let chunk =
-                tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.ok()??.ok()?;
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// Skips events until one named `name` arrives.
-    pub async fn until(&mut self, name: &str) -> Value {
-        loop {
-            let (event, data) = self.next().await.unwrap_or_else(|| panic!("stream ended before `{name}`"));
-            if event == name {
-                return data;
-            }
-        }
-    }
-
-    /// Skips events until a `status` event with this status.
-    pub async fn until_status(&mut self, status: &str) -> Value {
-        loop {
-            let data = self.until("status").await;
-            if data["status"] == status {
-                return data;
-            }
         }
     }
 }

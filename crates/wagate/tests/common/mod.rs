@@ -1,13 +1,15 @@
-//! Runs the real `wagate` binary: spawn, read its JSON logs, signal it.
+//! Runs the real `wagate` binary: spawn, read its JSON logs, signal it. HTTP calls and login
+//! come from `wagate_testkit`.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+pub use wagate_testkit::{call, login};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wagate");
 
@@ -82,34 +84,6 @@ impl Server {
         assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
         self.seen
     }
-}
-
-pub async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: Value,
-) -> (u16, Value) {
-    let mut request = client.request(method, url).bearer_auth(token);
-    if !body.is_null() {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-pub async fn login(client: &reqwest::Client, base: &str, password: &str) -> String {
-    let response = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({ "username": "admin", "password": password }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    response.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }
 
 impl Server {

@@ -1,0 +1,9 @@
+//! Helpers shared by wagate's test suites (in-process and real-binary alike): JSON calls to the
+//! HTTP API, reading a response, signing in, and a Server-Sent Events reader. Test-only: no
+//! non-dev target depends on this crate.
+
+pub mod http;
+pub mod sse;
+
+pub use http::{call, login, read, read_lenient};
+pub use sse::Sse;
