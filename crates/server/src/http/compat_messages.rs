@@ -1,22 +1,24 @@
 //! Seed-compatible sending routes (docs/compat.md), as adapters over `/api/v1` messages.
 
+mod seed_send;
+
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use wagate_core::Scope;
-use wagate_store::SessionRecord;
 
 use super::messages::{
-    ButtonBody, ButtonsBody, ListBody, ListRowBody, ListSectionBody, LocationBody, MediaBody, MessageView,
-    SendBody, SendMessageRequest, accept,
+    ButtonBody, ButtonsBody, ListBody, ListRowBody, ListSectionBody, LocationBody, MediaBody, SendBody,
+    SendMessageRequest,
 };
 use super::sessions::authorized_session;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
+use seed_send::{SeedAnswer, SeedSend, accept_and_render, json_body, queued, sent_003};
 
 pub fn routes() -> Router<AppState> {
     let upload_limit = axum::extract::DefaultBodyLimit::disable();
@@ -36,36 +38,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sessions/{id}/groups", get(groups))
 }
 
-/// The single-tenant API's answer: `{success, message, data: {sessionId, to, messageId, status, timestamp}}`.
-fn queued(message: &MessageView) -> (StatusCode, JsonResponse<Value>) {
-    let to = wagate_core::address::jid_of_stored(&message.to);
-    let data = json!({
-        "sessionId": message.session_id,
-        "to": to,
-        "messageId": message.id,
-        "status": message.status,
-        "timestamp": message.created_at,
-        "statusUrl": message.status_url,
-    });
-    (
-        StatusCode::ACCEPTED,
-        JsonResponse(json!({ "success": true, "message": "Message queued", "data": data })),
-    )
-}
-
-async fn sending_session(
-    state: &AppState,
-    principal: &wagate_service::auth::Principal,
-    id: &str,
-) -> ApiResult<SessionRecord> {
-    authorized_session(state, principal, id, Scope::Send).await
-}
-
-/// Reads the body as JSON `T`, with problem+json failures.
-async fn json_body<T: serde::de::DeserializeOwned>(req: Request, state: &AppState) -> ApiResult<T> {
-    super::extract::Json::<T>::from_request(req, state).await.map(|super::extract::Json(v)| v)
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TextBody {
     pub to: String,
@@ -77,18 +49,13 @@ pub struct TextBody {
 /// Send a text (`{to, message}`).
 #[utoipa::path(post, path = "/api/messages/{session}/text", tag = "compat", params(("session" = String, Path)), request_body = TextBody,
     responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
-pub async fn text(
-    State(state): State<AppState>,
-    super::extract::Auth(principal): super::extract::Auth,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    req: Request,
-) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-    let session = sending_session(&state, &principal, &id).await?;
-    let body: TextBody = json_body(req, &state).await?;
-    let request = SendMessageRequest { to: body.to, text: body.message.or(body.text), ..Default::default() };
-    let (_, view) = accept(&state, &session, &headers, request).await?;
-    Ok(queued(&view))
+pub async fn text(send: SeedSend) -> ApiResult<SeedAnswer> {
+    let content = |body: TextBody| SendMessageRequest {
+        to: body.to,
+        text: body.message.or(body.text),
+        ..Default::default()
+    };
+    send.queue(content, queued).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -103,20 +70,13 @@ pub struct LocationSeedBody {
 /// Send a location (`{to, latitude, longitude, name?, address?}`).
 #[utoipa::path(post, path = "/api/messages/{session}/location", tag = "compat", params(("session" = String, Path)), request_body = LocationSeedBody,
     responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
-pub async fn location(
-    State(state): State<AppState>,
-    super::extract::Auth(principal): super::extract::Auth,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    req: Request,
-) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-    let session = sending_session(&state, &principal, &id).await?;
-    let b: LocationSeedBody = json_body(req, &state).await?;
-    let location =
-        LocationBody { latitude: b.latitude, longitude: b.longitude, name: b.name, address: b.address };
-    let request = SendMessageRequest { to: b.to, location: Some(location), ..Default::default() };
-    let (_, view) = accept(&state, &session, &headers, request).await?;
-    Ok(queued(&view))
+pub async fn location(send: SeedSend) -> ApiResult<SeedAnswer> {
+    let content = |b: LocationSeedBody| {
+        let location =
+            LocationBody { latitude: b.latitude, longitude: b.longitude, name: b.name, address: b.address };
+        SendMessageRequest { to: b.to, location: Some(location), ..Default::default() }
+    };
+    send.queue(content, queued).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -140,28 +100,21 @@ pub struct SeedButton {
 /// Send buttons (best effort: WhatsApp delivers them unreliably to linked devices).
 #[utoipa::path(post, path = "/api/messages/{session}/button", tag = "compat", params(("session" = String, Path)), request_body = ButtonSeedBody,
     responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
-pub async fn button(
-    State(state): State<AppState>,
-    super::extract::Auth(principal): super::extract::Auth,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    req: Request,
-) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-    let session = sending_session(&state, &principal, &id).await?;
-    let b: ButtonSeedBody = json_body(req, &state).await?;
-    let buttons = b
-        .buttons
-        .into_iter()
-        .enumerate()
-        .map(|(n, button)| {
-            let title = button.title.or(button.text).unwrap_or_default();
-            ButtonBody { id: button.id.unwrap_or_else(|| format!("btn-{}", n + 1)), title }
-        })
-        .collect();
-    let body = ButtonsBody { text: b.message.or(b.text).unwrap_or_default(), footer: b.footer, buttons };
-    let request = SendMessageRequest { to: b.to, buttons: Some(body), ..Default::default() };
-    let (_, view) = accept(&state, &session, &headers, request).await?;
-    Ok(queued(&view))
+pub async fn button(send: SeedSend) -> ApiResult<SeedAnswer> {
+    let content = |b: ButtonSeedBody| {
+        let buttons = b
+            .buttons
+            .into_iter()
+            .enumerate()
+            .map(|(n, button)| {
+                let title = button.title.or(button.text).unwrap_or_default();
+                ButtonBody { id: button.id.unwrap_or_else(|| format!("btn-{}", n + 1)), title }
+            })
+            .collect();
+        let body = ButtonsBody { text: b.message.or(b.text).unwrap_or_default(), footer: b.footer, buttons };
+        SendMessageRequest { to: b.to, buttons: Some(body), ..Default::default() }
+    };
+    send.queue(content, queued).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -193,37 +146,30 @@ pub struct SeedRow {
 /// Send a list (best effort, like buttons).
 #[utoipa::path(post, path = "/api/messages/{session}/list", tag = "compat", params(("session" = String, Path)), request_body = ListSeedBody,
     responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
-pub async fn list(
-    State(state): State<AppState>,
-    super::extract::Auth(principal): super::extract::Auth,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    req: Request,
-) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-    let session = sending_session(&state, &principal, &id).await?;
-    let b: ListSeedBody = json_body(req, &state).await?;
-    let sections = b
-        .sections
-        .into_iter()
-        .map(|s| ListSectionBody {
-            title: s.title,
-            rows: s
-                .rows
-                .into_iter()
-                .enumerate()
-                .map(|(n, r)| ListRowBody {
-                    id: r.id.or(r.row_id).unwrap_or_else(|| format!("row-{}", n + 1)),
-                    title: r.title,
-                    description: r.description,
-                })
-                .collect(),
-        })
-        .collect();
-    let body =
-        ListBody { text: b.message.or(b.text).unwrap_or_default(), button_text: b.button_text, sections };
-    let request = SendMessageRequest { to: b.to, list: Some(body), ..Default::default() };
-    let (_, view) = accept(&state, &session, &headers, request).await?;
-    Ok(queued(&view))
+pub async fn list(send: SeedSend) -> ApiResult<SeedAnswer> {
+    let content = |b: ListSeedBody| {
+        let sections = b
+            .sections
+            .into_iter()
+            .map(|s| ListSectionBody {
+                title: s.title,
+                rows: s
+                    .rows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, r)| ListRowBody {
+                        id: r.id.or(r.row_id).unwrap_or_else(|| format!("row-{}", n + 1)),
+                        title: r.title,
+                        description: r.description,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let body =
+            ListBody { text: b.message.or(b.text).unwrap_or_default(), button_text: b.button_text, sections };
+        SendMessageRequest { to: b.to, list: Some(body), ..Default::default() }
+    };
+    send.queue(content, queued).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -240,15 +186,8 @@ pub struct MediaSeedBody {
 }
 
 /// Media by multipart upload (`-F to=… -F caption=… -F image=@file`) or JSON `{to, url, caption}`.
-async fn media(
-    state: AppState,
-    principal: wagate_service::auth::Principal,
-    id: String,
-    headers: HeaderMap,
-    req: Request,
-    kind: &'static str,
-) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-    let session = sending_session(&state, &principal, &id).await?;
+async fn media(send: SeedSend, kind: &'static str) -> ApiResult<SeedAnswer> {
+    let (session, state, headers, req) = send.session().await?;
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -278,8 +217,7 @@ async fn media(
         }
         request
     };
-    let (_, view) = accept(&state, &session, &headers, request).await?;
-    Ok(queued(&view))
+    accept_and_render(&state, &session, &headers, request, queued).await
 }
 
 macro_rules! media_route {
@@ -287,8 +225,8 @@ macro_rules! media_route {
         #[doc = concat!("Send ", $kind, " media: multipart upload (field `", $kind, "`) or JSON `{to, url, caption}`.")]
         #[utoipa::path(post, path = $path, tag = "compat", params(("session" = String, Path)),
             responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
-        pub async fn $name(State(state): State<AppState>, super::extract::Auth(principal): super::extract::Auth, Path(id): Path<String>, headers: HeaderMap, req: Request) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-            media(state, principal, id, headers, req, $kind).await
+        pub async fn $name(send: SeedSend) -> ApiResult<SeedAnswer> {
+            media(send, $kind).await
         }
     };
 }
@@ -321,23 +259,13 @@ pub struct SessionSendBody {
 /// Seed 003: `{recipient, message}` from this session.
 #[utoipa::path(post, path = "/api/sessions/{id}/send", tag = "compat", params(("id" = String, Path)), request_body = SessionSendBody,
     responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
-pub async fn send_from_session(
-    State(state): State<AppState>,
-    super::extract::Auth(principal): super::extract::Auth,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    req: Request,
-) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
-    let session = sending_session(&state, &principal, &id).await?;
-    let b: SessionSendBody = json_body(req, &state).await?;
-    let request = SendMessageRequest { to: b.recipient, text: Some(b.message), ..Default::default() };
-    let (_, view) = accept(&state, &session, &headers, request).await?;
-    Ok(sent_003(&view))
-}
-
-fn sent_003(view: &MessageView) -> (StatusCode, JsonResponse<Value>) {
-    let body = json!({ "success": true, "message": "Message queued", "message_id": view.id, "session_id": view.session_id, "status": view.status });
-    (StatusCode::ACCEPTED, JsonResponse(body))
+pub async fn send_from_session(send: SeedSend) -> ApiResult<SeedAnswer> {
+    let content = |b: SessionSendBody| SendMessageRequest {
+        to: b.recipient,
+        text: Some(b.message),
+        ..Default::default()
+    };
+    send.queue(content, sent_003).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -356,13 +284,12 @@ pub async fn send_from_phone(
     super::extract::Auth(principal): super::extract::Auth,
     headers: HeaderMap,
     req: Request,
-) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
+) -> ApiResult<SeedAnswer> {
     let b: PhoneSendBody = json_body(req, &state).await?;
     principal.require(Scope::Send)?;
     let session = state.messages.session_by_phone(&principal, &b.phone).await?;
     let request = SendMessageRequest { to: b.recipient, text: Some(b.message), ..Default::default() };
-    let (_, view) = accept(&state, &session, &headers, request).await?;
-    Ok(sent_003(&view))
+    accept_and_render(&state, &session, &headers, request, sent_003).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
