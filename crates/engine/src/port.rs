@@ -311,6 +311,16 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// Nothing beyond sending and receiving (an API account; or an engine not available).
+    pub const NONE: Capabilities = Capabilities {
+        qr_code: false,
+        pairing_code: false,
+        logout: false,
+        groups: false,
+        number_checks: false,
+        simulated: false,
+    };
+
     /// A device linked to a phone, as WhatsApp Web is.
     pub const LINKED_DEVICE: Capabilities = Capabilities {
         qr_code: true,

@@ -58,14 +58,7 @@ impl Engines {
 
     /// What sessions of `kind` can do; nothing when the engine is not available.
     pub fn capabilities(&self, kind: EngineKind) -> Capabilities {
-        self.get(kind).map(|engine| engine.capabilities()).unwrap_or(Capabilities {
-            qr_code: false,
-            pairing_code: false,
-            logout: false,
-            groups: false,
-            number_checks: false,
-            simulated: false,
-        })
+        self.get(kind).map(|engine| engine.capabilities()).unwrap_or(Capabilities::NONE)
     }
 
     pub fn kinds(&self) -> Vec<EngineKind> {

@@ -54,14 +54,7 @@ impl Engine for CallbackEngine {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            qr_code: false,
-            pairing_code: false,
-            logout: false,
-            groups: false,
-            number_checks: false,
-            simulated: false,
-        }
+        Capabilities::NONE
     }
 
     async fn open(&self, _spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError> {
