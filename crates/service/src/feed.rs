@@ -3,18 +3,18 @@
 //! through [`MessageObserver`] without knowing about one-time passwords; the OTP worker
 //! consumes the channel.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
+use moka::sync::Cache;
 use tokio::sync::mpsc;
 use wagate_core::{MessageStatus, OtpMode, SessionId};
 use wagate_store::OtpRecord;
 
 use crate::sessions::MessageObserver;
-use crate::time::now_ms;
 
 /// How long a message is followed after it was queued (longer than any code lives).
-const WATCH_FOR_MS: i64 = 60 * 60 * 1000;
+const WATCH_FOR: Duration = Duration::from_secs(60 * 60);
 
 /// What the worker needs to tell a code's delivery without reading the database.
 #[derive(Debug, Clone)]
@@ -59,29 +59,22 @@ pub enum FeedEvent {
 }
 
 pub struct OtpFeed {
-    /// Message id → when it started to be followed, and whose code it carries.
-    watched: Mutex<HashMap<String, (i64, WatchedOtp)>>,
+    /// Message id → whose code it carries; each entry lives [`WATCH_FOR`] at most, so memory
+    /// follows the codes of the last hour, and no request pays for scanning it.
+    watched: Cache<String, WatchedOtp>,
     sender: mpsc::UnboundedSender<FeedEvent>,
 }
 
 impl OtpFeed {
     pub fn new() -> (Arc<OtpFeed>, mpsc::UnboundedReceiver<FeedEvent>) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (Arc::new(OtpFeed { watched: Mutex::new(HashMap::new()), sender }), receiver)
-    }
-
-    fn watched(&self) -> std::sync::MutexGuard<'_, HashMap<String, (i64, WatchedOtp)>> {
-        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+        let watched = Cache::builder().time_to_live(WATCH_FOR).build();
+        (Arc::new(OtpFeed { watched, sender }), receiver)
     }
 
     /// Follow this message's status changes.
     pub fn watch(&self, message_id: &str, otp: WatchedOtp) {
-        let now = now_ms();
-        let mut watched = self.watched();
-        if watched.len() >= 4096 && watched.len().is_power_of_two() {
-            watched.retain(|_, (since, _)| now - *since < WATCH_FOR_MS);
-        }
-        watched.insert(message_id.to_owned(), (now, otp));
+        self.watched.insert(message_id.to_owned(), otp);
     }
 
     pub fn message_status(
@@ -91,14 +84,12 @@ impl OtpFeed {
         reason: Option<&str>,
         restricted: bool,
     ) {
-        let followed = {
-            let mut watched = self.watched();
+        let followed =
             if matches!(status, MessageStatus::Read | MessageStatus::Failed | MessageStatus::Canceled) {
-                watched.remove(message_id).map(|(_, otp)| otp)
+                self.watched.remove(message_id)
             } else {
-                watched.get(message_id).map(|(_, otp)| otp.clone())
-            }
-        };
+                self.watched.get(message_id)
+            };
         if let Some(otp) = followed {
             let _ = self.sender.send(FeedEvent::Status {
                 otp,

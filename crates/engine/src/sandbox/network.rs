@@ -1,6 +1,8 @@
 //! The shared simulated network: which sandbox sessions are online, and every number's inbox.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -51,8 +53,8 @@ pub enum SandboxError {
 pub struct SandboxNetwork {
     pub(super) config: SandboxConfig,
     state: Mutex<NetworkState>,
-    /// Append-only log of deliveries (JSON lines), when the network keeps state on disk.
-    journal: Option<Mutex<std::fs::File>>,
+    /// Log of deliveries (JSON lines), when the network keeps state on disk.
+    journal: Option<Mutex<Journal>>,
     /// Number → a count of its deliveries, while someone waits for one (a waiter is woken by
     /// deliveries to its number only).
     waiting: Mutex<HashMap<String, watch::Sender<u64>>>,
@@ -129,7 +131,7 @@ impl SandboxNetwork {
     pub(super) fn new(config: SandboxConfig) -> Self {
         let mut state =
             NetworkState { inboxes: Inboxes::new(config.inbox_capacity), ..NetworkState::default() };
-        let journal = config.state_dir.as_ref().and_then(|dir| match open_journal(dir, &mut state) {
+        let journal = config.state_dir.as_ref().and_then(|dir| match Journal::open(dir, &mut state.inboxes) {
             Ok(file) => Some(Mutex::new(file)),
             Err(err) => {
                 tracing::error!(error = %err, "sandbox: cannot keep network state on disk; keeping it in memory");
@@ -173,15 +175,13 @@ impl SandboxNetwork {
         {
             let _ = commands.send(Command::Receive(inbound));
         }
+        let to = entry.to.clone();
         if let Some(journal) = &self.journal {
-            use std::io::Write;
-            let line = serde_json::to_string(&entry).expect("entries serialize");
-            let mut file = journal.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(err) = writeln!(file, "{line}") {
+            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(err) = journal.append(&entry, &state.inboxes) {
                 tracing::error!(error = %err, "sandbox: cannot record a delivery");
             }
         }
-        let to = entry.to.clone();
         state.inboxes.push(entry);
         drop(state);
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -285,30 +285,75 @@ impl SandboxNetwork {
     }
 }
 
-/// Opens the delivery journal and replays it into `state`. A journal that holds more than the
-/// kept deliveries is rewritten with just those, so it stays as small as the memory.
-fn open_journal(dir: &std::path::Path, state: &mut NetworkState) -> std::io::Result<std::fs::File> {
-    use std::io::{BufRead, Write};
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("sandbox-deliveries.jsonl");
-    let mut lines = 0;
-    if let Ok(file) = std::fs::File::open(&path) {
-        for line in std::io::BufReader::new(file).lines() {
-            lines += 1;
-            // A torn last line (a crash mid-write) is skipped.
-            if let Ok(entry) = serde_json::from_str::<InboxEntry>(&line?) {
-                state.inboxes.push(entry);
+/// The deliveries on disk, one JSON line each. It holds the kept deliveries plus those
+/// appended since it was last rewritten; once it holds twice as many lines as the network
+/// keeps, it is rewritten with the kept ones, so the file stays within twice the memory's
+/// size however long the network runs, at the cost of one rewrite per `capacity` deliveries.
+struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+    lines: usize,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` and replays it into `inboxes`; a journal that holds more
+    /// than the kept deliveries is rewritten with just those.
+    fn open(dir: &Path, inboxes: &mut Inboxes) -> std::io::Result<Journal> {
+        use std::io::BufRead;
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("sandbox-deliveries.jsonl");
+        let mut lines = 0;
+        if let Ok(file) = std::fs::File::open(&path) {
+            for line in std::io::BufReader::new(file).lines() {
+                lines += 1;
+                // A torn last line (a crash mid-write) is skipped.
+                if let Ok(entry) = serde_json::from_str::<InboxEntry>(&line?) {
+                    inboxes.push(entry);
+                }
             }
         }
+        let file = Self::append_to(&path)?;
+        let mut journal = Journal { path, file, lines };
+        if lines > inboxes.order.len() {
+            journal.rewrite(inboxes)?;
+        }
+        Ok(journal)
     }
-    if lines > state.inboxes.order.len() {
-        let compacted = dir.join("sandbox-deliveries.jsonl.new");
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&compacted)?);
-        for entry in state.inboxes.all() {
+
+    fn append_to(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// Records `entry`, about to join `inboxes`.
+    fn append(&mut self, entry: &InboxEntry, inboxes: &Inboxes) -> std::io::Result<()> {
+        writeln!(self.file, "{}", serde_json::to_string(entry).expect("entries serialize"))?;
+        self.lines += 1;
+        if self.lines > 2 * inboxes.capacity {
+            // What the inboxes will keep once `entry` joined them: it, and all but the oldest.
+            let kept = inboxes.all();
+            let skip = (kept.len() + 1).saturating_sub(inboxes.capacity);
+            self.write_all(kept.into_iter().skip(skip).chain(std::iter::once(entry)))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the file with the deliveries `inboxes` keep.
+    fn rewrite(&mut self, inboxes: &Inboxes) -> std::io::Result<()> {
+        self.write_all(inboxes.all().into_iter())
+    }
+
+    fn write_all<'a>(&mut self, entries: impl Iterator<Item = &'a InboxEntry>) -> std::io::Result<()> {
+        let fresh = self.path.with_extension("jsonl.new");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&fresh)?);
+        let mut lines = 0;
+        for entry in entries {
             writeln!(file, "{}", serde_json::to_string(entry).expect("entries serialize"))?;
+            lines += 1;
         }
         file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
-        std::fs::rename(&compacted, &path)?;
+        std::fs::rename(&fresh, &self.path)?;
+        self.file = Self::append_to(&self.path)?;
+        self.lines = lines;
+        Ok(())
     }
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
 }

@@ -369,3 +369,34 @@ async fn the_network_remembers_only_the_latest_deliveries() {
     let journal = std::fs::read_to_string(dir.path().join("net/sandbox-deliveries.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 3, "compacted to what is kept");
 }
+
+#[tokio::test]
+async fn the_journal_stays_small_while_the_network_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { state_dir: Some(dir.path().join("net")), inbox_capacity: 3, ..fast() };
+    let journal_lines =
+        || std::fs::read_to_string(dir.path().join("net/sandbox-deliveries.jsonl")).unwrap().lines().count();
+    {
+        let engine = SandboxEngine::new(config.clone());
+        let mut s = open(&engine, &dir, "long").await;
+        link(&engine, &mut s, "+6281234500004").await;
+        let mut most = 0;
+        for n in 0..50 {
+            let message = text_to(&format!("M{n}"), &phone(&format!("+62812345140{:02}", n % 7)));
+            assert_eq!(s.connection.send(message).await.unwrap().await, Ok(Ok(())));
+            most = most.max(journal_lines());
+        }
+        assert!(most <= 6, "at most twice the kept deliveries on disk, saw {most} lines");
+        s.connection.close().await;
+    }
+    // What a restart reads back is what the network kept: the three newest deliveries.
+    let engine = SandboxEngine::new(config);
+    let network = engine.network();
+    let kept: Vec<String> = (0..7)
+        .flat_map(|n| network.inbox(&phone(&format!("+62812345140{n:02}"))))
+        .map(|m| m.id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(kept, ["M47", "M48", "M49"]);
+}
