@@ -87,11 +87,57 @@ async fn single_tenant_message_routes() {
         (Some(false), Some("invalid_phone"))
     );
 
+    // The seeds answer a body of the wrong shape with 400 (v1 says 422), naming their field.
+    let (status, problem) =
+        app.post("/api/messages/my-session/text", &admin, json!({ "to": "08123456789" })).await;
+    assert_eq!((status, problem["status"].as_u64()), (StatusCode::BAD_REQUEST, Some(400)), "{problem}");
+    assert_eq!((problem["success"].as_bool(), problem["error"].as_str()), (Some(false), Some("Bad Request")));
+    assert!(problem["message"].as_str().unwrap().contains("message"), "{problem}");
+
     let (status, formatted) = app.get("/api/messages/format-phone/08123456789", &admin).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(formatted["data"]["formatted"], "628123456789");
     let (_, status_body) = app.get("/api/sessions/my-session/status", &admin).await;
     assert_eq!(status_body["data"]["isConnected"], true);
+}
+
+/// With no `default_region`, a national number is read in the sending session's country, and
+/// where no session is named, in the country all of the caller's sessions share.
+#[tokio::test]
+async fn national_numbers_take_the_senders_country() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    app.linked(&admin, "jakarta", "+6281200000061").await;
+
+    let (status, sent) = app
+        .post("/api/messages/jakarta/text", &admin, json!({ "to": "08123456789", "message": "Halo" }))
+        .await;
+    assert_eq!(
+        (status, sent["data"]["to"].as_str()),
+        (StatusCode::ACCEPTED, Some("628123456789@s.whatsapp.net"))
+    );
+    let (status, formatted) = app.get("/api/messages/format-phone/08123456789", &admin).await;
+    assert_eq!(
+        (status, formatted["data"]["e164"].as_str()),
+        (StatusCode::OK, Some("+628123456789")),
+        "{formatted}"
+    );
+
+    app.linked(&admin, "kualalumpur", "+60123456780").await;
+    let (status, sent) = app
+        .post("/api/v1/sessions/kualalumpur/messages", &admin, json!({ "to": "0123456789", "text": "Hai" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["to"], "+60123456789", "read as Malaysian: the sender is in Malaysia");
+    let (status, problem) = app.get("/api/messages/format-phone/08123456789", &admin).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_phone")),
+        "sessions in two countries: no guess"
+    );
+    let (status, formatted) = app.get("/api/v1/phone/format?number=08123456789&region=ID", &admin).await;
+    assert_eq!((status, formatted["e164"].as_str()), (StatusCode::OK, Some("+628123456789")));
+    assert_eq!(inbox(&app, &admin, "+60123456789", 1).await[0]["content"]["body"], "Hai");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use wagate_core::Scope;
 
 use super::extract::{Auth, QueryParams};
-use super::sessions::{authorized_session, parse_phone};
+use super::sessions::{authorized_session, phone_for_session};
 use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
 use wagate_service::time::rfc3339;
@@ -65,7 +65,7 @@ pub async fn messages(
     let chat = if wagate_core::address::is_group(&chat) || wagate_core::address::is_lid(&chat) {
         chat
     } else {
-        parse_phone(&state, &chat)?.jid()
+        phone_for_session(&state, &session, &chat)?.jid()
     };
     let limit = super::extract::page_limit(query.limit)?;
     let records = state.activity.chat_messages(&session.id, &chat, query.before, limit).await?;

@@ -15,7 +15,7 @@ use super::extract::{Auth, Json, QueryParams};
 use super::otp::{
     OtpCaller, OtpView, SendOtpRequest, VerifyOtpRequest, caller, send_request, verify_request,
 };
-use super::sessions::parse_phone;
+use super::sessions::phone_for_caller;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 
@@ -70,7 +70,7 @@ pub async fn send(
         company_name: body.company_name,
         ..Default::default()
     };
-    let request = send_request(&state, &principal, request)?;
+    let request = send_request(&state, &principal, request).await?;
     let issued = state.otp.send(&principal, &caller(&principal, otp_caller), request).await?;
     let view = OtpView::from_issued(issued);
     Ok((
@@ -128,7 +128,7 @@ pub async fn status(
     Path(phone): Path<String>,
 ) -> ApiResult<JsonResponse<Value>> {
     principal.require(Scope::Otp)?;
-    let phone = parse_phone(&state, &phone)?;
+    let phone = phone_for_caller(&state, &principal, &phone).await?;
     let tracked = state.otp.latest(&principal, &phone).await?;
     Ok(JsonResponse(json!({ "success": true, "data": OtpView::from_tracked(&tracked) })))
 }
@@ -163,7 +163,7 @@ pub async fn resend(
 ) -> ApiResult<(StatusCode, JsonResponse<Value>)> {
     let raw_phone = body.phone()?;
     principal.require(Scope::Otp)?;
-    let phone = parse_phone(&state, raw_phone)?;
+    let phone = phone_for_caller(&state, &principal, raw_phone).await?;
     let issued = state.otp.resend_latest(&principal, &caller(&principal, otp_caller), &phone).await?;
     let view = OtpView::from_issued(issued);
     Ok((
@@ -184,7 +184,7 @@ pub async fn expire(
 ) -> ApiResult<JsonResponse<Value>> {
     let raw_phone = body.phone()?;
     principal.require(Scope::Otp)?;
-    let phone = parse_phone(&state, raw_phone)?;
+    let phone = phone_for_caller(&state, &principal, raw_phone).await?;
     let canceled = state.otp.cancel_latest(&principal, &phone).await?;
     Ok(JsonResponse(
         json!({ "success": true, "message": "OTP expired", "data": OtpView::from_tracked(&canceled) }),

@@ -8,9 +8,10 @@ use utoipa::{IntoParams, ToSchema};
 use wagate_core::{Phone, Scope};
 
 use super::extract::{Auth, Json, QueryParams};
-use super::sessions::{authorized_session, parse_phone};
+use super::sessions::{authorized_session, phone_for_caller, phone_for_session};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
+use wagate_service::auth::Principal;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -54,7 +55,8 @@ pub(crate) async fn check(
     if inputs.is_empty() || inputs.len() > 50 {
         return Err(ApiError::unprocessable("invalid_field", "give 1 to 50 numbers"));
     }
-    let phones = inputs.iter().map(|n| parse_phone(state, n)).collect::<ApiResult<Vec<Phone>>>()?;
+    let phones =
+        inputs.iter().map(|n| phone_for_session(state, session, n)).collect::<ApiResult<Vec<Phone>>>()?;
     let checked = state.numbers.check(&state.sessions, session, &phones).await?;
     Ok(inputs
         .into_iter()
@@ -169,7 +171,8 @@ pub async fn groups(
 #[serde(deny_unknown_fields)]
 pub struct FormatQuery {
     pub number: String,
-    /// Region for national numbers (ISO 3166 alpha-2); default: the server's `default_region`.
+    /// Region for national numbers (ISO 3166 alpha-2); default: the server's `default_region`,
+    /// else the country that all of the caller's linked sessions share.
     pub region: Option<String>,
 }
 
@@ -185,10 +188,17 @@ pub struct FormattedPhone {
     pub international: String,
 }
 
-pub(crate) fn format(state: &AppState, number: &str, region: Option<&str>) -> ApiResult<FormattedPhone> {
-    let region = region.or(state.config.default_region.as_deref());
-    let phone =
-        Phone::parse(number, region).map_err(|e| ApiError::bad_request("invalid_phone", e.to_string()))?;
+pub(crate) async fn format(
+    state: &AppState,
+    principal: &Principal,
+    number: &str,
+    region: Option<&str>,
+) -> ApiResult<FormattedPhone> {
+    let phone = match region {
+        Some(region) => Phone::parse(number, Some(region))
+            .map_err(|e| ApiError::bad_request("invalid_phone", e.to_string()))?,
+        None => phone_for_caller(state, principal, number).await?,
+    };
     Ok(FormattedPhone {
         input: number.to_owned(),
         e164: phone.e164().to_owned(),
@@ -209,5 +219,5 @@ pub async fn format_phone(
     QueryParams(query): QueryParams<FormatQuery>,
 ) -> ApiResult<JsonResponse<FormattedPhone>> {
     principal.require(Scope::Read)?;
-    Ok(JsonResponse(format(&state, &query.number, query.region.as_deref())?))
+    Ok(JsonResponse(format(&state, &principal, &query.number, query.region.as_deref()).await?))
 }

@@ -59,9 +59,25 @@ pub(crate) fn parse_session_id(raw: &str) -> ApiResult<SessionId> {
     SessionId::parse(raw).map_err(|err| ApiError::bad_request("invalid_session_id", err.to_string()))
 }
 
+/// A phone number read with the operator's `default_region` only (dashboard forms, the
+/// sandbox's simulated phones).
 pub(crate) fn parse_phone(state: &AppState, raw: &str) -> ApiResult<Phone> {
-    Phone::parse(raw, state.config.default_region.as_deref())
-        .map_err(|err| ApiError::bad_request("invalid_phone", err.to_string()))
+    state.phones.read(raw).map_err(invalid_phone)
+}
+
+/// A phone number that `session` sends to or asks about: national numbers in its country.
+pub(crate) fn phone_for_session(state: &AppState, session: &SessionRecord, raw: &str) -> ApiResult<Phone> {
+    state.phones.read_for_session(raw, session).map_err(invalid_phone)
+}
+
+/// A phone number where no session is named: national numbers in the country that the
+/// caller's linked sessions share.
+pub(crate) async fn phone_for_caller(state: &AppState, principal: &Principal, raw: &str) -> ApiResult<Phone> {
+    state.phones.read_for_caller(raw, principal).await.map_err(invalid_phone)
+}
+
+fn invalid_phone(err: wagate_core::PhoneError) -> ApiError {
+    ApiError::bad_request("invalid_phone", err.to_string())
 }
 
 pub(crate) fn parse_name(raw: &str) -> ApiResult<String> {
@@ -309,7 +325,7 @@ pub async fn pair_code(
     Json(request): Json<PairCodeRequest>,
 ) -> ApiResult<JsonResponse<PairCodeResponse>> {
     let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
-    let phone = parse_phone(&state, &request.phone)?;
+    let phone = phone_for_caller(&state, &principal, &request.phone).await?;
     let live = state.sessions.pair_code(&record.id, &phone).await?;
     let display =
         format!("{}-{}", &live.code[..4.min(live.code.len())], &live.code[4.min(live.code.len())..]);

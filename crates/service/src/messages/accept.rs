@@ -65,8 +65,8 @@ impl Messages {
         let fingerprint = fingerprint(session, &request, upload.as_ref());
         request.upload = upload;
         let pool = request.pool.take();
-        let recipient = self.recipient_of(&request.to)?;
-        let content = self.content_of(request)?;
+        let recipient = self.recipient_of(&request.to, session)?;
+        let content = self.content_of(request, session)?;
         if let Some(media) = content.media()
             && !media.source.starts_with("upload:")
         {

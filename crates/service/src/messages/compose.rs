@@ -3,8 +3,11 @@
 use wagate_core::message::{Button, ListRow, ListSection, MediaRef};
 use wagate_core::{GroupJid, MessageContent, Phone};
 
+use wagate_store::SessionRecord;
+
 use super::request::{MediaBody, SendMessageRequest, Upload};
 use super::{MessageError, Messages};
+use crate::auth::Principal;
 
 impl Upload {
     fn into_content(self, caption: Option<String>) -> MessageContent {
@@ -38,35 +41,55 @@ fn vcard_of(name: &str, phone: &Phone) -> String {
     )
 }
 
+fn group_recipient(to: &str) -> Result<String, MessageError> {
+    GroupJid::parse(to).map(|group| group.as_str().to_owned()).map_err(|_| MessageError::InvalidGroup)
+}
+
 fn invalid(detail: impl Into<String>) -> MessageError {
     MessageError::Invalid(detail.into())
 }
 
 impl Messages {
-    /// A phone number in any accepted format, national numbers read in the default region.
-    pub fn parse_phone(&self, raw: &str) -> Result<Phone, MessageError> {
-        Ok(Phone::parse(raw, self.default_region.as_deref())?)
+    /// A phone number in any accepted format that `session` sends to: national numbers are
+    /// read in the session's country (see [`PhoneReader`](crate::phones::PhoneReader)).
+    fn phone_for(&self, raw: &str, session: &SessionRecord) -> Result<Phone, MessageError> {
+        Ok(self.phones.read_for_session(raw, session)?)
     }
 
     /// `…@g.us` group JIDs as they are, phone numbers in E.164.
-    pub fn recipient_of(&self, to: &str) -> Result<String, MessageError> {
+    pub(super) fn recipient_of(&self, to: &str, session: &SessionRecord) -> Result<String, MessageError> {
         if wagate_core::address::is_group(to) {
-            return GroupJid::parse(to)
-                .map(|group| group.as_str().to_owned())
-                .map_err(|_| MessageError::InvalidGroup);
+            return group_recipient(to);
         }
-        self.parse_phone(to).map(|p| p.e164().to_owned())
+        self.phone_for(to, session).map(|p| p.e164().to_owned())
+    }
+
+    /// A recipient as the caller writes it in a search, national numbers read in the country
+    /// of the caller's sessions.
+    pub async fn recipient_for_caller(
+        &self,
+        to: &str,
+        principal: &Principal,
+    ) -> Result<String, MessageError> {
+        if wagate_core::address::is_group(to) {
+            return group_recipient(to);
+        }
+        Ok(self.phones.read_for_caller(to, principal).await?.e164().to_owned())
     }
 
     /// Turns the request into one validated content value.
-    pub(super) fn content_of(&self, request: SendMessageRequest) -> Result<MessageContent, MessageError> {
+    pub(super) fn content_of(
+        &self,
+        request: SendMessageRequest,
+        session: &SessionRecord,
+    ) -> Result<MessageContent, MessageError> {
         let mut contents = Vec::new();
         if let Some(body) = request.text {
             let mentions = request
                 .mentions
                 .unwrap_or_default()
                 .iter()
-                .map(|m| self.parse_phone(m).map(|p| p.jid()))
+                .map(|m| self.phone_for(m, session).map(|p| p.jid()))
                 .collect::<Result<Vec<_>, _>>()?;
             contents.push(MessageContent::Text { body, mentions, reply_to: request.reply_to.clone() });
         }
@@ -81,7 +104,7 @@ impl Messages {
         if let Some(c) = request.contact {
             let vcard = match (c.vcard, c.phone) {
                 (Some(vcard), _) => vcard,
-                (None, Some(phone)) => vcard_of(&c.name, &self.parse_phone(&phone)?),
+                (None, Some(phone)) => vcard_of(&c.name, &self.phone_for(&phone, session)?),
                 (None, None) => return Err(invalid("contact: give `vcard` or `phone`")),
             };
             contents.push(MessageContent::Contact { display_name: c.name, vcard });

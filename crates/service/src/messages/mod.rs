@@ -16,6 +16,7 @@ use wagate_store::{Store, StoreError};
 
 use crate::media::MediaError;
 use crate::outbox::OutboxError;
+use crate::phones::PhoneReader;
 use crate::sessions::{SessionError, SessionManager};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +52,11 @@ pub enum MessageError {
 pub struct Messages {
     sessions: SessionManager,
     store: Store,
-    /// Region of phone numbers written without a country code.
-    default_region: Option<String>,
+    phones: PhoneReader,
 }
 
 impl Messages {
-    pub fn new(sessions: SessionManager, store: Store, default_region: Option<String>) -> Self {
-        Messages { sessions, store, default_region }
+    pub fn new(sessions: SessionManager, store: Store, phones: PhoneReader) -> Self {
+        Messages { sessions, store, phones }
     }
 }

@@ -14,7 +14,7 @@ impl Messages {
         principal: &Principal,
         phone: &str,
     ) -> Result<SessionRecord, MessageError> {
-        let phone = self.parse_phone(phone)?;
+        let phone = self.phones.read_for_caller(phone, principal).await?;
         let record = self.store.session_by_phone(principal.owner_filter(), phone.e164()).await?;
         record
             .filter(|r| principal.can_see(r))

@@ -124,7 +124,7 @@ pub async fn list(
             Some(status.parse::<MessageStatus>().map_err(|e| ApiError::bad_request("invalid_query", e))?);
     }
     if let Some(to) = &query.to {
-        filter.recipient = Some(state.messages.recipient_of(to)?);
+        filter.recipient = Some(state.messages.recipient_for_caller(to, &principal).await?);
     }
     filter.since = query.since.as_deref().map(|v| parse_time("since", v)).transpose()?;
     filter.until = query.until.as_deref().map(|v| parse_time("until", v)).transpose()?;

@@ -13,7 +13,7 @@ use wagate_service::time::{now_ms, rfc3339};
 use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
 use crate::http::extract::{Auth, Json};
-use crate::http::sessions::parse_phone;
+use crate::http::sessions::phone_for_caller;
 
 /// Your OTP settings.
 #[utoipa::path(get, path = "/api/v1/otp/settings", tag = "otp", responses((status = 200, body = crate::http::schemas::OtpSettingsSchema)),
@@ -132,7 +132,7 @@ pub async fn phone_failures(
     Path(phone): Path<String>,
 ) -> ApiResult<JsonResponse<PhoneFailures>> {
     principal.require(Scope::Otp)?;
-    let phone = parse_phone(&state, &phone)?;
+    let phone = phone_for_caller(&state, &principal, &phone).await?;
     let standing = state.otp.phone_failures(&principal.user_id, phone.e164()).await?;
     Ok(JsonResponse(PhoneFailures {
         phone: phone.e164().to_owned(),
@@ -150,7 +150,7 @@ pub async fn reset_phone_failures(
     Path(phone): Path<String>,
 ) -> ApiResult<StatusCode> {
     principal.require(Scope::Otp)?;
-    let phone = parse_phone(&state, &phone)?;
+    let phone = phone_for_caller(&state, &principal, &phone).await?;
     state.otp.reset_phone_failures(&principal.user_id, phone.e164()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Auth, QueryParams, page_limit};
 use crate::http::messages::parse_time;
-use crate::http::sessions::parse_phone;
+use crate::http::sessions::phone_for_caller;
 
 /// A verification: status, sends, attempts, the delivery of its message.
 #[utoipa::path(get, path = "/api/v1/otp/{id}", tag = "otp", params(("id" = String, Path)),
@@ -62,7 +62,7 @@ pub async fn list(
     principal.require(Scope::Otp)?;
     let mut filter = OtpFilter { limit: page_limit(query.limit)?, ..OtpFilter::default() };
     if let Some(phone) = &query.phone {
-        filter.phone = Some(parse_phone(&state, phone)?.e164().to_owned());
+        filter.phone = Some(phone_for_caller(&state, &principal, phone).await?.e164().to_owned());
     }
     if let Some(status) = &query.status {
         filter.status =

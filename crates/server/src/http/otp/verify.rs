@@ -15,7 +15,7 @@ use super::{OtpCaller, caller, no_store};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Auth, Json};
-use crate::http::sessions::parse_phone;
+use crate::http::sessions::phone_for_caller;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +45,7 @@ pub(crate) async fn verify_request(
         .ok_or_else(|| ApiError::unprocessable("missing_field", "`code` is required"))?;
     let target = match (body.id, body.phone.or(body.phone_number)) {
         (Some(id), None) => VerifyTarget::Id(id),
-        (None, Some(phone)) => VerifyTarget::Phone(parse_phone(state, &phone)?),
+        (None, Some(phone)) => VerifyTarget::Phone(phone_for_caller(state, principal, &phone).await?),
         (Some(_), Some(_)) => {
             return Err(ApiError::unprocessable(
                 "invalid_body",
