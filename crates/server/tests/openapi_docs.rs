@@ -34,6 +34,7 @@ async fn openapi_lists_every_designed_route() {
         "/api/v1/sandbox/inbox/{phone}",
         "/health",
         "/ready",
+        "/api/health",
         "/api/sessions/create",
         "/api/ws/{id}",
         "/api/v1/sessions/{id}/messages",

@@ -162,6 +162,7 @@ async fn seed_single_tenant_routes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(qr["data"]["qrImage"].as_str().unwrap().starts_with("data:image/png;base64,"), "{qr}");
+    assert_eq!(qr["data"]["qrCode"], qr["data"]["qrImage"], "seed 000's client reads `data.qrCode`");
 
     let (status, body) = app.get("/api/sessions/my-session/status", &admin).await;
     assert_eq!(status, StatusCode::OK);
@@ -188,6 +189,19 @@ async fn seed_single_tenant_routes() {
     assert_eq!((status, body["success"].as_bool()), (StatusCode::OK, Some(true)));
     let (status, _) = app.get("/api/sessions/my-session/status", &admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Seeds 001/002 check `GET /api/health`: no credentials, the seeds' envelope, the database.
+#[tokio::test]
+async fn seed_health_check() {
+    let app = TestApp::spawn().await;
+    let response = app.client.get(app.url("/api/health")).send().await.unwrap();
+    let (status, body) = common::read(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["status"], "ready");
+    assert_eq!(body["data"]["database"], "ok");
+    assert_eq!(body["data"]["version"], env!("CARGO_PKG_VERSION"));
 }
 
 #[tokio::test]

@@ -188,7 +188,8 @@ pub async fn status(
     Ok(envelope("Session status", data))
 }
 
-/// The current QR code (`data.qr`, `data.qrImage`).
+/// The current QR code: `data.qrCode` (a `data:image/png;base64,…` image, as seed 000's
+/// client reads it), `data.qr` (the text to encode) and `data.qrImage` (the same image).
 #[utoipa::path(get, path = "/api/sessions/{id}/qr", tag = "compat", params(("id" = String, Path)),
     responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
 pub async fn qr(
@@ -199,7 +200,13 @@ pub async fn qr(
     let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
     let live = state.sessions.qr(&record.id).await?;
     let qr = qr_response(&live.code, live.expires_at);
-    let data = json!({ "sessionId": record.id.as_str(), "qr": qr.qr, "qrImage": qr.png, "expiresAt": qr.expires_at });
+    let data = json!({
+        "sessionId": record.id.as_str(),
+        "qr": qr.qr,
+        "qrCode": qr.png,
+        "qrImage": qr.png,
+        "expiresAt": qr.expires_at,
+    });
     Ok(envelope("QR code", data))
 }
 

@@ -50,10 +50,11 @@ pub struct TextBody {
 #[utoipa::path(post, path = "/api/messages/{session}/text", tag = "compat", params(("session" = String, Path)), request_body = TextBody,
     responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
 pub async fn text(send: SeedSend) -> ApiResult<SeedAnswer> {
-    let content = |body: TextBody| SendMessageRequest {
-        to: body.to,
-        text: body.message.or(body.text),
-        ..Default::default()
+    let content = |body: TextBody| {
+        let text = body.message.or(body.text).ok_or_else(|| {
+            ApiError::bad_request("missing_field", "\"message\" is required in the request body")
+        })?;
+        Ok(SendMessageRequest { to: body.to, text: Some(text), ..Default::default() })
     };
     send.queue(content, queued).await
 }
@@ -74,7 +75,7 @@ pub async fn location(send: SeedSend) -> ApiResult<SeedAnswer> {
     let content = |b: LocationSeedBody| {
         let location =
             LocationBody { latitude: b.latitude, longitude: b.longitude, name: b.name, address: b.address };
-        SendMessageRequest { to: b.to, location: Some(location), ..Default::default() }
+        Ok(SendMessageRequest { to: b.to, location: Some(location), ..Default::default() })
     };
     send.queue(content, queued).await
 }
@@ -112,7 +113,7 @@ pub async fn button(send: SeedSend) -> ApiResult<SeedAnswer> {
             })
             .collect();
         let body = ButtonsBody { text: b.message.or(b.text).unwrap_or_default(), footer: b.footer, buttons };
-        SendMessageRequest { to: b.to, buttons: Some(body), ..Default::default() }
+        Ok(SendMessageRequest { to: b.to, buttons: Some(body), ..Default::default() })
     };
     send.queue(content, queued).await
 }
@@ -167,7 +168,7 @@ pub async fn list(send: SeedSend) -> ApiResult<SeedAnswer> {
             .collect();
         let body =
             ListBody { text: b.message.or(b.text).unwrap_or_default(), button_text: b.button_text, sections };
-        SendMessageRequest { to: b.to, list: Some(body), ..Default::default() }
+        Ok(SendMessageRequest { to: b.to, list: Some(body), ..Default::default() })
     };
     send.queue(content, queued).await
 }
@@ -245,7 +246,7 @@ pub async fn format_phone(
     Path(number): Path<String>,
 ) -> ApiResult<JsonResponse<Value>> {
     principal.require(Scope::Read)?;
-    let formatted = super::numbers::format(&state, &number, None)?;
+    let formatted = super::numbers::format(&state, &principal, &number, None).await?;
     let data = json!({ "original": number, "formatted": formatted.digits, "jid": formatted.jid, "e164": formatted.e164 });
     Ok(JsonResponse(json!({ "success": true, "message": "Phone number formatted", "data": data })))
 }
@@ -260,10 +261,8 @@ pub struct SessionSendBody {
 #[utoipa::path(post, path = "/api/sessions/{id}/send", tag = "compat", params(("id" = String, Path)), request_body = SessionSendBody,
     responses((status = 202, description = "see docs/compat.md")), security(("bearer" = []), ("api_key" = [])))]
 pub async fn send_from_session(send: SeedSend) -> ApiResult<SeedAnswer> {
-    let content = |b: SessionSendBody| SendMessageRequest {
-        to: b.recipient,
-        text: Some(b.message),
-        ..Default::default()
+    let content = |b: SessionSendBody| {
+        Ok(SendMessageRequest { to: b.recipient, text: Some(b.message), ..Default::default() })
     };
     send.queue(content, sent_003).await
 }

@@ -15,7 +15,7 @@ use wagate_store::StoreError;
 
 mod seed;
 
-pub(crate) use seed::seed_error_fields;
+pub(crate) use seed::{seed_error_fields, seed_errors};
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {

@@ -10,7 +10,7 @@ async fn bad_input_is_refused_with_clear_codes() {
     let (app, admin) = linked_app(|_| {}).await;
     let cases = [
         (json!({ "phone": "12" }), StatusCode::BAD_REQUEST, "invalid_phone"),
-        (json!({}), StatusCode::UNPROCESSABLE_ENTITY, "missing_field"),
+        (json!({}), StatusCode::BAD_REQUEST, "missing_field"),
         (
             json!({ "phone": "+6281234560002", "length": 3 }),
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -68,12 +68,12 @@ impl SeedSend {
     /// `content` makes of it and answers with `render`.
     pub async fn queue<T: DeserializeOwned + Send>(
         self,
-        content: impl FnOnce(T) -> SendMessageRequest + Send,
+        content: impl FnOnce(T) -> ApiResult<SendMessageRequest> + Send,
         render: Render,
     ) -> ApiResult<SeedAnswer> {
         let (session, state, headers, request) = self.session().await?;
         let body: T = json_body(request, &state).await?;
-        accept_and_render(&state, &session, &headers, content(body), render).await
+        accept_and_render(&state, &session, &headers, content(body)?, render).await
     }
 }
 

@@ -30,7 +30,8 @@ use wagate_service::otp::Caller;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/otp", get(list))
-        .route("/otp/send", post(send))
+        // Seed 004's route too: its clients read `message` on errors.
+        .route("/otp/send", post(send).layer(axum::middleware::from_fn(super::errors::seed_error_fields)))
         .route("/otp/verify", post(verify))
         .route("/otp/generate", get(generate))
         .route("/otp/settings", get(settings).patch(update_settings))

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use wagate_core::{OtpMode, Scope};
+use wagate_core::{OtpMode, Phone, Scope, SessionId};
 use wagate_service::auth::Principal;
 use wagate_service::otp::SendRequest;
 
@@ -15,7 +15,9 @@ use super::{OtpCaller, caller, no_store};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Auth, Json};
-use crate::http::sessions::{parse_phone, parse_session_id};
+use crate::http::sessions::{
+    authorized_session, parse_phone, parse_session_id, phone_for_caller, phone_for_session,
+};
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,21 +53,36 @@ pub struct SendOtpRequest {
 }
 
 /// Parses the body into the service request (shared with the seed routes).
-pub(crate) fn send_request(
+pub(crate) async fn send_request(
     state: &AppState,
     principal: &Principal,
     body: SendOtpRequest,
 ) -> ApiResult<SendRequest> {
     principal.require(Scope::Otp)?;
-    let raw_phone = match (body.phone, body.phone_number) {
-        (Some(phone), None) | (None, Some(phone)) => phone,
+    let session = body.session.as_deref().map(parse_session_id).transpose()?;
+    // Seed 004 names the field `phoneNumber` and answers 400 when it is missing or malformed.
+    let phone = match (body.phone, body.phone_number) {
+        (Some(phone), None) => recipient(state, principal, session.as_ref(), &phone).await?,
+        (None, Some(phone)) => recipient(state, principal, session.as_ref(), &phone).await.map_err(|err| {
+            ApiError::bad_request(
+                "invalid_phone",
+                format!(
+                    "Bad Request: Invalid phone number format in \"phoneNumber\" ({}). Please provide the \
+                     number in international format starting with + and country code (e.g. +966XXXXXXXXX).",
+                    err.detail
+                ),
+            )
+        })?,
         (Some(_), Some(_)) => {
             return Err(ApiError::unprocessable("invalid_body", "give `phone` or `phoneNumber`, not both"));
         }
-        (None, None) => return Err(ApiError::unprocessable("missing_field", "`phone` is required")),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "missing_field",
+                "Bad Request: \"phoneNumber\" (or \"phone\") is required in the request body.",
+            ));
+        }
     };
-    let phone = parse_phone(state, &raw_phone)?;
-    let session = body.session.as_deref().map(parse_session_id).transpose()?;
     Ok(SendRequest {
         phone,
         session,
@@ -80,6 +97,27 @@ pub(crate) fn send_request(
     })
 }
 
+/// The number the code goes to. A national number is read in the named session's country, or
+/// in the country of the caller's sessions when none is named; the session is looked up only
+/// for such numbers.
+async fn recipient(
+    state: &AppState,
+    principal: &Principal,
+    session: Option<&SessionId>,
+    raw: &str,
+) -> ApiResult<Phone> {
+    if let Ok(phone) = parse_phone(state, raw) {
+        return Ok(phone);
+    }
+    match session {
+        Some(id) => {
+            let record = authorized_session(state, principal, id.as_str(), Scope::Otp).await?;
+            phone_for_session(state, &record, raw)
+        }
+        None => phone_for_caller(state, principal, raw).await,
+    }
+}
+
 /// Send a one-time password.
 #[utoipa::path(post, path = "/api/v1/otp/send", tag = "otp", request_body = SendOtpRequest,
     responses((status = 202, description = "issued (and queued in push mode)", body = OtpView),
@@ -91,7 +129,7 @@ pub async fn send(
     otp_caller: OtpCaller,
     Json(body): Json<SendOtpRequest>,
 ) -> ApiResult<Response> {
-    let request = send_request(&state, &principal, body)?;
+    let request = send_request(&state, &principal, body).await?;
     let issued = state.otp.send(&principal, &caller(&principal, otp_caller), request).await?;
     Ok(no_store(StatusCode::ACCEPTED, JsonResponse(OtpView::from_issued(issued))))
 }
