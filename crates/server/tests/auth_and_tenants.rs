@@ -19,7 +19,7 @@ async fn everything_but_health_needs_credentials() {
         let (status, problem) = read(app.client.get(app.url(path)).send().await.unwrap()).await;
         assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "missing_credentials"), "{path}");
     }
-    for path in ["/health", "/ready"] {
+    for path in ["/health", "/ready", "/api/health"] {
         assert_eq!(app.client.get(app.url(path)).send().await.unwrap().status(), StatusCode::OK, "{path}");
     }
     let (status, problem) = app.get("/api/v1/sessions", "not-a-token").await;
@@ -248,4 +248,49 @@ async fn tenants_are_isolated() {
     assert_eq!(status, StatusCode::OK);
     let (status, problem) = app.get("/api/v1/sessions", &bob).await;
     assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "account_disabled"));
+}
+
+/// `[api_limits]`: each API key and each signed-in user has its own allowance of requests per
+/// minute, told in the `RateLimit-*` headers; beyond it, 429 with `Retry-After`.
+#[tokio::test]
+async fn requests_per_minute_are_limited_per_key_and_per_user() {
+    let app = TestApp::spawn_with(|c| {
+        c.api_limits.per_key_per_minute = 3;
+        c.api_limits.per_user_per_minute = 20;
+    })
+    .await;
+    let admin = app.admin().await;
+    let (_, key) =
+        app.post("/api/v1/api-keys", &admin, json!({ "name": "limited", "scopes": ["read"] })).await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let with_key = || app.client.get(app.url("/api/v1/sessions")).header("X-API-Key", &key).send();
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    for left in ["2", "1", "0"] {
+        let response = with_key().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "ratelimit-limit").as_deref(), Some("3"));
+        assert_eq!(header(&response, "ratelimit-remaining").as_deref(), Some(left));
+        assert_eq!(header(&response, "ratelimit-policy").as_deref(), Some("3;w=60"));
+        assert!(header(&response, "ratelimit-reset").is_some());
+    }
+    let refused = with_key().await.unwrap();
+    let retry_after: u64 = header(&refused, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "one request's share of the minute: {retry_after}");
+    assert_eq!(header(&refused, "ratelimit-remaining").as_deref(), Some("0"));
+    let (status, problem) = read(refused).await;
+    assert_eq!((status, code(&problem)), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+
+    // The user's login token has its own allowance, and so does every other key.
+    let (status, _) = app.get("/api/v1/sessions", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, other) =
+        app.post("/api/v1/api-keys", &admin, json!({ "name": "other", "scopes": ["read"] })).await;
+    let (status, _) = app.get("/api/v1/sessions", other["key"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    // Requests without credentials are not counted.
+    for _ in 0..5 {
+        assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
+    }
 }

@@ -77,7 +77,7 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match credential_from_headers(parts)? {
-            Some(credential) => authenticate(state, &credential).await.map(Auth),
+            Some(credential) => authenticate(state, parts, &credential).await.map(Auth),
             None => Err(ApiError::unauthorized(
                 "missing_credentials",
                 "send a login token or an API key (`Authorization: Bearer …` or `X-API-Key`)",
@@ -100,7 +100,7 @@ impl FromRequestParts<AppState> for StreamAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(credential) = credential_from_headers(parts)? {
-            return authenticate(state, &credential).await.map(StreamAuth);
+            return authenticate(state, parts, &credential).await.map(StreamAuth);
         }
         let token = Query::<TokenQuery>::from_request_parts(parts, state).await.ok().and_then(|q| q.0.token);
         match token {
@@ -109,7 +109,9 @@ impl FromRequestParts<AppState> for StreamAuth {
                 "API keys are not accepted in URLs; use a stream token from POST /api/v1/sessions/{id}/stream-token",
             )),
             Some(token) => {
-                state.accounts.authenticate_token(&token).await.map(StreamAuth).map_err(ApiError::from)
+                let principal = state.accounts.authenticate_token(&token).await?;
+                super::quota::admit(state, parts, &principal)?;
+                Ok(StreamAuth(principal))
             }
             None => Err(ApiError::unauthorized(
                 "missing_credentials",
@@ -140,13 +142,15 @@ fn credential_from_headers(parts: &Parts) -> Result<Option<String>, ApiError> {
     }
 }
 
-async fn authenticate(state: &AppState, credential: &str) -> Result<Principal, ApiError> {
-    let result = if wagate_service::auth::looks_like_api_key(credential) {
+/// The caller behind `credential`, counted against its allowance of requests.
+async fn authenticate(state: &AppState, parts: &Parts, credential: &str) -> Result<Principal, ApiError> {
+    let principal = if wagate_service::auth::looks_like_api_key(credential) {
         state.accounts.authenticate_api_key(credential).await
     } else {
         state.accounts.authenticate_token(credential).await
-    };
-    result.map_err(ApiError::from)
+    }?;
+    super::quota::admit(state, parts, &principal)?;
+    Ok(principal)
 }
 
 /// The client's IP: the peer address, or the configured trusted proxy header.

@@ -17,6 +17,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// What is left of a key's allowance after a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Hits that may follow at once.
+    pub remaining: u32,
+    /// When the whole allowance is back, if no more hits come.
+    pub full_again_in: Duration,
+}
+
 pub struct RateLimiter {
     window: Duration,
     /// The time one hit occupies: `window / limit`.
@@ -98,6 +107,32 @@ impl RateLimiter {
         drop(dropped);
     }
 
+    /// Checks and counts a hit of `key` at once: what is left of its allowance, or
+    /// `Err(wait)` when it is used up (then nothing is counted).
+    pub fn take(&self, key: &str) -> Result<Allowance, Duration> {
+        let now = Instant::now();
+        let (dropped, answer) = {
+            let mut keys = self.keys();
+            let dropped = keys.rotate(now, self.window);
+            let arrival = keys.arrival(key).unwrap_or(now).max(now);
+            let allowed_until = now + self.window - self.emission;
+            let answer = match arrival.checked_duration_since(allowed_until) {
+                Some(wait) if !wait.is_zero() => Err(wait),
+                _ => {
+                    let next = arrival + self.emission;
+                    keys.previous.remove(key);
+                    keys.current.insert(key.to_owned(), next);
+                    let unused = (now + self.window).saturating_duration_since(next);
+                    let remaining = unused.as_nanos() / self.emission.as_nanos().max(1);
+                    Ok(Allowance { remaining: remaining as u32, full_again_in: next - now })
+                }
+            };
+            (dropped, answer)
+        };
+        drop(dropped);
+        answer
+    }
+
     pub fn clear(&self, key: &str) {
         let mut keys = self.keys();
         keys.current.remove(key);
@@ -131,6 +166,22 @@ mod tests {
         assert!(limiter.check("other").is_ok());
         limiter.clear("k");
         assert!(limiter.check("k").is_ok());
+    }
+
+    #[test]
+    fn take_counts_and_tells_what_is_left() {
+        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+        let first = limiter.take("k").unwrap();
+        assert_eq!(first.remaining, 2);
+        assert!(first.full_again_in <= Duration::from_secs(20), "{first:?}");
+        assert_eq!(limiter.take("k").unwrap().remaining, 1);
+        let last = limiter.take("k").unwrap();
+        assert_eq!(last.remaining, 0);
+        assert!(last.full_again_in > Duration::from_secs(59), "{last:?}");
+        let wait = limiter.take("k").unwrap_err();
+        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(limiter.take("k").is_err(), "a refused hit is not counted, and still refused");
+        assert_eq!(limiter.take("other").unwrap().remaining, 2);
     }
 
     #[test]
