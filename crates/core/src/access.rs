@@ -54,10 +54,18 @@ pub enum Scope {
     Read,
     /// Everything, across tenants (only for admin users).
     Admin,
+    /// Read `GET /metrics`, the whole server's figures (only for admin users).
+    Metrics,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [Scope::Send, Scope::Otp, Scope::Sessions, Scope::Read, Scope::Admin];
+    pub const ALL: [Scope; 6] =
+        [Scope::Send, Scope::Otp, Scope::Sessions, Scope::Read, Scope::Admin, Scope::Metrics];
+
+    /// Scopes only admin users' credentials may carry: they see every tenant.
+    pub fn admin_only(self) -> bool {
+        matches!(self, Scope::Admin | Scope::Metrics)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -66,6 +74,7 @@ impl Scope {
             Scope::Sessions => "sessions",
             Scope::Read => "read",
             Scope::Admin => "admin",
+            Scope::Metrics => "metrics",
         }
     }
 }
@@ -73,10 +82,9 @@ impl Scope {
 impl FromStr for Scope {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| format!("unknown scope `{s}` (expected one of send, otp, sessions, read, admin)"))
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| {
+            format!("unknown scope `{s}` (expected one of send, otp, sessions, read, admin, metrics)")
+        })
     }
 }
 

@@ -13,14 +13,16 @@ use crate::config::Config;
 use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
 use wagate_service::activity::Activity;
-use wagate_service::auth::Secrets;
+use wagate_service::auth::{ApiQuota, Secrets};
 use wagate_service::engines::Engines;
 use wagate_service::media::MediaStore;
 use wagate_service::messages::Messages;
+use wagate_service::metrics::Metrics;
 use wagate_service::numbers::NumberCache;
 use wagate_service::otp::{OtpFeed, OtpService};
 use wagate_service::outbox::Outbox;
 use wagate_service::overview::Overview;
+use wagate_service::phones::PhoneReader;
 use wagate_service::seal::Sealer;
 use wagate_service::sessions::{Pipeline, SessionManager, SessionPacing};
 use wagate_service::url_guard::UrlGuard;
@@ -42,12 +44,17 @@ pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub accounts: Arc<Accounts>,
+    /// Requests per minute per credential.
+    pub quota: ApiQuota,
     pub sessions: SessionManager,
     pub messages: Messages,
+    /// Reads the phone numbers callers write (national numbers in the sender's country).
+    pub phones: PhoneReader,
     pub activity: Activity,
     pub overview: Overview,
     pub numbers: Arc<NumberCache>,
     pub otp: Arc<OtpService>,
+    pub metrics: Arc<Metrics>,
     /// Set once sessions are restored and workers run.
     pub ready: Arc<AtomicBool>,
     /// Becomes true when the server begins to stop; long-lived streams end on it.
@@ -106,7 +113,8 @@ impl App {
             Ok(None) => {}
             Err(err) => return Err(StartError::Admin(err.to_string())),
         }
-        let outbox = Outbox::new(store.clone(), config.delivery.clone());
+        let metrics = Arc::new(Metrics::default());
+        let outbox = Outbox::new(store.clone(), config.delivery.clone(), metrics.clone());
         let released = outbox.release_leases_of_previous_run().await?;
         if released > 0 {
             tracing::info!(released, "messages of the previous run are queued again");
@@ -115,7 +123,8 @@ impl App {
         let (stop, shutdown) = watch::channel(false);
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
         let sealer = Arc::new(Sealer::new(&secrets.seal_key));
-        let webhooks = Arc::new(Webhooks::new(store.clone(), config.webhooks.clone(), sealer.clone()));
+        let webhooks =
+            Arc::new(Webhooks::new(store.clone(), config.webhooks.clone(), sealer.clone(), metrics.clone()));
         tokio::spawn(webhooks.clone().run(shutdown.clone()));
         let media = Arc::new(MediaStore::new(
             &config.data_dir,
@@ -127,7 +136,14 @@ impl App {
             store.clone(),
             engines,
             config.data_dir.clone(),
-            Pipeline { outbox, webhooks, media, sealer: sealer.clone(), observer: otp_feed.clone() },
+            Pipeline {
+                outbox,
+                webhooks,
+                media,
+                sealer: sealer.clone(),
+                observer: otp_feed.clone(),
+                metrics: metrics.clone(),
+            },
             pacing,
             shutdown.clone(),
         );
@@ -143,19 +159,24 @@ impl App {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
-        let messages = Messages::new(sessions.clone(), store.clone(), config.default_region.clone());
+        let quota = ApiQuota::new(&config.api_limits);
+        let phones = PhoneReader::new(store.clone(), config.default_region.clone());
+        let messages = Messages::new(sessions.clone(), store.clone(), phones.clone());
         let activity = Activity::new(store.clone());
         let overview = Overview::new(store.clone());
         let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             store,
             accounts: Arc::new(accounts),
+            quota,
             sessions,
             messages,
+            phones,
             activity,
             overview,
             numbers,
             otp,
+            metrics,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
         }));

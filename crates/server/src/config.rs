@@ -11,6 +11,7 @@ use serde::Deserialize;
 use wagate_core::Pacing;
 
 pub use wagate_service::accounts::{AccountsConfig, LoginLimits};
+pub use wagate_service::auth::ApiLimits;
 pub use wagate_service::media::MediaConfig;
 pub use wagate_service::otp::OtpConfig;
 pub use wagate_service::outbox::DeliveryConfig;
@@ -80,6 +81,10 @@ pub struct Config {
     /// Dashboard sign-ins end after this many seconds without a request.
     pub dashboard_idle_secs: u64,
     pub login_limits: LoginLimits,
+    /// Requests per minute per API key and per signed-in user (0: no limit).
+    pub api_limits: ApiLimits,
+    /// Serve `GET /metrics` without credentials (for a scraper on a private network).
+    pub metrics_public: bool,
     pub sandbox_timings: SandboxTimings,
     pub delivery: DeliveryConfig,
     /// Default pacing of `web` sessions (sandbox sessions default to none).
@@ -154,6 +159,8 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             dashboard_idle_secs: 1_800,
             login_limits: LoginLimits::default(),
+            api_limits: ApiLimits::default(),
+            metrics_public: false,
             sandbox_timings: SandboxTimings::default(),
             delivery: DeliveryConfig::default(),
             // Seed 004's protection: a random 5–20 s between two messages, typing shown.
@@ -234,6 +241,9 @@ impl Config {
         }
         if let Some(format) = parse(env, "WAGATE_LOG_FORMAT", "`text` or `json`")? {
             self.log_format = format;
+        }
+        if let Some(public) = parse_bool(env, "WAGATE_METRICS_PUBLIC")? {
+            self.metrics_public = public;
         }
         if let Some(sandbox) = parse_bool(env, "WAGATE_SANDBOX")? {
             self.sandbox = sandbox;

@@ -1,9 +1,8 @@
 //! Users, logins, tokens and API keys.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use moka::sync::Cache;
 use wagate_core::{Role, Scope, ScopeSet, SessionId, Username};
 use wagate_store::{ApiKeyRecord, NewApiKey, NewUser, Store, StoreError, UserRecord};
 
@@ -85,14 +84,18 @@ pub struct Accounts {
     stream_ttl_secs: i64,
     logins_per_ip: RateLimiter,
     failures_per_user: RateLimiter,
-    /// Users behind recent requests, so that each request does not read its user again.
-    signed_in: Mutex<HashMap<String, (Instant, UserRecord)>>,
+    /// Users behind recent requests, so that each request does not read its user again
+    /// (bounded; each lives [`SIGNED_IN_TTL`]).
+    signed_in: Cache<String, UserRecord>,
 }
 
 /// How long a user read for one request serves the next ones. Disabling a user in this
 /// process takes effect at once (the entry is dropped); a change made by another process
 /// within this time.
 const SIGNED_IN_TTL: Duration = Duration::from_secs(5);
+
+/// At most this many users are remembered between requests.
+const SIGNED_IN_CAPACITY: u64 = 10_000;
 
 /// Claims of a token issued now for `ttl_secs`.
 fn new_claims(
@@ -135,7 +138,7 @@ impl Accounts {
             stream_ttl_secs: config.stream_token_ttl_secs as i64,
             logins_per_ip: RateLimiter::new(config.login_limits.per_ip, window),
             failures_per_user: RateLimiter::new(config.login_limits.failures_per_user, window),
-            signed_in: Mutex::new(HashMap::new()),
+            signed_in: Cache::builder().max_capacity(SIGNED_IN_CAPACITY).time_to_live(SIGNED_IN_TTL).build(),
         }
     }
 
@@ -249,27 +252,16 @@ impl Accounts {
         {
             tracing::warn!(error = %err, "cannot record API key use");
         }
-        let mut scopes = record.scopes.clone();
-        if user.role != Role::Admin && scopes.contains_exactly(Scope::Admin) {
-            scopes = ScopeSet::new(scopes.iter().filter(|s| *s != Scope::Admin));
-        }
-        Ok(principal(&user, scopes, record.sessions.clone(), Some(record.id.clone())))
+        Ok(principal(&user, record.scopes.clone(), record.sessions.clone(), Some(record.id.clone())))
     }
 
     async fn active_user(&self, id: &str) -> Result<UserRecord, AccountError> {
-        let now = Instant::now();
-        let cached =
-            self.signed_in().get(id).filter(|(at, _)| now.duration_since(*at) < SIGNED_IN_TTL).cloned();
-        let user = match cached {
-            Some((_, user)) => user,
+        let user = match self.signed_in.get(id) {
+            Some(user) => user,
             None => {
                 let user =
                     self.store.user(id).await?.ok_or(AccountError::InvalidToken(TokenError::BadSignature))?;
-                let mut signed_in = self.signed_in();
-                if signed_in.len() >= 10_000 {
-                    signed_in.retain(|_, (at, _)| now.duration_since(*at) < SIGNED_IN_TTL);
-                }
-                signed_in.insert(id.to_owned(), (now, user.clone()));
+                self.signed_in.insert(id.to_owned(), user.clone());
                 user
             }
         };
@@ -277,10 +269,6 @@ impl Accounts {
             return Err(AccountError::UserDisabled);
         }
         Ok(user)
-    }
-
-    fn signed_in(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, UserRecord)>> {
-        self.signed_in.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub async fn create_user(
@@ -314,7 +302,7 @@ impl Accounts {
 
     pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<(), AccountError> {
         let found = self.store.set_user_disabled(user_id, disabled).await?;
-        self.signed_in().remove(user_id);
+        self.signed_in.invalidate(user_id);
         if !found {
             return Err(AccountError::NotFound);
         }
@@ -334,8 +322,9 @@ impl Accounts {
         if let Some(scope) = scopes.iter().find(|s| !principal.scopes.allows(*s)) {
             return Err(AccountError::ScopeNotGrantable(scope));
         }
-        if scopes.contains_exactly(Scope::Admin) && principal.role != Role::Admin {
-            return Err(AccountError::ScopeNotGrantable(Scope::Admin));
+        if let Some(scope) = scopes.iter().find(|s| s.admin_only()).filter(|_| principal.role != Role::Admin)
+        {
+            return Err(AccountError::ScopeNotGrantable(scope));
         }
         let sessions = match (&principal.sessions, sessions) {
             (Some(own), None) => Some(own.clone()),
@@ -357,8 +346,8 @@ impl Accounts {
         scopes: ScopeSet,
     ) -> Result<NewKey, AccountError> {
         let user = self.store.user_by_username(username).await?.ok_or(AccountError::NotFound)?;
-        if scopes.contains_exactly(Scope::Admin) && user.role != Role::Admin {
-            return Err(AccountError::ScopeNotGrantable(Scope::Admin));
+        if let Some(scope) = scopes.iter().find(|s| s.admin_only()).filter(|_| user.role != Role::Admin) {
+            return Err(AccountError::ScopeNotGrantable(scope));
         }
         self.insert_key(&user.id, name, &scopes, None, None).await
     }
@@ -418,10 +407,11 @@ fn principal(
     sessions: Option<Vec<SessionId>>,
     key: Option<String>,
 ) -> Principal {
+    // Scopes that reach every tenant stay with admin users, whatever a key says.
     let scopes = if user.role == Role::Admin {
         scopes
     } else {
-        ScopeSet::new(scopes.iter().filter(|s| *s != Scope::Admin))
+        ScopeSet::new(scopes.iter().filter(|s| !s.admin_only()))
     };
     Principal {
         user_id: user.id.clone(),

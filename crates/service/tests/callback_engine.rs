@@ -16,6 +16,7 @@ use wagate_engine::{
 };
 use wagate_service::engines::Engines;
 use wagate_service::media::{MediaConfig, MediaStore};
+use wagate_service::metrics::Metrics;
 use wagate_service::outbox::{DeliveryConfig, NewOutgoing, Outbox};
 use wagate_service::seal::Sealer;
 use wagate_service::sessions::{
@@ -129,12 +130,14 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
     let engine = Arc::new(CallbackEngine::default());
     let engines = Engines::new().with_engine(engine.clone());
     let sealer = Arc::new(Sealer::new(&[7; 32]));
-    let webhooks = Arc::new(Webhooks::new(store.clone(), WebhookConfig::default(), sealer.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let webhooks =
+        Arc::new(Webhooks::new(store.clone(), WebhookConfig::default(), sealer.clone(), metrics.clone()));
     let media = Arc::new(MediaStore::new(dir.path(), MediaConfig::default(), UrlGuard::new(false)));
-    let outbox = Outbox::new(store.clone(), DeliveryConfig::default());
+    let outbox = Outbox::new(store.clone(), DeliveryConfig::default(), metrics.clone());
     let (_stop, shutdown) = watch::channel(false);
     let pacing = SessionPacing { web: Pacing::default(), sandbox: Pacing::default(), otp: Pacing::default() };
-    let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver) };
+    let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver), metrics };
     let sessions =
         SessionManager::new(store.clone(), engines, dir.path().to_owned(), pipeline, pacing, shutdown);
 

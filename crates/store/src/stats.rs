@@ -1,4 +1,4 @@
-//! Counts for the dashboard's overview.
+//! Counts for the dashboard's overview and the metrics.
 
 use sqlx::Row;
 
@@ -48,5 +48,27 @@ impl Store {
             query = query.bind(owner);
         }
         Ok(query.fetch_one(&mut *self.reader().await?).await?.try_get("n")?)
+    }
+
+    /// Sessions by status, all tenants.
+    pub async fn session_counts(&self) -> Result<Vec<(String, i64)>> {
+        let sql = "SELECT status, COUNT(*) AS n FROM sessions GROUP BY status";
+        let rows = sqlx::query(self.sql(sql)).fetch_all(&mut *self.reader().await?).await?;
+        rows.iter().map(|row| Ok((row.try_get("status")?, row.try_get("n")?))).collect()
+    }
+
+    /// Messages queued or being sent, all tenants. Read session by session through the queue
+    /// index, so the cost follows the backlog, not the history.
+    pub async fn outbox_depth(&self) -> Result<i64> {
+        let sql = "SELECT COUNT(*) AS n FROM sessions s JOIN messages m ON m.session_id = s.id \
+                   WHERE m.status IN ('queued', 'sending')";
+        Ok(sqlx::query(self.sql(sql)).fetch_one(&mut *self.reader().await?).await?.try_get("n")?)
+    }
+
+    /// When the oldest webhook delivery still to be made was created (Unix ms), if any.
+    pub async fn oldest_pending_webhook_delivery(&self) -> Result<Option<i64>> {
+        let sql = "SELECT MIN(d.created_at) AS since FROM webhooks w \
+                   JOIN webhook_deliveries d ON d.webhook_id = w.id WHERE d.status = 'pending'";
+        Ok(sqlx::query(self.sql(sql)).fetch_one(&mut *self.reader().await?).await?.try_get("since")?)
     }
 }

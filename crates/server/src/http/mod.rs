@@ -12,9 +12,11 @@ mod errors;
 pub mod extract;
 mod health;
 mod messages;
+mod metrics;
 mod numbers;
 pub mod openapi;
 mod otp;
+mod quota;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod schemas;
@@ -57,12 +59,15 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .nest("/api/v1", api)
-        .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).layer(middleware::from_fn(errors::seed_error_fields)))
+        .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).layer(middleware::from_fn(errors::seed_errors)))
         .merge(health::routes())
+        .merge(metrics::routes())
         .merge(admin::routes())
         .merge(docs::routes())
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(middleware::from_fn(quota::rate_limit_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::schemas::{AccountViewSchema, StreamEventSchema};
 use super::{
-    api_keys, auth, chats, compat, compat_messages, compat_otp, health, messages, numbers, otp, sessions,
-    streams, users, webhooks,
+    api_keys, auth, chats, compat, compat_messages, compat_otp, health, messages, metrics, numbers, otp,
+    sessions, streams, users, webhooks,
 };
 use crate::error::Problem;
 
@@ -50,7 +50,7 @@ struct SandboxDoc;
         otp::phone_failures, otp::reset_phone_failures,
         webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove, webhooks::deliveries, webhooks::replay,
         streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
-        health::health, health::ready,
+        health::health, health::ready, health::seed_health, metrics::metrics,
         compat::login, compat::list, compat::create, compat::create_and_connect, compat::show, compat::remove,
         compat::status, compat::qr, compat::qr_page, compat::restart, compat::rename, compat::set_webhook,
         compat::connect, compat::disconnect, compat::websocket,

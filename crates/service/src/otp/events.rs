@@ -36,6 +36,7 @@ impl OtpService {
         if let (Some(map), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
             map.extend(extra);
         }
+        self.sessions.metrics().otp_event(event_type.strip_prefix("otp.").unwrap_or(event_type));
         let session = record.session_id.as_deref().and_then(|s| wagate_core::SessionId::parse(s).ok());
         self.sessions.webhooks().emit(&record.owner_id, session.as_ref(), event_type, data).await;
     }

@@ -2,7 +2,7 @@
 //! and its message stored together, and (in `auto` mode) the wait for WhatsApp's verdict.
 
 use wagate_core::otp::OtpCode;
-use wagate_core::{OtpMode, OtpStatus, Scope};
+use wagate_core::{MessageStatus, OtpMode, OtpStatus, Scope};
 use wagate_store::OtpRecord;
 
 use super::limits::Caller;
@@ -138,7 +138,9 @@ impl OtpService {
             self.waiters.forget(&id);
             return Err(err.into());
         }
+        self.sessions.metrics().otp_event("issued");
         if let Some(message_id) = &record.message_id {
+            self.sessions.metrics().message_status(MessageStatus::Queued);
             self.feed.watch(message_id, WatchedOtp::of(&record));
             self.sessions.notify_urgent_work(&session);
         }

@@ -23,6 +23,7 @@ pub use config::DeliveryConfig;
 use self::receipts::Receipts;
 use self::writer::{MessageWriter, message_writer};
 use crate::group_commit::WriteError;
+use crate::metrics::Metrics;
 use crate::time::{Sequence, now_ms};
 
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +107,11 @@ pub struct Outbox {
     writer: MessageWriter,
     receipts: Receipts,
     listener: OnceLock<Arc<dyn StatusListener>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Outbox {
-    pub fn new(store: Store, config: DeliveryConfig) -> Arc<Self> {
+    pub fn new(store: Store, config: DeliveryConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new_cyclic(|outbox| Outbox {
             writer: message_writer(store.clone()),
             receipts: Receipts::start(outbox.clone()),
@@ -117,6 +119,7 @@ impl Outbox {
             config,
             seq: Sequence::default(),
             listener: OnceLock::new(),
+            metrics,
         })
     }
 
@@ -154,10 +157,14 @@ impl Outbox {
         if new.idempotency_key.is_none() {
             // Nothing to look up on a conflict: the message may share its write with others.
             let message = self.writer.submit(message.record(now_ms())).await?;
+            self.metrics.message_status(MessageStatus::Queued);
             return Ok(Accepted { message, created: true });
         }
         match self.store.insert_message(message).await? {
-            Inserted::New(message) => Ok(Accepted { message, created: true }),
+            Inserted::New(message) => {
+                self.metrics.message_status(MessageStatus::Queued);
+                Ok(Accepted { message, created: true })
+            }
             Inserted::Existing(message) if message.request_hash.as_deref() == new.request_hash => {
                 Ok(Accepted { message, created: false })
             }
@@ -312,6 +319,7 @@ impl Outbox {
     }
 
     async fn announce(&self, change: StatusChange) {
+        self.metrics.message_status(change.status);
         if let Some(listener) = self.listener.get() {
             listener.status_changed(change).await;
         }

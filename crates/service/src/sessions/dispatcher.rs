@@ -156,7 +156,11 @@ async fn dispatch(
         }
         Err(other) => return retry_or_fail(outbox, sender, message, other.to_string()).await,
     };
-    match await_ack(manager, runtime, sender, message, ack).await {
+    let answer = await_ack(manager, runtime, sender, message, ack).await;
+    if answer.is_some() {
+        manager.metrics().send_acknowledged(handed_over.elapsed());
+    }
+    match answer {
         Some(Ok(())) => {
             if let Some(reference) = message.content.media() {
                 manager.media().discard(reference).await;
@@ -297,6 +301,7 @@ async fn refused(
 ) -> Dispatched {
     let restricted = failure == SendFailure::ReachOutRestricted;
     if restricted {
+        manager.metrics().reach_out_restricted();
         manager.on_send_restricted(runtime).await;
     }
     manager.outbox().settle_failed(sender, &message.id, failure.to_string(), restricted).await;

@@ -39,6 +39,7 @@ use self::announce::Announcer;
 use self::runtime::Runtime;
 use super::engines::Engines;
 use super::media::MediaStore;
+use super::metrics::Metrics;
 use super::outbox::Outbox;
 use super::round_robin::Turns;
 use super::seal::Sealer;
@@ -71,6 +72,7 @@ pub struct Pipeline {
     pub sealer: Arc<Sealer>,
     /// Hears about message statuses and inbound texts (the OTP service's feed).
     pub observer: Arc<dyn MessageObserver>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Pacing defaults: per engine, and for one-time passwords.
@@ -122,6 +124,10 @@ impl SessionManager {
 
     pub fn webhooks(&self) -> &Arc<Webhooks> {
         &self.inner.pipeline.webhooks
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.pipeline.metrics
     }
 
     pub fn sealer(&self) -> &Sealer {

@@ -21,6 +21,7 @@ mod endpoints;
 
 pub use endpoints::{DeliveryLog, EndpointChange, NewEndpoint, Replay};
 
+use crate::metrics::Metrics;
 use crate::seal::Sealer;
 use crate::time::{Sequence, now_ms, rfc3339};
 use crate::url_guard::UrlGuard;
@@ -90,10 +91,11 @@ pub struct Webhooks {
     endpoints: RwLock<Option<Arc<Vec<WebhookRecord>>>>,
     wake: Notify,
     seq: Sequence,
+    metrics: Arc<Metrics>,
 }
 
 impl Webhooks {
-    pub fn new(store: Store, config: WebhookConfig, sealer: Arc<Sealer>) -> Self {
+    pub fn new(store: Store, config: WebhookConfig, sealer: Arc<Sealer>, metrics: Arc<Metrics>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
@@ -109,6 +111,7 @@ impl Webhooks {
             endpoints: RwLock::new(None),
             wake: Notify::new(),
             seq: Sequence::default(),
+            metrics,
         }
     }
 
@@ -349,6 +352,7 @@ impl Webhooks {
             }
             _ => ("dead", now_ms()),
         };
+        self.metrics.webhook_attempt(if outcome == "pending" { "retry" } else { outcome });
         if outcome == "dead" {
             tracing::warn!(webhook = %endpoint.id, delivery = %delivery.id, error = ?error, "webhook delivery gave up (dead letter)");
         }
