@@ -17,6 +17,7 @@ mod otp;
 mod session_lists;
 mod sessions;
 mod settings;
+mod snapshot;
 mod stats;
 mod users;
 mod webhooks;
@@ -37,6 +38,7 @@ pub use inbound::{InboundFields, InboundRecord};
 pub use messages::{Claim, Inserted, MessageEventRecord, MessageFilter, MessageRecord, NewMessage};
 pub use otp::{NewCode, NewOtp, OtpFilter, OtpRecord, OtpTemplateRecord, PhoneFailures};
 pub use sessions::{LinkedAccount, NewSession, SessionRecord};
+pub use snapshot::{is_sqlite_file, snapshot_sqlite};
 pub use users::{NewUser, UserRecord};
 pub use webhooks::{AttemptRecord, DeliveryRecord, NewWebhook, WebhookEventRecord, WebhookRecord};
 

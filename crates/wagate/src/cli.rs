@@ -48,6 +48,16 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Write a consistent copy of the data directory (SQLite databases included) to FILE,
+    /// while the server runs.
+    Backup { file: PathBuf },
+    /// Unpack a backup into the data directory (the server must be stopped).
+    Restore {
+        file: PathBuf,
+        /// Restore over existing data, which is kept beside the data directory.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Print the version and the features this binary was built with.
     Version,
 }
@@ -123,6 +133,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(command) => user(config, command).await,
         Command::Apikey(command) => apikey(config, command).await,
+        Command::Backup { file } => crate::backup::backup(&config, &file).await,
+        Command::Restore { file, replace } => crate::backup::restore(&config, &file, replace),
         Command::Version => unreachable!("handled above"),
     }
 }

@@ -1,5 +1,6 @@
 //! The `wagate` command: runs the gateway and administers it.
 
+mod backup;
 mod cli;
 mod telemetry;
 
