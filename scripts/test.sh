@@ -12,6 +12,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 ls /etc/postgresql/*/main >/dev/null 2>&1 || missing+=(postgresql)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -31,6 +32,17 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# The systemd unit in deploy/ must load, pointed at the binary these tests built.
+unit_dir=$(mktemp -d)
+sed "s#/usr/local/bin/wagate#$(realpath "${CARGO_TARGET_DIR:-target}")/debug/wagate#" deploy/wagate.service \
+  >"$unit_dir/wagate.service"
+if systemd-analyze verify "$unit_dir/wagate.service"; then
+  echo "deploy/wagate.service: verified"
+else
+  echo "deploy/wagate.service: systemd-analyze verify failed" >&2
+  status=1
+fi
+rm -rf "$unit_dir"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
