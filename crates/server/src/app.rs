@@ -23,6 +23,7 @@ use wagate_service::otp::{OtpFeed, OtpService};
 use wagate_service::outbox::Outbox;
 use wagate_service::overview::Overview;
 use wagate_service::phones::PhoneReader;
+use wagate_service::retention::Retention;
 use wagate_service::seal::Sealer;
 use wagate_service::sessions::{Pipeline, SessionManager, SessionPacing};
 use wagate_service::url_guard::UrlGuard;
@@ -131,6 +132,8 @@ impl App {
             config.media.clone(),
             UrlGuard::new(config.webhooks.allow_private_urls),
         ));
+        let retention = Retention::new(store.clone(), media.clone(), config.retention.clone());
+        tokio::spawn(retention.run(shutdown.clone()));
         let (otp_feed, otp_events) = OtpFeed::new();
         let sessions = SessionManager::new(
             store.clone(),

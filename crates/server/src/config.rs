@@ -15,6 +15,7 @@ pub use wagate_service::auth::ApiLimits;
 pub use wagate_service::media::MediaConfig;
 pub use wagate_service::otp::OtpConfig;
 pub use wagate_service::outbox::DeliveryConfig;
+pub use wagate_service::retention::RetentionConfig;
 pub use wagate_service::webhooks::WebhookConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,8 @@ pub struct Config {
     pub api_limits: ApiLimits,
     /// Serve `GET /metrics` without credentials (for a scraper on a private network).
     pub metrics_public: bool,
+    /// How long each kind of record is kept.
+    pub retention: RetentionConfig,
     pub sandbox_timings: SandboxTimings,
     pub delivery: DeliveryConfig,
     /// Default pacing of `web` sessions (sandbox sessions default to none).
@@ -161,6 +164,7 @@ impl Default for Config {
             login_limits: LoginLimits::default(),
             api_limits: ApiLimits::default(),
             metrics_public: false,
+            retention: RetentionConfig::default(),
             sandbox_timings: SandboxTimings::default(),
             delivery: DeliveryConfig::default(),
             // Seed 004's protection: a random 5–20 s between two messages, typing shown.

@@ -18,6 +18,7 @@ pub mod otp;
 pub mod outbox;
 pub mod overview;
 pub mod phones;
+pub mod retention;
 pub mod round_robin;
 pub mod seal;
 pub mod sessions;

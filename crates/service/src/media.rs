@@ -174,6 +174,19 @@ impl MediaStore {
             let _ = tokio::fs::remove_file(path).await;
         }
     }
+
+    /// Retention: removes uploads last written before `cutoff` (Unix ms), left behind by
+    /// messages that never went (their rows are gone by then too).
+    pub async fn remove_files_older_than(&self, cutoff: i64) {
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else { return };
+        let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.max(0) as u64);
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let old = entry.metadata().await.and_then(|m| m.modified()).is_ok_and(|at| at < cutoff);
+            if old && let Err(err) = tokio::fs::remove_file(entry.path()).await {
+                tracing::warn!(file = %entry.path().display(), error = %err, "cannot remove an old upload");
+            }
+        }
+    }
 }
 
 /// The media type from the first bytes of a file.

@@ -14,6 +14,7 @@ mod filter;
 mod inbound;
 mod messages;
 mod otp;
+mod retention;
 mod session_lists;
 mod sessions;
 mod settings;
@@ -37,6 +38,7 @@ pub use events::SessionEventRecord;
 pub use inbound::{InboundFields, InboundRecord};
 pub use messages::{Claim, Inserted, MessageEventRecord, MessageFilter, MessageRecord, NewMessage};
 pub use otp::{NewCode, NewOtp, OtpFilter, OtpRecord, OtpTemplateRecord, PhoneFailures};
+pub use retention::Retained;
 pub use sessions::{LinkedAccount, NewSession, SessionRecord};
 pub use snapshot::{is_sqlite_file, snapshot_sqlite};
 pub use users::{NewUser, UserRecord};
@@ -76,6 +78,9 @@ impl Store {
         }
         let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
         let mut writer = Self::sqlite_connection(&url, false).await?;
+        // Lets retention give deleted rows' space back (`give_back_space`). It takes effect on a
+        // new database only; an older one keeps its mode until a full `VACUUM`.
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL").execute(&mut writer).await?;
         // Persistent per database file: readers no longer block the writer.
         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut writer).await?;
         let mut readers = Vec::new();

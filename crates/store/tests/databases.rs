@@ -9,8 +9,8 @@ use wagate_core::{
     SessionStatus,
 };
 use wagate_store::{
-    LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession, NewUser, OtpFilter, OtpRecord, Store,
-    StoreError,
+    LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession, NewUser, OtpFilter, OtpRecord,
+    Retained, Store, StoreError,
 };
 
 fn unique_name() -> String {
@@ -311,6 +311,42 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     assert_eq!(hours.iter().map(|(_, n)| n).sum::<i64>(), 4);
     assert!(hours.iter().all(|(hour, _)| hour % 3_600_000 == 0));
     assert_eq!(store.dead_webhook_deliveries(Some(owner)).await.unwrap(), 0);
+
+    // The metrics' figures, and retention: finished records go, a batch at a time; a queued
+    // message stays.
+    let metered = SessionId::parse("metered").unwrap();
+    let new = NewSession {
+        id: &metered,
+        owner_id: owner,
+        name: "m",
+        engine: EngineKind::Sandbox,
+        webhook_url: None,
+    };
+    store.insert_session(new).await.unwrap();
+    let waiting = NewMessage {
+        id: "m-queued",
+        session_id: &metered,
+        priority: 0,
+        expires_at: None,
+        ..message("m-queued")
+    };
+    store.insert_message(waiting).await.unwrap();
+    assert_eq!(store.outbox_depth().await.unwrap(), 1);
+    assert!(store.session_counts().await.unwrap().iter().any(|(status, n)| status == "created" && *n == 1));
+    assert_eq!(store.oldest_pending_webhook_delivery().await.unwrap(), None);
+    store.insert_session_event(&metered, "tick", None).await.unwrap();
+    let later = wagate_store::now_ms() + 1;
+    assert_eq!(store.delete_old(Retained::Messages, later, 1).await.unwrap(), 1, "one batch of one");
+    assert_eq!(store.delete_old(Retained::Messages, later, 100).await.unwrap(), 3);
+    assert_eq!(store.delete_old(Retained::Messages, later, 100).await.unwrap(), 0);
+    assert!(
+        store.message("m-2").await.unwrap().is_none() && store.message("m-queued").await.unwrap().is_some()
+    );
+    assert!(store.message_history("m-2").await.unwrap().is_empty(), "its history goes with it");
+    assert_eq!(store.delete_old(Retained::SessionEvents, later, 100).await.unwrap(), 1);
+    assert_eq!(store.delete_old(Retained::ReceivedMessages, later, 100).await.unwrap(), 0);
+    assert_eq!(store.delete_old(Retained::WebhookEvents, later, 100).await.unwrap(), 0);
+    store.give_back_space().await.unwrap();
 
     store.put_otp_settings(owner, "{}").await.unwrap();
     store.put_otp_settings(owner, "{\"brand\":\"x\"}").await.unwrap();
