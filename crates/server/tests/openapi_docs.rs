@@ -56,6 +56,24 @@ async fn openapi_lists_every_designed_route() {
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     assert!(schemes.contains_key("bearer") && schemes.contains_key("api_key"));
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // Errors are documented as what they are: problem+json, on every operation.
+    for (path, item) in paths {
+        let methods = item
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| ["get", "put", "post", "delete", "patch"].contains(&m.as_str()));
+        for (method, operation) in methods {
+            for status in ["400", "401", "404", "422", "429"] {
+                let content = &operation["responses"][status]["content"];
+                assert!(
+                    content["application/problem+json"].is_object(),
+                    "{method} {path} {status}: {content}"
+                );
+                assert!(content.get("application/json").is_none(), "{method} {path} {status}");
+            }
+        }
+    }
 }
 
 /// Loads /docs in headless Chromium with no network and checks the rendered page.

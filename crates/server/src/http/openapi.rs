@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::schemas::{AccountViewSchema, StreamEventSchema};
@@ -87,8 +88,60 @@ impl ApiDoc {
         let mut doc = <ApiDoc as OpenApi>::openapi();
         #[cfg(feature = "sandbox")]
         doc.merge(SandboxDoc::openapi());
+        ProblemResponses.modify(&mut doc);
         doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
         doc
+    }
+}
+
+/// Every operation can answer with these problems (a malformed body, missing credentials, …);
+/// each is documented as `application/problem+json` with the `Problem` schema, and error
+/// responses an operation documents itself get that content type too.
+struct ProblemResponses;
+
+const PROBLEMS: [(&str, &str); 9] = [
+    ("400", "Malformed request (JSON, query, path or header)"),
+    ("401", "Missing or invalid credentials"),
+    ("403", "The credential lacks a scope this operation needs"),
+    ("404", "Not found, or not visible to this caller"),
+    ("409", "Conflicts with the current state of the resource"),
+    ("413", "Body too large"),
+    ("415", "Unsupported content type"),
+    ("422", "A field has an invalid value"),
+    ("429", "Rate limited (see Retry-After)"),
+];
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        const PROBLEM_JSON: &str = "application/problem+json";
+        let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else { continue };
+                    if !(status.starts_with('4') || status.starts_with('5')) {
+                        continue;
+                    }
+                    let documented = response.content.shift_remove("application/json");
+                    response
+                        .content
+                        .entry(PROBLEM_JSON.to_owned())
+                        .or_insert_with(|| documented.unwrap_or_else(problem));
+                }
+                for (status, description) in PROBLEMS {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(PROBLEM_JSON, problem())
+                                .build(),
+                        )
+                    });
+                }
+            }
+        }
     }
 }
 
