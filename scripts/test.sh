@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of wagate on a fresh Debian machine: installs what the tests need (Chromium
-# and its driver for the browser tests, the database servers), starts the servers, then runs
-# the whole suite. The browser tests' screenshots are kept in artifacts/screenshots/.
+# and its driver for the browser tests, the database servers, schemathesis for the API fuzz),
+# starts the servers, then runs the whole suite, the API fuzz and the systemd unit check. The browser tests' screenshots are kept in artifacts/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,15 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# The API against its own description: schemathesis, a bounded number of cases per operation.
+if ! FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-10}" ./scripts/fuzz-api.sh >"$log.fuzz" 2>&1; then
+  tail -n 80 "$log.fuzz"
+  echo "scripts/fuzz-api.sh: failures (above)" >&2
+  status=1
+else
+  grep -E "generated, .* passed" "$log.fuzz" | sed 's/^/fuzz: /'
+fi
+rm -f "$log.fuzz"
 # The systemd unit in deploy/ must load, pointed at the binary these tests built.
 unit_dir=$(mktemp -d)
 sed "s#/usr/local/bin/wagate#$(realpath "${CARGO_TARGET_DIR:-target}")/debug/wagate#" deploy/wagate.service \

@@ -294,3 +294,44 @@ async fn requests_per_minute_are_limited_per_key_and_per_user() {
         assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), StatusCode::OK);
     }
 }
+
+/// Two different credentials in one request are refused, not one of them silently preferred;
+/// the same key in both headers is fine.
+#[tokio::test]
+async fn conflicting_credentials_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let (_, key) = app.post("/api/v1/api-keys", &admin, json!({ "name": "k", "scopes": ["read"] })).await;
+    let key = key["key"].as_str().unwrap();
+    let send = |x_api_key: &str, authorization: &str| {
+        app.client
+            .get(app.url("/api/v1/sessions"))
+            .header("X-API-Key", x_api_key)
+            .header("Authorization", authorization)
+            .send()
+    };
+    let (status, problem) =
+        read(send(key, "Bearer wag_0000000000000000000000000000000000000000").await.unwrap()).await;
+    assert_eq!((status, code(&problem)), (StatusCode::UNAUTHORIZED, "conflicting_credentials"));
+    let (status, _) = read(send(key, &format!("Bearer {admin}")).await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "even two valid ones");
+    assert_eq!(read(send(key, &format!("Bearer {key}")).await.unwrap()).await.0, StatusCode::OK);
+    assert_eq!(read(send(key, "Basic YWRtaW46YWRtaW4=").await.unwrap()).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// A body must be a JSON object: an array of the fields in order is not read as one.
+#[tokio::test]
+async fn an_array_is_not_an_object() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    for path in ["/api/v1/sessions", "/api/sessions"] {
+        let (status, problem) = app.post(path, &admin, json!([null, null])).await;
+        assert_eq!(
+            (status.as_u16(), problem["code"].as_str()),
+            (if path.starts_with("/api/v1") { 422 } else { 400 }, Some("invalid_body")),
+            "{path}: {problem}"
+        );
+    }
+    let (_, sessions) = app.get("/api/v1/sessions", &admin).await;
+    assert_eq!(sessions["sessions"].as_array().map(Vec::len), Some(0), "nothing was created: {sessions}");
+}

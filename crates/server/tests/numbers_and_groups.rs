@@ -16,10 +16,7 @@ async fn number_checks_are_cached() {
     let (status, problem) = app
         .post("/api/v1/sessions/offline/numbers/check", &admin, json!({ "number": "+6281234567890" }))
         .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("session_not_connected"))
-    );
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("session_not_connected")));
 
     app.linked(&admin, "checker", "+6281200000021").await;
     let body = json!({ "numbers": ["+6281234560000", "6281234567777"] });

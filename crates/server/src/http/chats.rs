@@ -18,6 +18,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChatQuery {
     /// 1–200, default 50.

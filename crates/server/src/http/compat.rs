@@ -96,7 +96,7 @@ pub struct CreateBody {
 
 /// Create a session (`{name, webhook_url}`); answers a session object.
 #[utoipa::path(post, path = "/api/sessions", tag = "compat", request_body = CreateBody,
-    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+    responses((status = 201, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
@@ -121,7 +121,7 @@ pub struct CreateAndConnectBody {
 
 /// Create a session (`{sessionId}`) and start showing QR codes.
 #[utoipa::path(post, path = "/api/sessions/create", tag = "compat", request_body = CreateAndConnectBody,
-    responses((status = 200, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
+    responses((status = 201, description = "see docs/compat.md"), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)), security(("bearer" = []), ("api_key" = []), ("query_token" = [])))]
 pub async fn create_and_connect(
     State(state): State<AppState>,
     Auth(principal): Auth,

@@ -82,6 +82,7 @@ pub async fn send(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SeedGenerateQuery {
     pub length: Option<i64>,
 }

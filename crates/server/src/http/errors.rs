@@ -100,11 +100,10 @@ impl From<SessionError> for ApiError {
                     "{message}; a QR code is shown after POST /api/v1/sessions/{{id}}/connect (status now: {status})"
                 ),
             ),
-            SessionError::Engine(EngineError::NotConnected | EngineError::Closed) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "session_not_connected",
-                "the session is not connected",
-            ),
+            // The session's state, not the server, stands in the way: connect it first.
+            SessionError::Engine(EngineError::NotConnected | EngineError::Closed) => {
+                ApiError::conflict("session_not_connected", "the session is not connected; connect it first")
+            }
             SessionError::Engine(other) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
             }
@@ -211,9 +210,7 @@ impl From<OtpError> for ApiError {
                 ..ApiError::too_many_requests(wait.as_secs() + 1)
             },
             OtpError::ResendLimit => ApiError::conflict("resend_limit_reached", message),
-            OtpError::NoSession(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_connected_session", message)
-            }
+            OtpError::NoSession(_) => ApiError::conflict("no_connected_session", message),
             OtpError::SessionNotLinked => ApiError::conflict("session_not_linked", message),
             OtpError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)

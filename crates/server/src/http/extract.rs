@@ -13,18 +13,52 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use wagate_service::auth::Principal;
 
-/// JSON body; malformed JSON is a 400, a body of the wrong shape a 422, too big a 413.
+/// A JSON object as the body; malformed JSON is a 400, a body of the wrong shape (an array
+/// where an object is expected, a field of the wrong type) a 422, too big a 413.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(not_json());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::bad_request("invalid_body", rejection.body_text())
+            }
+        })?;
+        // Structs would also read from an array of their fields in order; no client means that.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::unprocessable("invalid_body", "the body must be a JSON object"));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Json(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `application/json` or `application/…+json`.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with `Content-Type: application/json`",
+    )
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -33,11 +67,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ApiError::bad_request("malformed_json", format!("malformed JSON: {}", source(&err)))
         }
         JsonRejection::JsonDataError(err) => ApiError::unprocessable("invalid_body", source(&err)),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ),
+        JsonRejection::MissingJsonContentType(_) => not_json(),
         JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
         }
@@ -121,24 +151,35 @@ impl FromRequestParts<AppState> for StreamAuth {
     }
 }
 
+/// The credential of `X-API-Key` or `Authorization: Bearer …`. A request that carries both
+/// must carry the same key in both: two different credentials are refused rather than one of
+/// them silently preferred.
 fn credential_from_headers(parts: &Parts) -> Result<Option<String>, ApiError> {
-    if let Some(key) = parts.headers.get("x-api-key") {
-        let key =
-            key.to_str().map_err(|_| ApiError::unauthorized("invalid_credentials", "invalid X-API-Key"))?;
-        return Ok(Some(key.trim().to_owned()));
-    }
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else { return Ok(None) };
-    let value = value.to_str().unwrap_or_default();
-    match value.split_once(' ') {
-        Some((scheme, credential))
-            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
-        {
-            Ok(Some(credential.trim().to_owned()))
-        }
-        _ => Err(ApiError::unauthorized(
-            "invalid_credentials",
-            "expected `Authorization: Bearer <token or key>`",
+    let bearer = match parts.headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => match value.to_str().unwrap_or_default().split_once(' ') {
+            Some((scheme, credential))
+                if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
+            {
+                Some(credential.trim().to_owned())
+            }
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "invalid_credentials",
+                    "expected `Authorization: Bearer <token or key>`",
+                ));
+            }
+        },
+    };
+    let Some(key) = parts.headers.get("x-api-key") else { return Ok(bearer) };
+    let key = key.to_str().map_err(|_| ApiError::unauthorized("invalid_credentials", "invalid X-API-Key"))?;
+    let key = key.trim().to_owned();
+    match bearer {
+        Some(other) if other != key => Err(ApiError::unauthorized(
+            "conflicting_credentials",
+            "the request carries two different credentials (X-API-Key and Authorization); send one",
         )),
+        _ => Ok(Some(key)),
     }
 }
 

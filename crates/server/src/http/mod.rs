@@ -82,20 +82,32 @@ pub fn router(state: AppState) -> Router {
 async fn problem_for_bare_errors(request: Request<axum::body::Body>, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_bare = response.headers().get(header::CONTENT_TYPE).is_none();
+    // Errors of the framework's own extractors (e.g. a WebSocket route without an upgrade)
+    // come as plain text; ours are always problem+json.
+    let is_bare = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|value| value.as_bytes().starts_with(b"text/plain"));
     if !(status.is_client_error() || status.is_server_error()) || !is_bare {
         return response;
     }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 4 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
     let code = match status {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         _ => "http_error",
     };
-    let mut problem =
-        ApiError::new(status, code, status.canonical_reason().unwrap_or("error")).into_response();
-    if let Some(allow) = response.headers().get(header::ALLOW) {
-        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    let detail = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text.trim().to_owned()
+    };
+    let mut problem = ApiError::new(status, code, detail).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
     }
     problem
 }

@@ -168,6 +168,7 @@ pub async fn groups(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FormatQuery {
     pub number: String,

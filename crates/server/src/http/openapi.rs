@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -89,6 +90,7 @@ impl ApiDoc {
         #[cfg(feature = "sandbox")]
         doc.merge(SandboxDoc::openapi());
         ProblemResponses.modify(&mut doc);
+        EventStreams.modify(&mut doc);
         doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
         doc
     }
@@ -139,6 +141,39 @@ impl Modify for ProblemResponses {
                                 .build(),
                         )
                     });
+                }
+            }
+        }
+    }
+}
+
+/// A `text/event-stream` answer is described frame by frame, as OpenAPI tools read it: each
+/// frame has an `event` name and `data`, the JSON text of one `StreamEvent`.
+struct EventStreams;
+
+impl Modify for EventStreams {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let frame = || {
+            let data = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("One event as JSON text (the StreamEvent schema)"));
+            let frame = ObjectBuilder::new()
+                .property("event", ObjectBuilder::new().schema_type(Type::String))
+                .property("data", data)
+                .required("data")
+                .build();
+            RefOr::T(Schema::Object(frame))
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response
+                        && let Some(content) = response.content.get_mut("text/event-stream")
+                    {
+                        content.schema = Some(frame());
+                    }
                 }
             }
         }

@@ -172,6 +172,7 @@ pub struct Inbox {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
     /// Wait up to this long (at most 30,000 ms) until the inbox holds more than `after`

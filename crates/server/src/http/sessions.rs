@@ -333,6 +333,7 @@ pub async fn pair_code(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityQuery {
     /// Page size (1–200, default 50).

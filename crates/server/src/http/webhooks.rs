@@ -189,6 +189,7 @@ pub async fn remove(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// `pending`, `delivered` or `dead`.

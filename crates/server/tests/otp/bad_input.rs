@@ -112,19 +112,13 @@ async fn bad_input_is_refused_with_clear_codes() {
     let (_, log) = app.get("/api/v1/otp", &user).await;
     assert!(log["verifications"].as_array().unwrap().is_empty(), "{log}");
 
-    // Session not connected: 503, nothing stored.
+    // Session not connected: 409, nothing stored.
     app.post("/api/v1/sessions/otp/disconnect", &admin, Value::Null).await;
     let (status, problem) =
         app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560004", "session": "otp" })).await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("session_not_connected"))
-    );
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("session_not_connected")));
     let (status, problem) = app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234560004" })).await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("no_connected_session"))
-    );
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("no_connected_session")));
     let (_, log) = app.get("/api/v1/otp?phone=%2B6281234560004", &admin).await;
     assert!(log["verifications"].as_array().unwrap().is_empty(), "{log}");
 }

@@ -31,6 +31,7 @@ pub async fn show(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OtpListQuery {
     pub phone: Option<String>,
@@ -83,6 +84,7 @@ pub async fn list(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateQuery {
     /// 4–10, default 6.
