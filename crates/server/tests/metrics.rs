@@ -60,7 +60,7 @@ async fn messages_sessions_otp_and_requests_are_counted() {
         .post("/api/v1/sessions/counted/messages", &admin, json!({ "to": "+6281234570001", "text": "hi" }))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
-    app.wait_for_message(&admin, sent["id"].as_str().unwrap(), |m| m["status"] == "delivered").await;
+    app.wait_for_message(&admin, sent["id"].as_str().unwrap(), |m| m["delivered_at"].is_string()).await;
     let (status, otp) = app.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281234570002" })).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{otp}");
     let (_, verdict) =
