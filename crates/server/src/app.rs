@@ -13,6 +13,8 @@ use crate::config::Config;
 use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
 use wagate_service::activity::Activity;
+use wagate_service::analytics::Analytics;
+use wagate_service::audit::AuditLog;
 use wagate_service::auth::{ApiQuota, Secrets};
 use wagate_service::engines::Engines;
 use wagate_service::media::MediaStore;
@@ -21,7 +23,6 @@ use wagate_service::metrics::Metrics;
 use wagate_service::numbers::NumberCache;
 use wagate_service::otp::{OtpFeed, OtpService};
 use wagate_service::outbox::Outbox;
-use wagate_service::overview::Overview;
 use wagate_service::phones::PhoneReader;
 use wagate_service::retention::Retention;
 use wagate_service::seal::Sealer;
@@ -52,7 +53,8 @@ pub struct Services {
     /// Reads the phone numbers callers write (national numbers in the sender's country).
     pub phones: PhoneReader,
     pub activity: Activity,
-    pub overview: Overview,
+    pub analytics: Analytics,
+    pub audit: AuditLog,
     pub numbers: Arc<NumberCache>,
     pub otp: Arc<OtpService>,
     pub metrics: Arc<Metrics>,
@@ -133,7 +135,7 @@ impl App {
             UrlGuard::new(config.webhooks.allow_private_urls),
         ));
         let retention = Retention::new(store.clone(), media.clone(), config.retention.clone());
-        tokio::spawn(retention.run(shutdown.clone()));
+        tokio::spawn(retention.clone().run(shutdown.clone()));
         let (otp_feed, otp_events) = OtpFeed::new();
         let sessions = SessionManager::new(
             store.clone(),
@@ -166,7 +168,9 @@ impl App {
         let phones = PhoneReader::new(store.clone(), config.default_region.clone());
         let messages = Messages::new(sessions.clone(), store.clone(), phones.clone());
         let activity = Activity::new(store.clone());
-        let overview = Overview::new(store.clone());
+        let otp_days = u32::try_from(config.otp.retention_days).unwrap_or(u32::MAX);
+        let analytics = Analytics::new(store.clone(), retention, otp_days);
+        let audit = AuditLog::new(store.clone());
         let state = AppState(Arc::new(Services {
             config: Arc::new(config),
             store,
@@ -176,7 +180,8 @@ impl App {
             messages,
             phones,
             activity,
-            overview,
+            analytics,
+            audit,
             numbers,
             otp,
             metrics,

@@ -6,6 +6,7 @@ use moka::sync::Cache;
 use wagate_core::{Role, Scope, ScopeSet, SessionId, Username};
 use wagate_store::{ApiKeyRecord, NewApiKey, NewUser, Store, StoreError, UserRecord};
 
+use crate::audit::{Actor, AuditLog, Entry, Level};
 use crate::auth::{
     ISSUER, Principal, RateLimiter, Secrets, TokenClaims, TokenError, TokenKind, generate_api_key,
     hash_api_key, hash_password, issue_token, verify_password, verify_token,
@@ -87,6 +88,7 @@ pub struct Accounts {
     /// Users behind recent requests, so that each request does not read its user again
     /// (bounded; each lives [`SIGNED_IN_TTL`]).
     signed_in: Cache<String, UserRecord>,
+    audit: AuditLog,
 }
 
 /// How long a user read for one request serves the next ones. Disabling a user in this
@@ -132,6 +134,7 @@ impl Accounts {
     pub fn new(store: Store, secrets: Secrets, config: &AccountsConfig) -> Self {
         let window = Duration::from_secs(config.login_limits.window_secs);
         Accounts {
+            audit: AuditLog::new(store.clone()),
             store,
             secrets,
             token_ttl_secs: config.token_ttl_secs as i64,
@@ -188,13 +191,23 @@ impl Accounts {
         };
         let user = match user {
             Some(user) if verified && !user.disabled => user,
-            _ => {
+            known => {
                 self.failures_per_user.record(&user_key);
                 tracing::info!(username, client_ip, "failed login");
+                let entry =
+                    Entry::new("auth.sign_in_failed", Level::Warning, Actor::anonymous(username, client_ip))
+                        .owner(known.as_ref().map(|user| user.id.as_str()));
+                self.audit.record(entry).await;
                 return Err(AccountError::InvalidCredentials);
             }
         };
         self.failures_per_user.clear(&user_key);
+        let actor = Actor {
+            user_id: Some(user.id.clone()),
+            name: user.username.clone(),
+            ip: Some(client_ip.to_owned()),
+        };
+        self.audit.record(Entry::new("auth.signed_in", Level::Info, actor)).await;
         let (token, expires_at) = self.issue(&user.id, TokenKind::Access, None, self.token_ttl_secs);
         Ok(LoginSuccess { token, expires_at, user })
     }
@@ -420,6 +433,7 @@ fn principal(
         scopes,
         sessions,
         api_key_id: key,
+        ip: None,
     }
 }
 

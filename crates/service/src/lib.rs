@@ -6,6 +6,8 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod analytics;
+pub mod audit;
 pub mod auth;
 pub mod engines;
 pub mod feed;
@@ -16,7 +18,6 @@ pub mod metrics;
 pub mod numbers;
 pub mod otp;
 pub mod outbox;
-pub mod overview;
 pub mod phones;
 pub mod retention;
 pub mod round_robin;

@@ -131,6 +131,7 @@ mod tests {
             scopes: ScopeSet::all(),
             sessions: None,
             api_key_id: None,
+            ip: None,
         }
     }
 

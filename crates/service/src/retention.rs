@@ -26,6 +26,8 @@ pub struct RetentionConfig {
     /// Webhook events whose deliveries are all made or given up (dead letters included).
     pub webhook_events_days: u32,
     pub session_events_days: u32,
+    /// The activity and audit log.
+    pub activity_log_days: u32,
     /// How often retention runs, in seconds.
     pub interval_secs: u64,
     /// Records deleted per statement.
@@ -39,6 +41,7 @@ impl Default for RetentionConfig {
             received_messages_days: 90,
             webhook_events_days: 30,
             session_events_days: 30,
+            activity_log_days: 30,
             interval_secs: 3_600,
             batch_size: 500,
         }
@@ -48,6 +51,7 @@ impl Default for RetentionConfig {
 /// The pause between two batches: sends waiting for the writer go first.
 const PAUSE: Duration = Duration::from_millis(20);
 
+#[derive(Clone)]
 pub struct Retention {
     store: Store,
     media: Arc<MediaStore>,
@@ -72,32 +76,44 @@ impl Retention {
         }
     }
 
-    /// One pass over every kind; how many records were deleted.
+    /// One pass over every kind with the configured periods; how many records were deleted.
     pub async fn pass(&self) -> u64 {
+        self.clean(&self.config.clone()).await.iter().map(|(_, deleted)| deleted).sum()
+    }
+
+    /// Deletes what is older than `periods` gives for its kind (0 days: kept); how many
+    /// records of each kind were deleted.
+    pub async fn clean(&self, periods: &RetentionConfig) -> Vec<(Retained, u64)> {
         let kinds = [
-            (Retained::Messages, self.config.messages_days),
-            (Retained::ReceivedMessages, self.config.received_messages_days),
-            (Retained::WebhookEvents, self.config.webhook_events_days),
-            (Retained::SessionEvents, self.config.session_events_days),
+            (Retained::Messages, periods.messages_days),
+            (Retained::ReceivedMessages, periods.received_messages_days),
+            (Retained::WebhookEvents, periods.webhook_events_days),
+            (Retained::SessionEvents, periods.session_events_days),
+            (Retained::ActivityLog, periods.activity_log_days),
         ];
-        let mut total = 0;
+        let mut report = Vec::new();
         for (kind, days) in kinds.into_iter().filter(|(_, days)| *days > 0) {
             let deleted = self.delete_older(kind, now_ms() - i64::from(days) * DAY_MS).await;
             if deleted > 0 {
                 tracing::info!(kind = ?kind, deleted, days, "old records deleted (retention)");
             }
-            total += deleted;
+            report.push((kind, deleted));
         }
-        if self.config.messages_days > 0 {
-            let cutoff = now_ms() - i64::from(self.config.messages_days) * DAY_MS;
+        if periods.messages_days > 0 {
+            let cutoff = now_ms() - i64::from(periods.messages_days) * DAY_MS;
             self.media.remove_files_older_than(cutoff).await;
         }
-        if total > 0
+        if report.iter().any(|(_, deleted)| *deleted > 0)
             && let Err(err) = self.store.give_back_space().await
         {
             tracing::warn!(error = %err, "cannot give deleted records' space back");
         }
-        total
+        report
+    }
+
+    /// The configured periods.
+    pub fn periods(&self) -> &RetentionConfig {
+        &self.config
     }
 
     async fn delete_older(&self, kind: Retained, cutoff: i64) -> u64 {

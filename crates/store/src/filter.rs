@@ -12,7 +12,7 @@ enum Bind {
 /// Conditions joined with `AND`; each brings its values for the `?` it contains.
 #[derive(Default)]
 pub(crate) struct Where {
-    clauses: Vec<&'static str>,
+    clauses: Vec<std::borrow::Cow<'static, str>>,
     binds: Vec<Bind>,
 }
 
@@ -20,7 +20,7 @@ impl Where {
     /// `column = value` when the value is given.
     pub(crate) fn text(&mut self, clause: &'static str, value: Option<&str>) -> &mut Self {
         if let Some(value) = value {
-            self.clauses.push(clause);
+            self.clauses.push(clause.into());
             self.binds.push(Bind::Text(value.to_owned()));
         }
         self
@@ -28,7 +28,7 @@ impl Where {
 
     pub(crate) fn int(&mut self, clause: &'static str, value: Option<i64>) -> &mut Self {
         if let Some(value) = value {
-            self.clauses.push(clause);
+            self.clauses.push(clause.into());
             self.binds.push(Bind::Int(value));
         }
         self
@@ -37,7 +37,7 @@ impl Where {
     /// Newest-first paging: rows created before `(created_at, id)`.
     pub(crate) fn before(&mut self, cursor: Option<&(i64, String)>) -> &mut Self {
         if let Some((created_at, id)) = cursor {
-            self.clauses.push("(created_at < ? OR (created_at = ? AND id < ?))");
+            self.clauses.push("(created_at < ? OR (created_at = ? AND id < ?))".into());
             self.binds.extend([Bind::Int(*created_at), Bind::Int(*created_at), Bind::Text(id.clone())]);
         }
         self
@@ -45,7 +45,19 @@ impl Where {
 
     /// A clause with several values of its own.
     pub(crate) fn texts(&mut self, clause: &'static str, values: Vec<String>) -> &mut Self {
-        self.clauses.push(clause);
+        self.clauses.push(clause.into());
+        self.binds.extend(values.into_iter().map(Bind::Text));
+        self
+    }
+
+    /// `column IN (…)`: one of `values` (none matches an empty list).
+    pub(crate) fn any_of(&mut self, column: &'static str, values: Vec<String>) -> &mut Self {
+        if values.is_empty() {
+            self.clauses.push("1 = 0".into());
+            return self;
+        }
+        let marks = vec!["?"; values.len()].join(", ");
+        self.clauses.push(format!("{column} IN ({marks})").into());
         self.binds.extend(values.into_iter().map(Bind::Text));
         self
     }

@@ -4,6 +4,7 @@
 //! written once with `?` placeholders and portable types; the few dialect differences live in
 //! [`dialect`]. Migrations are embedded per dialect and run at start-up.
 
+mod activity_log;
 mod api_keys;
 mod batch;
 mod connections;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyConnection, Connection, Row};
 
+pub use activity_log::{ActivityFilter, ActivityRecord};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 use connections::{ACQUIRE_TIMEOUT, Connections, Lent};
 pub use dialect::Dialect;

@@ -20,6 +20,8 @@ pub enum Retained {
     WebhookEvents,
     /// The sessions' event log, by time.
     SessionEvents,
+    /// The activity and audit log, by time.
+    ActivityLog,
 }
 
 impl Store {
@@ -36,6 +38,7 @@ impl Store {
                  (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending') LIMIT ?"
             }
             Retained::SessionEvents => "SELECT id FROM session_events WHERE created_at < ? LIMIT ?",
+            Retained::ActivityLog => "SELECT id FROM activity_log WHERE created_at < ? LIMIT ?",
         };
         let rows = sqlx::query(self.sql(select))
             .bind(cutoff)
@@ -63,6 +66,7 @@ impl Store {
                 format!("DELETE FROM webhook_events WHERE id IN ({marks})"),
             ],
             Retained::SessionEvents => vec![format!("DELETE FROM session_events WHERE id IN ({marks})")],
+            Retained::ActivityLog => vec![format!("DELETE FROM activity_log WHERE id IN ({marks})")],
         };
         let mut writer = self.writer().await?;
         let mut transaction = sqlx::Connection::begin(&mut *writer).await?;

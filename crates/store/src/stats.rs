@@ -19,6 +19,54 @@ impl Store {
         rows.iter().map(|row| Ok((row.try_get("status")?, row.try_get("n")?))).collect()
     }
 
+    /// Messages created since `since`, by status and kind (all tenants with `None`).
+    pub async fn message_counts_since(
+        &self,
+        owner_id: Option<&str>,
+        since: i64,
+    ) -> Result<Vec<(String, String, i64)>> {
+        let owner = if owner_id.is_some() { " AND owner_id = ?" } else { "" };
+        let sql = format!(
+            "SELECT status, kind, COUNT(*) AS n FROM messages WHERE created_at >= ?{owner} GROUP BY status, kind"
+        );
+        let mut query = sqlx::query(self.sql(&sql)).bind(since);
+        if let Some(owner) = owner_id {
+            query = query.bind(owner);
+        }
+        let rows = query.fetch_all(&mut *self.reader().await?).await?;
+        rows.iter().map(|row| Ok((row.try_get("status")?, row.try_get("kind")?, row.try_get("n")?))).collect()
+    }
+
+    /// A session's messages created since `since`, per day (start of the UTC day in Unix ms)
+    /// and status.
+    pub async fn session_messages_per_day(
+        &self,
+        session_id: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, String, i64)>> {
+        let sql = "SELECT created_at - (created_at % 86400000) AS day, status, COUNT(*) AS n FROM messages \
+                   WHERE session_id = ? AND created_at >= ? \
+                   GROUP BY created_at - (created_at % 86400000), status ORDER BY day";
+        let rows = sqlx::query(self.sql(sql))
+            .bind(session_id)
+            .bind(since)
+            .fetch_all(&mut *self.reader().await?)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("day")?, row.try_get("status")?, row.try_get("n")?))).collect()
+    }
+
+    /// Messages a session received since `since` (by the time they were sent), per day.
+    pub async fn session_received_per_day(&self, session_id: &str, since: i64) -> Result<Vec<(i64, i64)>> {
+        let sql = "SELECT sent_at - (sent_at % 86400000) AS day, COUNT(*) AS n FROM inbound_messages \
+                   WHERE session_id = ? AND sent_at >= ? GROUP BY sent_at - (sent_at % 86400000) ORDER BY day";
+        let rows = sqlx::query(self.sql(sql))
+            .bind(session_id)
+            .bind(since)
+            .fetch_all(&mut *self.reader().await?)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get("day")?, row.try_get("n")?))).collect()
+    }
+
     /// Messages created per hour since `since`: (start of the hour in Unix ms, count).
     pub async fn messages_per_hour(&self, owner_id: Option<&str>, since: i64) -> Result<Vec<(i64, i64)>> {
         let owner = if owner_id.is_some() { " AND owner_id = ?" } else { "" };

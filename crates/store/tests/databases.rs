@@ -9,8 +9,8 @@ use wagate_core::{
     SessionStatus,
 };
 use wagate_store::{
-    LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession, NewUser, OtpFilter, OtpRecord,
-    Retained, Store, StoreError,
+    ActivityFilter, ActivityRecord, LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession,
+    NewUser, OtpFilter, OtpRecord, Retained, Store, StoreError,
 };
 
 fn unique_name() -> String {
@@ -130,7 +130,64 @@ async fn scenario(store: Store) {
     assert!(!store.delete_session(&one).await.unwrap());
 
     otp_scenario(&store, &admin.id, &one).await;
+    activity_scenario(&store, &admin.id).await;
     store.close().await;
+}
+
+/// The activity and audit log: filters, levels, pages, retention.
+async fn activity_scenario(store: &Store, owner: &str) {
+    let now = wagate_store::now_ms();
+    let line = |n: i64, owner: Option<&str>, session: Option<&str>, kind: &str, level: &str, at: i64| {
+        ActivityRecord {
+            id: format!("line-{n:02}"),
+            owner_id: owner.map(str::to_owned),
+            actor_id: owner.map(str::to_owned),
+            actor: "someone".into(),
+            kind: kind.into(),
+            level: level.into(),
+            session_id: session.map(str::to_owned),
+            ip: Some("192.0.2.7".into()),
+            detail: Some(r#"{"n":1}"#.into()),
+            created_at: at,
+        }
+    };
+    let lines = [
+        line(1, Some(owner), Some("s-a"), "session.connected", "info", now - 5),
+        line(2, Some(owner), Some("s-b"), "message.failed", "error", now - 4),
+        line(3, Some(owner), None, "auth.signed_in", "info", now - 3),
+        line(4, Some("other"), Some("s-c"), "auth.sign_in_failed", "warning", now - 2),
+        line(5, None, None, "webhook.dead", "error", now - 1),
+        line(6, Some(owner), Some("s-a"), "session.connected", "info", now - 40 * 86_400_000),
+    ];
+    for record in &lines {
+        store.insert_activity(record).await.unwrap();
+    }
+    let ids = |records: Vec<ActivityRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = ActivityFilter { limit: 50, ..ActivityFilter::default() };
+    assert_eq!(
+        ids(store.activity(&all).await.unwrap()),
+        ["line-05", "line-04", "line-03", "line-02", "line-01", "line-06"]
+    );
+    let mine = ActivityFilter { owner_id: Some(owner.into()), ..all.clone() };
+    assert_eq!(ids(store.activity(&mine).await.unwrap()), ["line-03", "line-02", "line-01", "line-06"]);
+    let errors = ActivityFilter { levels: Some(vec!["warning".into(), "error".into()]), ..all.clone() };
+    assert_eq!(ids(store.activity(&errors).await.unwrap()), ["line-05", "line-04", "line-02"]);
+    let of_sessions = ActivityFilter { sessions: Some(vec!["s-a".into(), "s-c".into()]), ..mine.clone() };
+    assert_eq!(ids(store.activity(&of_sessions).await.unwrap()), ["line-01", "line-06"]);
+    let none = ActivityFilter { sessions: Some(vec![]), ..all.clone() };
+    assert!(store.activity(&none).await.unwrap().is_empty(), "a key limited to no session sees nothing");
+    let kind =
+        ActivityFilter { kind: Some("session.connected".into()), since: Some(now - 60_000), ..all.clone() };
+    assert_eq!(ids(store.activity(&kind).await.unwrap()), ["line-01"]);
+    let first = ActivityFilter { limit: 2, ..mine.clone() };
+    let page = store.activity(&first).await.unwrap();
+    let next = ActivityFilter { before: page.last().map(|r| (r.created_at, r.id.clone())), ..first.clone() };
+    assert_eq!(ids(store.activity(&next).await.unwrap()), ["line-01", "line-06"]);
+    let stored = store.activity(&kind).await.unwrap().remove(0);
+    assert_eq!((stored.ip.as_deref(), stored.detail.as_deref()), (Some("192.0.2.7"), Some(r#"{"n":1}"#)));
+
+    assert_eq!(store.delete_old(Retained::ActivityLog, now - 30 * 86_400_000, 10).await.unwrap(), 1);
+    assert_eq!(store.activity(&all).await.unwrap().len(), 5);
 }
 
 fn verification(id: &str, owner: &str, message_id: Option<&str>, now: i64) -> OtpRecord {
@@ -311,6 +368,15 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     assert_eq!(hours.iter().map(|(_, n)| n).sum::<i64>(), 4);
     assert!(hours.iter().all(|(hour, _)| hour % 3_600_000 == 0));
     assert_eq!(store.dead_webhook_deliveries(Some(owner)).await.unwrap(), 0);
+    // Analytics: by status and kind, and a session's days.
+    let since = store.message_counts_since(Some(owner), 0).await.unwrap();
+    assert_eq!(since.iter().map(|(_, _, n)| n).sum::<i64>(), 4, "{since:?}");
+    assert!(since.iter().all(|(_, kind, _)| kind == "text"), "{since:?}");
+    assert!(store.message_counts_since(Some(owner), now + 60_000).await.unwrap().is_empty());
+    let days = store.session_messages_per_day(session.as_str(), 0).await.unwrap();
+    assert_eq!(days.iter().map(|(_, _, n)| n).sum::<i64>(), 4, "{days:?}");
+    assert!(days.iter().all(|(day, _, _)| day % 86_400_000 == 0), "{days:?}");
+    assert!(store.session_received_per_day(session.as_str(), 0).await.unwrap().is_empty());
 
     // The metrics' figures, and retention: finished records go, a batch at a time; a queued
     // message stays.

@@ -24,25 +24,48 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         if !is_json(req.headers()) {
             return Err(not_json());
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
-            } else {
-                ApiError::bad_request("invalid_body", rejection.body_text())
-            }
-        })?;
-        // Structs would also read from an array of their fields in order; no client means that.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            return Err(ApiError::unprocessable("invalid_body", "the body must be a JSON object"));
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// A JSON body that may be left out: no body reads as `T::default()`.
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for JsonOrEmpty<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonOrEmpty(T::default()));
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !json {
+            return Err(not_json());
         }
+        parse_json(&bytes).map(JsonOrEmpty)
+    }
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        } else {
+            ApiError::bad_request("invalid_body", rejection.body_text())
+        }
+    })
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Structs would also read from an array of their fields in order; no client means that.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::unprocessable("invalid_body", "the body must be a JSON object"));
+    }
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => Err(json_rejection(rejection)),
     }
 }
 
@@ -190,6 +213,9 @@ async fn authenticate(state: &AppState, parts: &Parts, credential: &str) -> Resu
     } else {
         state.accounts.authenticate_token(credential).await
     }?;
+    let mut principal = principal;
+    principal.ip = Some(client_ip(state, parts));
+    super::audit::remember(&principal);
     super::quota::admit(state, parts, &principal)?;
     Ok(principal)
 }
@@ -201,15 +227,19 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(header) = &state.config.trusted_ip_header
-            && let Some(value) = parts.headers.get(header.as_str()).and_then(|v| v.to_str().ok())
-            && let Some(first) = value.split(',').next().map(str::trim).filter(|v| !v.is_empty())
-        {
-            return Ok(ClientIp(first.to_owned()));
-        }
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
-        Ok(ClientIp(peer.unwrap_or_else(|| "unknown".into())))
+        Ok(ClientIp(client_ip(state, parts)))
     }
+}
+
+pub(crate) fn client_ip(state: &AppState, parts: &Parts) -> String {
+    if let Some(header) = &state.config.trusted_ip_header
+        && let Some(value) = parts.headers.get(header.as_str()).and_then(|v| v.to_str().ok())
+        && let Some(first) = value.split(',').next().map(str::trim).filter(|v| !v.is_empty())
+    {
+        return first.chars().take(64).collect();
+    }
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+    peer.unwrap_or_else(|| "unknown".into())
 }
 
 /// A list's page size: default 50, 1 to 200.

@@ -48,7 +48,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyResp
 }
 
 async fn readiness(state: &AppState) -> ReadyResponse {
-    let database = state.overview.database_reachable().await;
+    let database = state.analytics.database_reachable().await;
     let workers = state.ready.load(Ordering::SeqCst) && !*state.shutdown.borrow();
     ReadyResponse {
         status: if database && workers { "ready" } else { "not_ready" },

@@ -1,7 +1,9 @@
 //! The HTTP layer: handlers parse, authorize, call one service, map the error.
 
 mod admin;
+mod analytics;
 mod api_keys;
+mod audit;
 mod auth;
 mod chats;
 mod compat;
@@ -53,13 +55,14 @@ pub fn router(state: AppState) -> Router {
         .merge(numbers::routes())
         .merge(otp::routes())
         .merge(webhooks::routes())
-        .merge(streams::routes());
+        .merge(streams::routes())
+        .merge(analytics::routes());
     #[cfg(feature = "sandbox")]
     let api = api.merge(sandbox::routes());
 
     Router::new()
         .nest("/api/v1", api)
-        .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).layer(middleware::from_fn(errors::seed_errors)))
+        .merge(compat::routes().merge(compat_messages::routes()).merge(compat_otp::routes()).merge(analytics::seed_routes()).layer(middleware::from_fn(errors::seed_errors)))
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(admin::routes())
@@ -67,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn(quota::rate_limit_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::audit_trail))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::schemas::{AccountViewSchema, StreamEventSchema};
 use super::{
-    api_keys, auth, chats, compat, compat_messages, compat_otp, health, messages, metrics, numbers, otp,
-    sessions, streams, users, webhooks,
+    analytics, api_keys, auth, chats, compat, compat_messages, compat_otp, health, messages, metrics,
+    numbers, otp, sessions, streams, users, webhooks,
 };
 use crate::error::Problem;
 
@@ -53,6 +53,10 @@ struct SandboxDoc;
         webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove, webhooks::deliveries, webhooks::replay,
         streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
         health::health, health::ready, health::seed_health, metrics::metrics,
+        analytics::dashboard, analytics::session_stats, analytics::activity_log, analytics::error_log,
+        analytics::otp_log, analytics::cleanup,
+        analytics::seed_dashboard, analytics::seed_session_stats, analytics::seed_activity_log,
+        analytics::seed_error_log, analytics::seed_otp_log, analytics::seed_cleanup,
         compat::login, compat::list, compat::create, compat::create_and_connect, compat::show, compat::remove,
         compat::status, compat::qr, compat::qr_page, compat::restart, compat::rename, compat::set_webhook,
         compat::connect, compat::disconnect, compat::websocket,
@@ -68,6 +72,7 @@ struct SandboxDoc;
     tags(
         (name = "auth", description = "Log in and inspect credentials"),
         (name = "sessions", description = "WhatsApp accounts linked to this server"),
+        (name = "analytics", description = "Figures, the activity, OTP and error logs (JSON or CSV), cleanup"),
         (name = "linking", description = "QR codes, pairing, live session events"),
         (name = "messages", description = "Send messages and follow their delivery"),
         (name = "otp", description = "One-time passwords over WhatsApp: send, verify, resend, cancel, log"),

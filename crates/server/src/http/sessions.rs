@@ -123,6 +123,7 @@ pub(crate) async fn create_session(
         .sessions
         .create(&principal.user_id, CreateSession { id, name, engine, webhook_url: request.webhook_url })
         .await?;
+    super::audit::remember_session(record.id.as_str());
     if request.connect {
         return Ok(state.sessions.connect(&record.id).await?);
     }

@@ -86,6 +86,7 @@ mod tests {
             scopes: ScopeSet::all(),
             sessions: None,
             api_key_id: key.map(str::to_owned),
+            ip: None,
         }
     }
 

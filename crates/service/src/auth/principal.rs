@@ -16,6 +16,8 @@ pub struct Principal {
     /// Sessions an API key is limited to (`None`: all of the user's).
     pub sessions: Option<Vec<SessionId>>,
     pub api_key_id: Option<String>,
+    /// The client's address, for the audit log (set by the server for requests).
+    pub ip: Option<String>,
 }
 
 impl Principal {

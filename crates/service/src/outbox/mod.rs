@@ -22,6 +22,7 @@ pub use config::DeliveryConfig;
 
 use self::receipts::Receipts;
 use self::writer::{MessageWriter, message_writer};
+use crate::audit::{Actor, AuditLog, Entry, Level};
 use crate::group_commit::WriteError;
 use crate::metrics::Metrics;
 use crate::time::{Sequence, now_ms};
@@ -108,6 +109,7 @@ pub struct Outbox {
     receipts: Receipts,
     listener: OnceLock<Arc<dyn StatusListener>>,
     metrics: Arc<Metrics>,
+    audit: AuditLog,
 }
 
 impl Outbox {
@@ -115,6 +117,7 @@ impl Outbox {
         Arc::new_cyclic(|outbox| Outbox {
             writer: message_writer(store.clone()),
             receipts: Receipts::start(outbox.clone()),
+            audit: AuditLog::new(store.clone()),
             store,
             config,
             seq: Sequence::default(),
@@ -260,6 +263,11 @@ impl Outbox {
     /// a reach-out restriction (463).
     pub async fn settle_failed(&self, sender: &Sender, id: &str, reason: String, restricted: bool) {
         if self.step(id, MessageStatus::Failed, Some(&reason)).await {
+            let entry = Entry::new("message.failed", Level::Error, Actor::system())
+                .owner(Some(&sender.owner_id))
+                .session(sender.session_id.as_str())
+                .detail(serde_json::json!({ "message_id": id, "reason": reason, "restricted": restricted }));
+            self.audit.record(entry).await;
             self.announce(sender.change(id.to_owned(), MessageStatus::Failed, Some(reason), restricted))
                 .await;
         }

@@ -13,6 +13,7 @@ use wagate_store::LinkedAccount;
 use super::SessionManager;
 use super::runtime::{LiveCode, Runtime, View};
 use super::stream::{AccountView, StreamEvent, webhook_data};
+use crate::audit::Level;
 use crate::time::{now_ms, rfc3339};
 
 /// What the pump does after an event.
@@ -105,7 +106,7 @@ impl SessionManager {
         *runtime.view() = View::default();
         let _ = self.store().set_session_auto_connect(&runtime.id, false).await;
         self.write_status(runtime, SessionStatus::Disconnected, Some("qr_codes_exhausted")).await;
-        self.log(&runtime.id, "qr_codes_exhausted", serde_json::json!({})).await;
+        self.note(runtime, "qr_codes_exhausted", Level::Warning, serde_json::json!({})).await;
         runtime.publish(StreamEvent::Error {
             session_id: runtime.id.to_string(),
             code: "qr_codes_exhausted".into(),
@@ -129,7 +130,7 @@ impl SessionManager {
 
     async fn on_paired(&self, runtime: &Runtime, account: Account) -> AfterEvent {
         self.record_account(&runtime.id, &account).await;
-        self.log(&runtime.id, "paired", serde_json::json!({ "phone": account.phone.e164() })).await;
+        self.note(runtime, "paired", Level::Info, serde_json::json!({ "phone": account.phone.e164() })).await;
         let account = AccountView::from(&account);
         runtime.publish(StreamEvent::Paired { session_id: runtime.id.to_string(), account });
         AfterEvent::Continue
@@ -139,7 +140,8 @@ impl SessionManager {
         *runtime.view() = View::default();
         self.record_account(&runtime.id, &account).await;
         self.write_status(runtime, SessionStatus::Connected, None).await;
-        self.log(&runtime.id, "connected", serde_json::json!({ "phone": account.phone.e164() })).await;
+        self.note(runtime, "connected", Level::Info, serde_json::json!({ "phone": account.phone.e164() }))
+            .await;
         AfterEvent::Continue
     }
 
@@ -148,7 +150,7 @@ impl SessionManager {
         let status = if reconnecting { SessionStatus::Connecting } else { SessionStatus::Disconnected };
         self.write_status(runtime, status, Some(&reason)).await;
         let detail = serde_json::json!({ "reason": reason, "reconnecting": reconnecting });
-        self.log(&runtime.id, "disconnected", detail).await;
+        self.note(runtime, "disconnected", Level::Warning, detail).await;
         if reconnecting { AfterEvent::Continue } else { AfterEvent::Ended }
     }
 
@@ -177,7 +179,7 @@ impl SessionManager {
         let _ = self.store().set_session_auto_connect(&runtime.id, false).await;
         let _ = self.store().set_session_account(&runtime.id, None).await;
         self.write_status(runtime, SessionStatus::LoggedOut, Some(&reason)).await;
-        self.log(&runtime.id, "logged_out", serde_json::json!({ "reason": reason })).await;
+        self.note(runtime, "logged_out", Level::Error, serde_json::json!({ "reason": reason })).await;
         AfterEvent::Ended
     }
 

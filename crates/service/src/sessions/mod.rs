@@ -37,6 +37,7 @@ use wagate_store::{SessionRecord, Store};
 
 use self::announce::Announcer;
 use self::runtime::Runtime;
+use super::audit::{Actor, AuditLog, Entry, Level};
 use super::engines::Engines;
 use super::media::MediaStore;
 use super::metrics::Metrics;
@@ -233,5 +234,16 @@ impl SessionManager {
         if let Err(err) = self.store().insert_session_event(id, kind, Some(&detail)).await {
             tracing::error!(session = %id, error = %err, kind, "cannot record session event");
         }
+    }
+
+    /// An event of the session's own (the network's doing) that belongs in the activity log
+    /// too, as `session.<kind>`.
+    async fn note(&self, runtime: &Runtime, kind: &str, level: Level, detail: serde_json::Value) {
+        self.log(&runtime.id, kind, detail.clone()).await;
+        let entry = Entry::new(format!("session.{kind}"), level, Actor::system())
+            .owner(Some(&runtime.owner_id))
+            .session(runtime.id.as_str())
+            .detail(detail);
+        AuditLog::new(self.store().clone()).record(entry).await;
     }
 }

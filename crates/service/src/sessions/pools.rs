@@ -10,6 +10,7 @@ use wagate_store::SessionRecord;
 use super::runtime::Runtime;
 use super::stream::StreamEvent;
 use super::{SessionError, SessionManager};
+use crate::audit::Level;
 use crate::time::{now_ms, rfc3339};
 
 /// How a pool picks the session for a new message.
@@ -108,8 +109,8 @@ impl SessionManager {
     pub(super) async fn on_send_restricted(&self, runtime: &Runtime) {
         let until = now_ms() + self.outbox().config().restriction_cooldown_ms as i64;
         runtime.restricted_until.store(until, Ordering::SeqCst);
-        self.log(&runtime.id, "send_restricted", serde_json::json!({ "code": 463, "until": rfc3339(until) }))
-            .await;
+        let detail = serde_json::json!({ "code": 463, "until": rfc3339(until) });
+        self.note(runtime, "send_restricted", Level::Error, detail).await;
         if let Ok(record) = self.get(&runtime.id).await {
             self.after_health_change(&record).await;
         }

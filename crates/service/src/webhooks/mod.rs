@@ -21,6 +21,7 @@ mod endpoints;
 
 pub use endpoints::{DeliveryLog, EndpointChange, NewEndpoint, Replay};
 
+use crate::audit::{Actor, AuditLog, Entry, Level};
 use crate::metrics::Metrics;
 use crate::seal::Sealer;
 use crate::time::{Sequence, now_ms, rfc3339};
@@ -355,6 +356,15 @@ impl Webhooks {
         self.metrics.webhook_attempt(if outcome == "pending" { "retry" } else { outcome });
         if outcome == "dead" {
             tracing::warn!(webhook = %endpoint.id, delivery = %delivery.id, error = ?error, "webhook delivery gave up (dead letter)");
+            let entry = Entry::new("webhook.dead", Level::Error, Actor::system())
+                .owner(Some(&endpoint.owner_id))
+                .detail(serde_json::json!({
+                    "webhook_id": endpoint.id,
+                    "delivery_id": delivery.id,
+                    "url": endpoint.url,
+                    "error": error,
+                }));
+            AuditLog::new(self.store.clone()).record(entry).await;
         }
         if let Err(err) = self
             .store

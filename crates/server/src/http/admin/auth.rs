@@ -97,10 +97,12 @@ impl FromRequestParts<AppState> for AdminSession {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(to_login()) };
         let Ok(claims) = state.accounts.token_claims(&token) else { return Err(to_login()) };
         let Some(sid) = claims.sid.clone() else { return Err(to_login()) };
-        let principal = match state.accounts.authenticate_token(&token).await {
+        let mut principal = match state.accounts.authenticate_token(&token).await {
             Ok(principal) => principal,
             Err(_) => return Err(to_login()),
         };
+        principal.ip = Some(crate::http::extract::client_ip(state, parts));
+        crate::http::audit::remember(&principal);
         let idle = state.config.dashboard_idle_secs;
         let renewed = (now_ms() / 1000 - claims.iat >= RENEW_AFTER_SECS).then(|| {
             let token = state.accounts.dashboard_token(&principal.user_id, &sid, idle);

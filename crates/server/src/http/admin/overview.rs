@@ -23,7 +23,7 @@ const LIVE_EVERY: Duration = Duration::from_secs(2);
 
 /// Everything the overview shows, as JSON (the live stream sends the same).
 async fn stats(state: &AppState, principal: &Principal) -> Result<Value, StoreError> {
-    let figures = state.overview.figures(principal).await?;
+    let figures = state.analytics.figures(principal).await?;
     let sessions = &figures.sessions;
     let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
     for session in sessions {

@@ -1,9 +1,10 @@
-//! The figures of the dashboard's overview, for what the caller may see, and whether the
+//! The figures of the dashboard's overview page, for what the caller may see, and whether the
 //! database answers (for readiness).
 
 use wagate_core::OtpStatus;
-use wagate_store::{SessionRecord, Store, StoreError};
+use wagate_store::{SessionRecord, StoreError};
 
+use super::Analytics;
 use crate::auth::Principal;
 use crate::time::now_ms;
 
@@ -24,20 +25,10 @@ pub struct Figures {
     pub dead_webhooks: i64,
 }
 
-#[derive(Clone)]
-pub struct Overview {
-    store: Store,
-}
-
-impl Overview {
-    pub fn new(store: Store) -> Self {
-        Overview { store }
-    }
-
+impl Analytics {
     pub async fn figures(&self, principal: &Principal) -> Result<Figures, StoreError> {
         let owner = principal.owner_filter();
-        let sessions =
-            self.store.sessions(owner).await?.into_iter().filter(|s| principal.can_see(s)).collect();
+        let sessions = self.visible_sessions(principal).await?;
         let messages = self.store.message_counts(owner).await?;
         let since = now_ms() - 24 * HOUR;
         let otp = self.store.otp_counts(owner, since).await?;
