@@ -13,6 +13,7 @@ use crate::config::Config;
 use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
 use wagate_service::activity::Activity;
+use wagate_service::alerts::Alerts;
 use wagate_service::analytics::Analytics;
 use wagate_service::audit::AuditLog;
 use wagate_service::auth::{ApiQuota, Secrets};
@@ -76,6 +77,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("alerts: {0}")]
+    Alerts(String),
 }
 
 pub struct App {
@@ -161,6 +164,11 @@ impl App {
             otp_feed,
         ));
         tokio::spawn(otp.clone().run(otp_events, shutdown.clone()));
+        if config.alerts.any_channel() {
+            let alerts = Alerts::new(store.clone(), sessions.clone(), config.alerts.clone())
+                .map_err(StartError::Alerts)?;
+            tokio::spawn(alerts.run(shutdown.clone()));
+        }
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use wagate_core::Pacing;
 
 pub use wagate_service::accounts::{AccountsConfig, LoginLimits};
+pub use wagate_service::alerts::AlertsConfig;
 pub use wagate_service::auth::ApiLimits;
 pub use wagate_service::media::MediaConfig;
 pub use wagate_service::otp::OtpConfig;
@@ -88,6 +89,8 @@ pub struct Config {
     pub metrics_public: bool,
     /// How long each kind of record is kept.
     pub retention: RetentionConfig,
+    /// Where alerts go (Telegram, a signed webhook, e-mail) and when.
+    pub alerts: AlertsConfig,
     pub sandbox_timings: SandboxTimings,
     pub delivery: DeliveryConfig,
     /// Default pacing of `web` sessions (sandbox sessions default to none).
@@ -165,6 +168,7 @@ impl Default for Config {
             api_limits: ApiLimits::default(),
             metrics_public: false,
             retention: RetentionConfig::default(),
+            alerts: AlertsConfig::default(),
             sandbox_timings: SandboxTimings::default(),
             delivery: DeliveryConfig::default(),
             // Seed 004's protection: a random 5–20 s between two messages, typing shown.

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod auth;

@@ -113,6 +113,27 @@ impl Store {
         Ok(sqlx::query(self.sql(sql)).fetch_one(&mut *self.reader().await?).await?.try_get("n")?)
     }
 
+    /// Per session with queued messages: (session id, the oldest one's creation time).
+    pub async fn oldest_queued_per_session(&self) -> Result<Vec<(String, i64)>> {
+        let sql = "SELECT m.session_id AS session_id, MIN(m.created_at) AS since FROM sessions s \
+                   JOIN messages m ON m.session_id = s.id WHERE m.status = 'queued' GROUP BY m.session_id";
+        let rows = sqlx::query(self.sql(sql)).fetch_all(&mut *self.reader().await?).await?;
+        rows.iter().map(|row| Ok((row.try_get("session_id")?, row.try_get("since")?))).collect()
+    }
+
+    /// Per webhook with dead letters: (webhook id, owner, URL, how many).
+    pub async fn dead_deliveries_per_webhook(&self) -> Result<Vec<(String, String, String, i64)>> {
+        let sql = "SELECT w.id AS id, w.owner_id AS owner_id, w.url AS url, COUNT(*) AS n FROM webhooks w \
+                   JOIN webhook_deliveries d ON d.webhook_id = w.id WHERE d.status = 'dead' \
+                   GROUP BY w.id, w.owner_id, w.url";
+        let rows = sqlx::query(self.sql(sql)).fetch_all(&mut *self.reader().await?).await?;
+        rows.iter()
+            .map(|row| {
+                Ok((row.try_get("id")?, row.try_get("owner_id")?, row.try_get("url")?, row.try_get("n")?))
+            })
+            .collect()
+    }
+
     /// When the oldest webhook delivery still to be made was created (Unix ms), if any.
     pub async fn oldest_pending_webhook_delivery(&self) -> Result<Option<i64>> {
         let sql = "SELECT MIN(d.created_at) AS since FROM webhooks w \

@@ -269,6 +269,16 @@ impl SandboxNetwork {
         self.ask(id, |reply| Command::Inject { from, text, push_name, reply }).await
     }
 
+    /// The phone removes the session's linked device: the session is logged out.
+    pub async fn unlink(&self, id: &SessionId) -> Result<(), SandboxError> {
+        self.ask(id, |reply| Command::Unlink { reply }).await
+    }
+
+    /// WhatsApp bans the session's account for `duration`; it reconnects by itself afterwards.
+    pub async fn ban(&self, id: &SessionId, duration: std::time::Duration) -> Result<(), SandboxError> {
+        self.ask(id, |reply| Command::Ban { duration, reply }).await
+    }
+
     /// What was sent to `phone`, oldest first.
     pub fn inbox(&self, phone: &Phone) -> Vec<InboxEntry> {
         self.state().inboxes.get(phone.e164())

@@ -21,23 +21,63 @@ type Reply<T> = oneshot::Sender<Result<T, SandboxError>>;
 type EngineReply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 pub(crate) enum Command {
-    Scan { phone: Phone, push_name: Option<String>, qr: Option<String>, reply: Reply<Account> },
-    ConfirmPairCode { code: String, reply: Reply<Account> },
-    Inject { from: Phone, text: String, push_name: Option<String>, reply: Reply<InboundMessage> },
+    Scan {
+        phone: Phone,
+        push_name: Option<String>,
+        qr: Option<String>,
+        reply: Reply<Account>,
+    },
+    ConfirmPairCode {
+        code: String,
+        reply: Reply<Account>,
+    },
+    Inject {
+        from: Phone,
+        text: String,
+        push_name: Option<String>,
+        reply: Reply<InboundMessage>,
+    },
     Receive(InboundMessage),
-    Whoami { reply: Reply<Account> },
-    RequestPairCode { phone: Phone, reply: EngineReply<PairingCode> },
-    Send { message: OutgoingMessage, reply: EngineReply<PendingAck> },
-    CheckNumbers { phones: Vec<Phone>, reply: EngineReply<Vec<NumberCheck>> },
-    Groups { reply: EngineReply<Vec<GroupInfo>> },
-    Logout { reply: EngineReply<()> },
-    Close { reply: oneshot::Sender<()> },
+    Whoami {
+        reply: Reply<Account>,
+    },
+    RequestPairCode {
+        phone: Phone,
+        reply: EngineReply<PairingCode>,
+    },
+    Send {
+        message: OutgoingMessage,
+        reply: EngineReply<PendingAck>,
+    },
+    CheckNumbers {
+        phones: Vec<Phone>,
+        reply: EngineReply<Vec<NumberCheck>>,
+    },
+    Groups {
+        reply: EngineReply<Vec<GroupInfo>>,
+    },
+    Logout {
+        reply: EngineReply<()>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+    /// The phone removes this linked device.
+    Unlink {
+        reply: Reply<()>,
+    },
+    /// WhatsApp bans the account for a while; it comes back by itself afterwards.
+    Ban {
+        duration: Duration,
+        reply: Reply<()>,
+    },
 }
 
 enum Phase {
     Qr { code: String, shown: u32, expires: Instant },
     Pairing { phone: Phone, code: String, expires: Instant },
     Connected(Account),
+    Banned { account: Account, until: Instant },
 }
 
 enum Flow {
@@ -87,6 +127,7 @@ impl SandboxSession {
         loop {
             let deadline = match &self.phase {
                 Phase::Qr { expires, .. } | Phase::Pairing { expires, .. } => Some(*expires),
+                Phase::Banned { until, .. } => Some(*until),
                 Phase::Connected(_) => None,
             };
             let flow = tokio::select! {
@@ -123,6 +164,12 @@ impl SandboxSession {
                     reconnecting: false,
                 });
                 Flow::Stop
+            }
+            Phase::Banned { account, .. } => {
+                let account = account.clone();
+                self.events.emit(EngineEvent::Connected { account: account.clone() });
+                self.phase = Phase::Connected(account);
+                Flow::Continue
             }
             Phase::Connected(_) => Flow::Continue,
         }
@@ -195,7 +242,7 @@ impl SandboxSession {
             }
             Command::RequestPairCode { phone, reply } => {
                 let result = match &self.phase {
-                    Phase::Connected(_) => Err(EngineError::AlreadyLinked),
+                    Phase::Connected(_) | Phase::Banned { .. } => Err(EngineError::AlreadyLinked),
                     _ => {
                         let code = codes::pair_code();
                         let valid_for = self.network.config.pair_code_timeout;
@@ -245,6 +292,32 @@ impl SandboxSession {
             Command::Close { reply } => {
                 let _ = reply.send(());
                 return Flow::Stop;
+            }
+            Command::Unlink { reply } => {
+                if !matches!(self.phase, Phase::Connected(_) | Phase::Banned { .. }) {
+                    let _ = reply.send(Err(SandboxError::NotConnected));
+                    return Flow::Continue;
+                }
+                if let Err(err) = device::remove(&self.spec.store_dir).await {
+                    tracing::error!(error = %err, "sandbox: cannot remove the device");
+                }
+                self.events.emit(EngineEvent::LoggedOut {
+                    reason: "logged out: the phone removed this device".into(),
+                });
+                let _ = reply.send(Ok(()));
+                return Flow::Stop;
+            }
+            Command::Ban { duration, reply } => {
+                let Phase::Connected(account) = &self.phase else {
+                    let _ = reply.send(Err(SandboxError::NotConnected));
+                    return Flow::Continue;
+                };
+                let account = account.clone();
+                let reason =
+                    format!("temporary_ban: WhatsApp banned the account for {} s", duration.as_secs());
+                self.events.emit(EngineEvent::Disconnected { reason, reconnecting: true });
+                self.phase = Phase::Banned { account, until: Instant::now() + duration };
+                let _ = reply.send(Ok(()));
             }
         }
         Flow::Continue

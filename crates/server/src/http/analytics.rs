@@ -160,7 +160,7 @@ impl From<&SessionDay> for SessionDayView {
 
 /// A line of the activity log.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ActivityView {
+pub struct ActivityLogEntry {
     pub id: String,
     pub created_at: String,
     /// E.g. `auth.signed_in`, `session.connected`, `api_key.created`, `message.failed`.
@@ -176,9 +176,9 @@ pub struct ActivityView {
     pub detail: Option<Value>,
 }
 
-impl From<&ActivityRecord> for ActivityView {
+impl From<&ActivityRecord> for ActivityLogEntry {
     fn from(r: &ActivityRecord) -> Self {
-        ActivityView {
+        ActivityLogEntry {
             id: r.id.clone(),
             created_at: rfc3339(r.created_at),
             kind: r.kind.clone(),
@@ -193,8 +193,8 @@ impl From<&ActivityRecord> for ActivityView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ActivityPage {
-    pub entries: Vec<ActivityView>,
+pub struct ActivityLogPage {
+    pub entries: Vec<ActivityLogEntry>,
     /// Pass as `cursor` for the next page; absent on the last.
     pub next_cursor: Option<String>,
 }
@@ -211,7 +211,7 @@ pub struct OtpLogPage {
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub enum ExportFormat {
     #[default]
     Json,
     Csv,
@@ -233,7 +233,7 @@ pub struct LogParams {
     /// `next_cursor` (or `X-Next-Cursor`) of the previous page.
     pub cursor: Option<String>,
     /// `json` (default) or `csv`.
-    pub format: Option<LogFormat>,
+    pub format: Option<ExportFormat>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -248,7 +248,7 @@ pub struct OtpLogParams {
     pub until: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
-    pub format: Option<LogFormat>,
+    pub format: Option<ExportFormat>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -277,8 +277,8 @@ pub struct CleanupReport {
     pub deleted: BTreeMap<String, u64>,
 }
 
-fn limit_for(format: LogFormat, limit: Option<u32>) -> ApiResult<u32> {
-    let (default, max) = if format == LogFormat::Csv { (1_000, CSV_MAX_ROWS) } else { (50, 200) };
+fn limit_for(format: ExportFormat, limit: Option<u32>) -> ApiResult<u32> {
+    let (default, max) = if format == ExportFormat::Csv { (1_000, CSV_MAX_ROWS) } else { (50, 200) };
     let limit = limit.unwrap_or(default);
     if (1..=max).contains(&limit) {
         Ok(limit)
@@ -299,7 +299,7 @@ fn parse_cursor(cursor: Option<&str>) -> ApiResult<Option<(i64, String)>> {
         .transpose()
 }
 
-fn log_query(params: &LogParams) -> ApiResult<(LogQuery, LogFormat)> {
+fn log_query(params: &LogParams) -> ApiResult<(LogQuery, ExportFormat)> {
     let format = params.format.unwrap_or_default();
     let query = LogQuery {
         session_id: params.session_id.clone(),
@@ -387,7 +387,7 @@ async fn log_answer(
     principal: &Principal,
     params: &LogParams,
     errors_only: bool,
-) -> ApiResult<Answer<ActivityPage>> {
+) -> ApiResult<Answer<ActivityLogPage>> {
     principal.require(Scope::Read)?;
     let (query, format) = log_query(params)?;
     let rows = if errors_only {
@@ -396,7 +396,7 @@ async fn log_answer(
         state.analytics.activity(principal, &query).await?
     };
     let next = next_cursor(&rows, query.limit, |r| (r.created_at, r.id.as_str()));
-    if format == LogFormat::Csv {
+    if format == ExportFormat::Csv {
         let header = ["created_at", "kind", "level", "actor", "session_id", "ip", "detail", "id"];
         let body = csv_text(
             &header,
@@ -416,8 +416,8 @@ async fn log_answer(
         let name = if errors_only { "errors" } else { "activity" };
         return Ok(Answer::Csv { body, name, next });
     }
-    Ok(Answer::Page(ActivityPage {
-        entries: rows.iter().map(ActivityView::from).collect(),
+    Ok(Answer::Page(ActivityLogPage {
+        entries: rows.iter().map(ActivityLogEntry::from).collect(),
         next_cursor: next,
     }))
 }
@@ -444,7 +444,7 @@ async fn otp_answer(
     let listing = state.otp.page(principal, filter).await?;
     let next = listing.next.map(|(at, id)| format!("{at}:{id}"));
     let views: Vec<OtpView> = listing.verifications.iter().map(OtpView::from_tracked).collect();
-    if format == LogFormat::Csv {
+    if format == ExportFormat::Csv {
         let header = [
             "created_at",
             "id",
@@ -550,7 +550,7 @@ pub async fn session_stats(
 /// The activity and audit log, newest first: sign-ins (failed ones too), session changes and
 /// connection events, API keys, users, settings, failures — who, what, when, from which IP.
 #[utoipa::path(get, path = "/api/v1/analytics/logs/activity", tag = "analytics", params(LogParams),
-    responses((status = 200, content((ActivityPage = "application/json"), (String = "text/csv"))),
+    responses((status = 200, content((ActivityLogPage = "application/json"), (String = "text/csv"))),
         (status = 400, body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn activity_log(
@@ -564,7 +564,7 @@ pub async fn activity_log(
 /// Warnings and errors of the activity log: dropped connections, sessions logged out by the
 /// phone, messages failed, webhooks given up, failed sign-ins.
 #[utoipa::path(get, path = "/api/v1/analytics/logs/errors", tag = "analytics", params(LogParams),
-    responses((status = 200, content((ActivityPage = "application/json"), (String = "text/csv"))),
+    responses((status = 200, content((ActivityLogPage = "application/json"), (String = "text/csv"))),
         (status = 400, body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn error_log(
@@ -590,7 +590,7 @@ pub async fn otp_log(
 
 /// Deletes, now, every record past its retention period (admins only); a period given here
 /// replaces the configured one for this run.
-#[utoipa::path(post, path = "/api/v1/analytics/cleanup", tag = "analytics", request_body(content = CleanupRequest),
+#[utoipa::path(post, path = "/api/v1/analytics/cleanup", tag = "analytics", request_body = Option<CleanupRequest>,
     responses((status = 200, body = CleanupReport), (status = 403, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn cleanup(
@@ -670,7 +670,7 @@ pub async fn seed_otp_log(
 }
 
 /// Seed 001's manual cleanup of old logs (admins only), in `{success, message, data}`.
-#[utoipa::path(post, path = "/api/analytics/cleanup", tag = "compat", request_body(content = CleanupRequest),
+#[utoipa::path(post, path = "/api/analytics/cleanup", tag = "compat", request_body = Option<CleanupRequest>,
     responses((status = 200, body = Object), (status = 403, body = Object), (status = 400, body = Object)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn seed_cleanup(

@@ -20,14 +20,17 @@ use crate::error::Problem;
         super::sandbox::confirm_pair_code,
         super::sandbox::inbound,
         super::sandbox::inbox,
-        super::sandbox::create_group
+        super::sandbox::create_group,
+        super::sandbox::unlink,
+        super::sandbox::ban
     ),
     components(schemas(
         super::sandbox::ScanRequest,
         super::sandbox::ConfirmPairCodeRequest,
         super::sandbox::InboundRequest,
         super::sandbox::InjectedMessage,
-        super::sandbox::Inbox
+        super::sandbox::Inbox,
+        super::sandbox::BanRequest
     ))
 )]
 struct SandboxDoc;

@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/sandbox/sessions/{id}/pair-code/confirm", post(confirm_pair_code))
         .route("/sandbox/sessions/{id}/inbound", post(inbound))
         .route("/sandbox/sessions/{id}/groups", post(create_group))
+        .route("/sandbox/sessions/{id}/unlink", post(unlink))
+        .route("/sandbox/sessions/{id}/ban", post(ban))
         .route("/sandbox/inbox/{phone}", get(inbox))
 }
 
@@ -90,6 +92,52 @@ pub async fn scan(
     let account =
         network.scan(&record.id, phone, request.push_name, request.qr).await.map_err(sandbox_error)?;
     Ok(JsonResponse(AccountView::from(&account)))
+}
+
+/// The phone removes the linked device, as a user does under "Linked devices": the session is
+/// logged out (and alerts say so, unlike a logout through the API).
+#[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/unlink", tag = "sandbox", params(("id" = String, Path)),
+    responses((status = 204, description = "unlinked"), (status = 409, description = "not connected, not a sandbox session", body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn unlink(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let network = network(&state)?;
+    let record = sandbox_session(&state, &principal, &id).await?;
+    network.unlink(&record.id).await.map_err(sandbox_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BanRequest {
+    /// How long the ban lasts: 1 to 86400 seconds.
+    #[schema(minimum = 1, maximum = 86400)]
+    pub seconds: u64,
+}
+
+/// WhatsApp bans the account for a while: the session drops with a `temporary_ban` reason and
+/// comes back by itself when the ban ends.
+#[utoipa::path(post, path = "/api/v1/sandbox/sessions/{id}/ban", tag = "sandbox", params(("id" = String, Path)),
+    request_body = BanRequest,
+    responses((status = 204, description = "banned"), (status = 409, description = "not connected, not a sandbox session", body = Problem),
+        (status = 422, body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn ban(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+    Json(request): Json<BanRequest>,
+) -> ApiResult<StatusCode> {
+    if !(1..=86_400).contains(&request.seconds) {
+        return Err(ApiError::unprocessable("invalid_seconds", "seconds must be between 1 and 86400"));
+    }
+    let network = network(&state)?;
+    let record = sandbox_session(&state, &principal, &id).await?;
+    network.ban(&record.id, Duration::from_secs(request.seconds)).await.map_err(sandbox_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
