@@ -42,6 +42,9 @@ pub enum MediaError {
     Missing(String),
     #[error("cannot store media: {0}")]
     Io(#[from] std::io::Error),
+    /// The client's upload could not be read to its end (a malformed or cut-off body).
+    #[error("the upload could not be read: {0}")]
+    BrokenUpload(String),
 }
 
 impl MediaError {
@@ -100,7 +103,7 @@ impl MediaStore {
         let mut size: u64 = 0;
         let mut head: Vec<u8> = Vec::with_capacity(64);
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| MediaError::Io(std::io::Error::other(e.to_string())))?;
+            let chunk = chunk.map_err(|e| MediaError::BrokenUpload(e.to_string()))?;
             size += chunk.len() as u64;
             if size > self.config.max_bytes {
                 return Err(MediaError::TooLarge { limit: self.config.max_bytes });

@@ -18,7 +18,7 @@ use wagate_service::auth::Principal;
 use wagate_service::time::{now_ms, rfc3339};
 use wagate_store::{ActivityRecord, OtpFilter};
 
-use super::extract::{Auth, JsonOrEmpty, QueryParams};
+use super::extract::{Auth, JsonOrEmpty, QueryParams, page_cursor, parse_page_cursor};
 use super::messages::parse_time;
 use super::otp::OtpView;
 use super::sessions::{authorized_session, phone_for_caller};
@@ -288,15 +288,7 @@ fn limit_for(format: ExportFormat, limit: Option<u32>) -> ApiResult<u32> {
 }
 
 fn parse_cursor(cursor: Option<&str>) -> ApiResult<Option<(i64, String)>> {
-    cursor
-        .map(|cursor| {
-            cursor
-                .split_once(':')
-                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
-                .filter(|(_, id)| !id.is_empty() && id.len() <= 64)
-                .ok_or_else(|| ApiError::bad_request("invalid_query", "invalid cursor"))
-        })
-        .transpose()
+    cursor.map(parse_page_cursor).transpose()
 }
 
 fn log_query(params: &LogParams) -> ApiResult<(LogQuery, ExportFormat)> {
@@ -313,7 +305,7 @@ fn log_query(params: &LogParams) -> ApiResult<(LogQuery, ExportFormat)> {
 }
 
 fn next_cursor<T>(rows: &[T], limit: u32, key: impl Fn(&T) -> (i64, &str)) -> Option<String> {
-    (rows.len() as u32 == limit).then(|| rows.last().map(key)).flatten().map(|(at, id)| format!("{at}:{id}"))
+    (rows.len() as u32 == limit).then(|| rows.last().map(key)).flatten().map(|(at, id)| page_cursor(at, id))
 }
 
 // ---------- what both route sets answer ----------
@@ -442,7 +434,7 @@ async fn otp_answer(
     filter.before = parse_cursor(params.cursor.as_deref())?;
     let since = filter.since.unwrap_or_else(|| now_ms() - 7 * DAY_MS);
     let listing = state.otp.page(principal, filter).await?;
-    let next = listing.next.map(|(at, id)| format!("{at}:{id}"));
+    let next = listing.next.map(|(at, id)| page_cursor(at, &id));
     let views: Vec<OtpView> = listing.verifications.iter().map(OtpView::from_tracked).collect();
     if format == ExportFormat::Csv {
         let header = [

@@ -72,6 +72,7 @@ impl From<MediaError> for ApiError {
                 ApiError::unprocessable("invalid_media", err.to_string())
             }
             MediaError::Url(_) => ApiError::unprocessable("invalid_media_url", err.to_string()),
+            MediaError::BrokenUpload(_) => ApiError::bad_request("invalid_multipart", err.to_string()),
             other => ApiError::internal("media", other),
         }
     }

@@ -242,6 +242,20 @@ pub(crate) fn client_ip(state: &AppState, parts: &Parts) -> String {
     peer.unwrap_or_else(|| "unknown".into())
 }
 
+/// A page's `next_cursor`: where the next page starts (newest-first listings).
+pub fn page_cursor(created_at: i64, id: &str) -> String {
+    format!("{created_at}:{id}")
+}
+
+/// Reads a `cursor` written by [`page_cursor`]; anything else is `400 invalid_query`.
+pub fn parse_page_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
+    cursor
+        .split_once(':')
+        .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
+        .filter(|(_, id)| !id.is_empty() && id.len() <= 64)
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "invalid cursor"))
+}
+
 /// A list's page size: default 50, 1 to 200.
 pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     let limit = limit.unwrap_or(50);
@@ -249,5 +263,26 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
         Ok(limit)
     } else {
         Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 200"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn cursors_read_back_what_they_wrote(at in any::<i64>(), id in "[A-Za-z0-9:_-]{1,64}") {
+            prop_assert_eq!(parse_page_cursor(&page_cursor(at, &id)).unwrap(), (at, id));
+        }
+
+        #[test]
+        fn any_cursor_text_is_read_or_refused_with_a_400(text in "\\PC{0,80}") {
+            if let Err(err) = parse_page_cursor(&text) {
+                prop_assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            }
+        }
     }
 }

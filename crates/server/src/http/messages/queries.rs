@@ -131,9 +131,7 @@ pub async fn list(
     filter.until = query.until.as_deref().map(|v| parse_time("until", v)).transpose()?;
     filter.search = query.q.clone().filter(|q| !q.trim().is_empty());
     if let Some(cursor) = &query.cursor {
-        let parsed =
-            cursor.split_once(':').and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())));
-        filter.before = Some(parsed.ok_or_else(|| ApiError::bad_request("invalid_query", "invalid cursor"))?);
+        filter.before = Some(crate::http::extract::parse_page_cursor(cursor)?);
     }
     let (records, next_cursor) = state.messages.list(&principal, &filter).await?;
     let messages = records.iter().map(MessageView::from).collect();

@@ -72,14 +72,12 @@ pub async fn list(
     filter.since = query.since.as_deref().map(|v| parse_time("since", v)).transpose()?;
     filter.until = query.until.as_deref().map(|v| parse_time("until", v)).transpose()?;
     if let Some(cursor) = &query.cursor {
-        let parsed =
-            cursor.split_once(':').and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())));
-        filter.before = Some(parsed.ok_or_else(|| ApiError::bad_request("invalid_query", "invalid cursor"))?);
+        filter.before = Some(crate::http::extract::parse_page_cursor(cursor)?);
     }
     let listing = state.otp.page(&principal, filter).await?;
     Ok(JsonResponse(OtpPage {
         verifications: listing.verifications.iter().map(OtpView::from_tracked).collect(),
-        next_cursor: listing.next.map(|(created_at, id)| format!("{created_at}:{id}")),
+        next_cursor: listing.next.map(|(created_at, id)| crate::http::extract::page_cursor(created_at, &id)),
     }))
 }
 
