@@ -12,16 +12,16 @@ use axum::{Json as JsonResponse, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
-use wagate_core::{OtpStatus, Scope};
+use wagate_core::Scope;
 use wagate_service::analytics::{CleanupPeriods, Dashboard, LogQuery, OtpFigures, SessionDay};
 use wagate_service::auth::Principal;
 use wagate_service::time::{now_ms, rfc3339};
-use wagate_store::{ActivityRecord, OtpFilter};
+use wagate_store::ActivityRecord;
 
 use super::extract::{Auth, JsonOrEmpty, QueryParams, page_cursor, parse_page_cursor};
 use super::messages::parse_time;
-use super::otp::OtpView;
-use super::sessions::{authorized_session, phone_for_caller};
+use super::otp::{OtpListQuery, OtpView, otp_filter};
+use super::sessions::authorized_session;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, Problem};
 
@@ -421,17 +421,15 @@ async fn otp_answer(
 ) -> ApiResult<Answer<OtpLogPage>> {
     principal.require(Scope::Otp)?;
     let format = params.format.unwrap_or_default();
-    let mut filter = OtpFilter { limit: limit_for(format, params.limit)?, ..OtpFilter::default() };
-    if let Some(phone) = &params.phone {
-        filter.phone = Some(phone_for_caller(state, principal, phone).await?.e164().to_owned());
-    }
-    if let Some(status) = &params.status {
-        filter.status =
-            Some(status.parse::<OtpStatus>().map_err(|e| ApiError::bad_request("invalid_query", e))?);
-    }
-    filter.since = params.since.as_deref().map(|v| parse_time("since", v)).transpose()?;
-    filter.until = params.until.as_deref().map(|v| parse_time("until", v)).transpose()?;
-    filter.before = parse_cursor(params.cursor.as_deref())?;
+    let query = OtpListQuery {
+        phone: params.phone.clone(),
+        status: params.status.clone(),
+        since: params.since.clone(),
+        until: params.until.clone(),
+        limit: params.limit,
+        cursor: params.cursor.clone(),
+    };
+    let filter = otp_filter(state, principal, &query, limit_for(format, params.limit)?).await?;
     let since = filter.since.unwrap_or_else(|| now_ms() - 7 * DAY_MS);
     let listing = state.otp.page(principal, filter).await?;
     let next = listing.next.map(|(at, id)| page_cursor(at, &id));

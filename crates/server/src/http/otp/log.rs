@@ -16,6 +16,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Auth, QueryParams, page_limit};
 use crate::http::messages::parse_time;
 use crate::http::sessions::phone_for_caller;
+use wagate_service::auth::Principal;
 
 /// A verification: status, sends, attempts, the delivery of its message.
 #[utoipa::path(get, path = "/api/v1/otp/{id}", tag = "otp", params(("id" = String, Path)),
@@ -61,9 +62,24 @@ pub async fn list(
     QueryParams(query): QueryParams<OtpListQuery>,
 ) -> ApiResult<JsonResponse<OtpPage>> {
     principal.require(Scope::Otp)?;
-    let mut filter = OtpFilter { limit: page_limit(query.limit)?, ..OtpFilter::default() };
+    let filter = otp_filter(&state, &principal, &query, page_limit(query.limit)?).await?;
+    let listing = state.otp.page(&principal, filter).await?;
+    Ok(JsonResponse(OtpPage {
+        verifications: listing.verifications.iter().map(OtpView::from_tracked).collect(),
+        next_cursor: listing.next.map(|(created_at, id)| crate::http::extract::page_cursor(created_at, &id)),
+    }))
+}
+
+/// The filter of an OTP listing (the log, its export), `limit` already checked.
+pub(crate) async fn otp_filter(
+    state: &AppState,
+    principal: &Principal,
+    query: &OtpListQuery,
+    limit: u32,
+) -> ApiResult<OtpFilter> {
+    let mut filter = OtpFilter { limit, ..OtpFilter::default() };
     if let Some(phone) = &query.phone {
-        filter.phone = Some(phone_for_caller(&state, &principal, phone).await?.e164().to_owned());
+        filter.phone = Some(phone_for_caller(state, principal, phone).await?.e164().to_owned());
     }
     if let Some(status) = &query.status {
         filter.status =
@@ -71,14 +87,8 @@ pub async fn list(
     }
     filter.since = query.since.as_deref().map(|v| parse_time("since", v)).transpose()?;
     filter.until = query.until.as_deref().map(|v| parse_time("until", v)).transpose()?;
-    if let Some(cursor) = &query.cursor {
-        filter.before = Some(crate::http::extract::parse_page_cursor(cursor)?);
-    }
-    let listing = state.otp.page(&principal, filter).await?;
-    Ok(JsonResponse(OtpPage {
-        verifications: listing.verifications.iter().map(OtpView::from_tracked).collect(),
-        next_cursor: listing.next.map(|(created_at, id)| crate::http::extract::page_cursor(created_at, &id)),
-    }))
+    filter.before = query.cursor.as_deref().map(crate::http::extract::parse_page_cursor).transpose()?;
+    Ok(filter)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
