@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use wagate_store::Store;
 
 use crate::config::Config;
+use crate::serve::ConnectionLimits;
 use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
 use wagate_service::activity::Activity;
@@ -219,15 +220,16 @@ impl App {
         tracing::info!(restored, "sessions restored");
         state.ready.store(true, Ordering::SeqCst);
 
-        let app = crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let mut stopping = stop.subscribe();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopping.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let limits = ConnectionLimits {
+            max_connections: state.config.max_connections,
+            header_read_timeout: Duration::from_secs(state.config.header_read_timeout_secs.max(1)),
+        };
+        let server = tokio::spawn(crate::serve::serve(
+            listener,
+            crate::http::router(state.clone()),
+            limits,
+            stop.subscribe(),
+        ));
         signal.await;
         tracing::info!("shutting down");
         state.ready.store(false, Ordering::SeqCst);

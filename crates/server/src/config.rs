@@ -87,6 +87,10 @@ pub struct Config {
     pub api_limits: ApiLimits,
     /// Serve `GET /metrics` without credentials (for a scraper on a private network).
     pub metrics_public: bool,
+    /// Connections open at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// A client that has not sent its request headers within this time is disconnected.
+    pub header_read_timeout_secs: u64,
     /// How long each kind of record is kept.
     pub retention: RetentionConfig,
     /// Where alerts go (Telegram, a signed webhook, e-mail) and when.
@@ -167,6 +171,8 @@ impl Default for Config {
             login_limits: LoginLimits::default(),
             api_limits: ApiLimits::default(),
             metrics_public: false,
+            max_connections: 10_000,
+            header_read_timeout_secs: 10,
             retention: RetentionConfig::default(),
             alerts: AlertsConfig::default(),
             sandbox_timings: SandboxTimings::default(),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod qr;
+mod serve;
 
 pub use app::{App, AppState};
 pub use config::{Config, LogFormat};

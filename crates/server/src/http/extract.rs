@@ -48,14 +48,28 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for JsonOrEmp
     }
 }
 
+/// The largest JSON body a route takes (uploads have their own limit, `media.max_bytes`).
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    // Refused on its declared length, before a byte of it is read: a client that announces
+    // more than the limit gets its answer at once instead of the server waiting for the body.
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > JSON_BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
     axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            too_large()
         } else {
             ApiError::bad_request("invalid_body", rejection.body_text())
         }
     })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -91,9 +105,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         JsonRejection::JsonDataError(err) => ApiError::unprocessable("invalid_body", source(&err)),
         JsonRejection::MissingJsonContentType(_) => not_json(),
-        JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-        }
+        JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         other => ApiError::bad_request("invalid_body", other.body_text()),
     }
 }

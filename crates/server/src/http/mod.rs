@@ -72,7 +72,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(quota::rate_limit_headers))
         .layer(middleware::from_fn_with_state(state.clone(), audit::audit_trail))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
-        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
