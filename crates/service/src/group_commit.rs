@@ -84,6 +84,21 @@ async fn run<I: Clone, O>(
                     let _ = done.send(Ok(output));
                 }
             }
+            // The database is locked, gone or full: writing each item alone, or the next
+            // batch, would only make every one of them wait for the same answer in turn. All
+            // that waits now gets it at once; what comes later tries again.
+            Err(err) if err.outage().is_some() => {
+                let kind = err.outage().expect("checked");
+                let detail = err.to_string();
+                while let Ok(pending) = queue.try_recv() {
+                    waiting.push_back(pending);
+                }
+                let queued = waiting.drain(..).map(|pending| pending.done);
+                for done in answers.into_iter().chain(queued) {
+                    let outage = StoreError::Outage { kind, detail: detail.clone() };
+                    let _ = done.send(Err(outage.into()));
+                }
+            }
             // One bad item must not fail the others: each on its own, with its own answer.
             _ => {
                 for (item, done) in items.into_iter().zip(answers) {
@@ -134,5 +149,28 @@ mod tests {
         );
         assert_eq!([a, b, again, c, d].map(Result::unwrap), [2, 2, 3, 3, 3]);
         assert_eq!(*writes.lock().unwrap(), [vec!["a", "b"], vec!["a", "c", "d"]]);
+    }
+
+    #[tokio::test]
+    async fn an_outage_answers_the_whole_batch_at_once() {
+        let writes = Arc::new(Mutex::new(0usize));
+        let seen = writes.clone();
+        let writer: GroupCommit<&'static str, usize> = GroupCommit::start(
+            8,
+            |_, _| true,
+            Arc::new(move |_batch: Vec<&'static str>| {
+                *seen.lock().unwrap() += 1;
+                Box::pin(async {
+                    Err(StoreError::Outage { kind: wagate_store::Outage::StorageFull, detail: "full".into() })
+                })
+            }),
+        );
+        let answers = futures::future::join_all(["a", "b", "c", "d"].map(|item| writer.submit(item))).await;
+        for answer in answers {
+            let Err(WriteError::Store(err)) = answer else { panic!("{answer:?}") };
+            assert_eq!(err.outage(), Some(wagate_store::Outage::StorageFull));
+        }
+        // One write answers all that waited for it, never one retry per item.
+        assert!(*writes.lock().unwrap() <= 2, "{} writes", writes.lock().unwrap());
     }
 }

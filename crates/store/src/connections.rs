@@ -12,9 +12,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::AnyConnection;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
+use sqlx::{AnyConnection, Connection as _};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// How long a statement waits for a free connection before giving up.
@@ -30,6 +30,9 @@ pub(crate) enum Connections {
 pub(crate) struct Held {
     idle: Mutex<Vec<AnyConnection>>,
     free: Semaphore,
+    /// How to open a replacement for a connection whose transaction state went astray.
+    url: String,
+    read_only: bool,
 }
 
 /// A connection on loan; it goes back when dropped.
@@ -39,9 +42,15 @@ pub(crate) enum Lent<'a> {
 }
 
 impl Connections {
-    pub(crate) fn held(connections: Vec<AnyConnection>) -> Connections {
+    /// SQLite connections to `url`, opened with [`open_sqlite`] and `read_only` as given.
+    pub(crate) fn held(connections: Vec<AnyConnection>, url: &str, read_only: bool) -> Connections {
         let free = Semaphore::new(connections.len());
-        Connections::Held(Arc::new(Held { idle: Mutex::new(connections), free }))
+        Connections::Held(Arc::new(Held {
+            idle: Mutex::new(connections),
+            free,
+            url: url.to_owned(),
+            read_only,
+        }))
     }
 
     /// A free connection, waiting up to [`ACQUIRE_TIMEOUT`] for one.
@@ -77,14 +86,53 @@ impl Connections {
 
 impl Lent<'_> {
     pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+        if let Lent::Held { connection, from, .. } = self {
+            let connection = connection.as_mut().expect("a lent connection is present until dropped");
+            if sqlx::Connection::is_in_transaction(connection) {
+                Held::repair(connection, from).await?;
+            }
+        }
         sqlx::Connection::begin(&mut **self).await
     }
 }
 
 impl Held {
+    /// sqlx counts the transactions it opened on a connection and issues a `SAVEPOINT` instead
+    /// of `BEGIN` while it counts one open. When SQLite ends a transaction by itself (it may
+    /// roll back on `SQLITE_FULL` or an I/O error), the `ROLLBACK` that follows fails and the
+    /// count stays at one: every later "transaction" on the connection would be a savepoint,
+    /// and a savepoint rolled back leaves a transaction open that swallows whatever comes
+    /// after it, answered as written but never committed. So before a transaction, a count
+    /// above zero is checked: a rollback still queued by a dropped transaction is let through
+    /// first, and if the count is still above zero, the connection is replaced (closing it
+    /// rolls back anything it still holds).
+    async fn repair(connection: &mut AnyConnection, from: &Held) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&mut *connection).await?;
+        if !sqlx::Connection::is_in_transaction(connection) {
+            return Ok(());
+        }
+        tracing::warn!("replacing a database connection whose transaction state went astray");
+        let fresh = open_sqlite(&from.url, from.read_only).await?;
+        let stale = std::mem::replace(connection, fresh);
+        let _ = sqlx::Connection::close(stale).await;
+        Ok(())
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<AnyConnection>> {
         self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// An embedded SQLite connection as the store uses it.
+pub(crate) async fn open_sqlite(url: &str, read_only: bool) -> Result<AnyConnection, sqlx::Error> {
+    let mut connection = AnyConnection::connect(url).await?;
+    // With WAL, NORMAL survives any crash of the process (only a power cut can lose the last
+    // commits) and avoids an fsync per commit.
+    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut connection).await?;
+    if read_only {
+        sqlx::query("PRAGMA query_only = ON").execute(&mut connection).await?;
+    }
+    Ok(connection)
 }
 
 impl Deref for Lent<'_> {
@@ -137,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_held_connection_is_lent_to_one_borrower_at_a_time() {
-        let connections = Connections::held(vec![memory_connection().await]);
+        let connections = Connections::held(vec![memory_connection().await], "sqlite::memory:", false);
         let mut first = connections.lend().await.unwrap();
         sqlx::query("CREATE TEMP TABLE t (n INTEGER)").execute(&mut *first).await.unwrap();
         let waiting = tokio::time::timeout(Duration::from_millis(50), connections.lend()).await;
@@ -151,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_dropped_unfinished_is_rolled_back_before_the_next_loan() {
-        let connections = Connections::held(vec![memory_connection().await]);
+        let connections = Connections::held(vec![memory_connection().await], "sqlite::memory:", false);
         {
             let mut connection = connections.lend().await.unwrap();
             sqlx::query("CREATE TEMP TABLE t (n INTEGER)").execute(&mut *connection).await.unwrap();
@@ -168,8 +216,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transaction_sqlite_ended_by_itself_does_not_turn_later_ones_into_savepoints() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let connections = Connections::held(vec![open_sqlite(&url, false).await.unwrap()], &url, false);
+        let mut checker = AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)").execute(&mut checker).await.unwrap();
+        {
+            // SQLite ends the transaction under sqlx's feet, as it may on SQLITE_FULL: sqlx's
+            // COMMIT and its ROLLBACK both fail, and it still counts a transaction open.
+            let mut connection = connections.lend().await.unwrap();
+            let mut tx = connection.begin().await.unwrap();
+            sqlx::query("COMMIT").execute(&mut *tx).await.unwrap();
+            assert!(tx.commit().await.is_err());
+        }
+        {
+            let mut connection = connections.lend().await.unwrap();
+            let mut tx = connection.begin().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *tx).await.unwrap();
+            // Rolled back: with a savepoint instead of BEGIN, this would leave a transaction open.
+        }
+        {
+            let mut connection = connections.lend().await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (2)").execute(&mut *connection).await.unwrap();
+        }
+        let committed =
+            sqlx::query("SELECT COUNT(*) FROM t WHERE n = 2").fetch_one(&mut checker).await.unwrap();
+        assert_eq!(committed.try_get::<i64, _>(0).unwrap(), 1, "the write after the fault is committed");
+        let rolled_back =
+            sqlx::query("SELECT COUNT(*) FROM t WHERE n = 1").fetch_one(&mut checker).await.unwrap();
+        assert_eq!(rolled_back.try_get::<i64, _>(0).unwrap(), 0);
+    }
+
+    #[tokio::test]
     async fn a_closed_set_lends_nothing() {
-        let connections = Connections::held(vec![memory_connection().await]);
+        let connections = Connections::held(vec![memory_connection().await], "sqlite::memory:", false);
         connections.close().await;
         assert!(matches!(connections.lend().await, Err(sqlx::Error::PoolClosed)));
     }

@@ -29,13 +29,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Row};
 
 pub use activity_log::{ActivityFilter, ActivityRecord};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 use connections::{ACQUIRE_TIMEOUT, Connections, Lent};
 pub use dialect::Dialect;
-pub use error::StoreError;
+pub use error::{Outage, StoreError};
 pub use events::SessionEventRecord;
 pub use inbound::{InboundFields, InboundRecord};
 pub use messages::{Claim, Inserted, MessageEventRecord, MessageFilter, MessageRecord, NewMessage};
@@ -90,8 +90,8 @@ impl Store {
             readers.push(Self::sqlite_connection(&url, true).await?);
         }
         Ok(Store {
-            writers: Connections::held(vec![writer]),
-            readers: Connections::held(readers),
+            writers: Connections::held(vec![writer], &url, false),
+            readers: Connections::held(readers, &url, true),
             dialect,
             session_lists: Default::default(),
         })
@@ -107,16 +107,9 @@ impl Store {
     }
 
     async fn sqlite_connection(url: &str, read_only: bool) -> Result<AnyConnection> {
-        let mut connection = AnyConnection::connect(url)
+        connections::open_sqlite(url, read_only)
             .await
-            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
-        // With WAL, NORMAL survives any crash of the process (only a power cut can lose the
-        // last commits) and avoids an fsync per commit.
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut connection).await?;
-        if read_only {
-            sqlx::query("PRAGMA query_only = ON").execute(&mut connection).await?;
-        }
-        Ok(connection)
+            .map_err(|source| StoreError::Connect { url: redact(url), source })
     }
 
     /// A connection for writes and transactions.

@@ -11,7 +11,12 @@ use wagate_service::messages::MessageError;
 use wagate_service::outbox::OutboxError;
 use wagate_service::sessions::SessionError;
 use wagate_service::webhooks::WebhookError;
-use wagate_store::StoreError;
+use wagate_store::{Outage, StoreError};
+
+/// `Retry-After` when the database's disk is full: an operator has to free space.
+const STORAGE_FULL_RETRY_SECS: u64 = 30;
+/// `Retry-After` when the database is locked or out of reach: usually a matter of seconds.
+const DATABASE_RETRY_SECS: u64 = 5;
 
 mod seed;
 
@@ -23,7 +28,25 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { entity } => {
                 ApiError::conflict("conflict", format!("{entity} already exists"))
             }
-            other => ApiError::internal("database error", other),
+            other => match other.outage() {
+                Some(Outage::StorageFull) => {
+                    tracing::error!(error = %other, "the database's disk is full");
+                    ApiError::unavailable(
+                        "storage_full",
+                        "the server's storage is full; nothing of this request was kept, try again later",
+                        STORAGE_FULL_RETRY_SECS,
+                    )
+                }
+                Some(Outage::Unavailable) => {
+                    tracing::warn!(error = %other, "the database is unavailable");
+                    ApiError::unavailable(
+                        "database_unavailable",
+                        "the database is busy or out of reach; nothing of this request was kept, try again shortly",
+                        DATABASE_RETRY_SECS,
+                    )
+                }
+                None => ApiError::internal("database error", other),
+            },
         }
     }
 }
