@@ -2,6 +2,9 @@
 //! embedded SQLite). Prints figures; see BENCHMARKS.md.
 //!
 //! cargo run --release -p wagate --example bench_messages -- [accept_count] [rate] [seconds] [soak_count]
+//!
+//! The soak sends `soak_count` messages in blocks of 100,000, each accepted and sent before the
+//! next, and prints each block's rate, the resident memory and the database's size.
 
 mod support;
 
@@ -10,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Server, percentile, rss_kib};
+use support::{Server, Soak, percentile, rss_kib};
 
 struct Bench {
     server: Server,
@@ -170,24 +173,19 @@ async fn main() {
         latencies.last().copied().unwrap_or(0)
     );
 
-    // 3. Memory over a long run.
-    let rss_before = rss_kib();
-    let mut peak = rss_before;
-    let chunk = 10_000;
-    let soak_started = Instant::now();
-    for round in 0..soak_count.div_ceil(chunk) {
-        accept_burst(&bench, chunk.min(soak_count - round * chunk), 64, 2_000_000 + round * chunk).await;
+    // 3. A long run, in blocks of 100,000 messages (or fewer for a short run), each accepted
+    //    and sent before the next: its rate, the memory and the database after it.
+    let block = soak_count.clamp(1, 100_000);
+    let mut soak = Soak::new("messages", block);
+    let mut peak = rss_kib();
+    for round in 0..soak_count.div_ceil(block) {
+        let started = Instant::now();
+        let (ok, _) = accept_burst(&bench, block, 64, 2_000_000 + round * block).await;
         peak = peak.max(rss_kib());
+        bench.drain().await;
+        soak.block(ok, started.elapsed(), dir.path(), &format!(" (peak RSS so far {} MiB)", peak / 1024));
     }
-    bench.drain().await;
-    peak = peak.max(rss_kib());
-    println!(
-        "soak: {soak_count} messages accepted and sent in {:.1} s; RSS {} MiB before, peak {} MiB, after {} MiB",
-        soak_started.elapsed().as_secs_f64(),
-        rss_before / 1024,
-        peak / 1024,
-        rss_kib() / 1024
-    );
+    soak.summary();
 
     if let Ok(bench) = Arc::try_unwrap(bench) {
         bench.server.stop().await;

@@ -3,7 +3,11 @@
 //! p50/p99 of send, of the code's way to the inbox and of verify, CPU time per flow and peak
 //! RSS; see BENCHMARKS.md.
 //!
-//! cargo run --release -p wagate --example bench_otp -- [flows] [concurrency] [rate] [seconds]
+//! cargo run --release -p wagate --example bench_otp -- [flows] [concurrency] [rate] [seconds] [soak_flows]
+//!
+//! With `soak_flows`, a last part runs that many flows (each with its own phone number) by
+//! `concurrency` clients in blocks of 100,000 and prints each block's rate, the resident memory
+//! and the database's size; `0` skips a part.
 
 mod support;
 
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use support::http1::{Connection, Connections};
-use support::{Server, cpu_ms, percentile, rss_kib, track_peak_rss};
+use support::{Server, Soak, cpu_ms, percentile, rss_kib, track_peak_rss};
 use tokio::sync::Mutex;
 
 const SESSIONS: usize = 4;
@@ -63,8 +67,9 @@ impl Bench {
     }
 
     async fn flow_on(&self, connection: &mut Connection, n: usize) -> bool {
-        // Ends in 1: never one of the sandbox's magic numbers.
-        let phone = format!("+62813{:07}1", n % 10_000_000);
+        // Ends in 1: never one of the sandbox's magic numbers. Distinct for every n below
+        // 60,000,000 (+62813…, then +62814… from 10,000,000 on, …).
+        let phone = format!("+6281{}{:07}1", 3 + n / 10_000_000, n % 10_000_000);
         let started = Instant::now();
         let sent =
             connection.post_json("/api/v1/otp/send", &format!(r#"{{"phone":"{phone}"}}"#)).await.unwrap();
@@ -120,6 +125,32 @@ impl Bench {
     }
 }
 
+/// Runs flows `first..first + count` by `concurrency` clients; how many were approved.
+async fn run_flows(bench: &Arc<Bench>, concurrency: usize, first: usize, count: usize) -> usize {
+    let next = Arc::new(AtomicUsize::new(first));
+    let approved = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (bench, next, approved) = (bench.clone(), next.clone(), approved.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= first + count {
+                        break;
+                    }
+                    if bench.flow(n).await {
+                        approved.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    approved.load(Ordering::SeqCst)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -127,6 +158,7 @@ async fn main() {
     let concurrency = args.get(1).copied().unwrap_or(192);
     let rate = args.get(2).copied().unwrap_or(500);
     let seconds = args.get(3).copied().unwrap_or(10);
+    let soak = args.get(4).copied().unwrap_or(0);
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), SESSIONS, |config| {
@@ -151,63 +183,64 @@ async fn main() {
     );
 
     // 1. Throughput: as many complete flows as `concurrency` clients can run.
-    let next = Arc::new(AtomicUsize::new(0));
-    let approved = Arc::new(AtomicUsize::new(0));
-    let (started, cpu_before) = (Instant::now(), cpu_ms());
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (bench, next, approved) = (bench.clone(), next.clone(), approved.clone());
-            tokio::spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, Ordering::SeqCst);
-                    if n >= flows {
-                        break;
-                    }
-                    if bench.flow(n).await {
-                        approved.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.unwrap();
+    if flows > 0 {
+        let (started, cpu_before) = (Instant::now(), cpu_ms());
+        let approved = run_flows(&bench, concurrency, 0, flows).await;
+        let label = format!("throughput ({concurrency} concurrent flows)");
+        bench.report(&label, approved, started.elapsed(), cpu_ms() - cpu_before).await;
     }
-    bench
-        .report(
-            &format!("throughput ({concurrency} concurrent flows)"),
-            approved.load(Ordering::SeqCst),
-            started.elapsed(),
-            cpu_ms() - cpu_before,
-        )
-        .await;
 
     // 2. Latency at a steady offered rate.
     let total = rate * seconds;
-    let approved = Arc::new(AtomicUsize::new(0));
-    let (started, cpu_before) = (Instant::now(), cpu_ms());
-    let mut tasks = Vec::with_capacity(total);
-    for n in 0..total {
-        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let (bench, approved) = (bench.clone(), approved.clone());
-        tasks.push(tokio::spawn(async move {
-            if bench.flow(5_000_000 + n).await {
-                approved.fetch_add(1, Ordering::SeqCst);
-            }
-        }));
+    if total > 0 {
+        let approved = Arc::new(AtomicUsize::new(0));
+        let (started, cpu_before) = (Instant::now(), cpu_ms());
+        let mut tasks = Vec::with_capacity(total);
+        for n in 0..total {
+            let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let (bench, approved) = (bench.clone(), approved.clone());
+            tasks.push(tokio::spawn(async move {
+                if bench.flow(5_000_000 + n).await {
+                    approved.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        bench
+            .report(
+                &format!("{rate} flows/s offered for {seconds} s"),
+                approved.load(Ordering::SeqCst),
+                started.elapsed(),
+                cpu_ms() - cpu_before,
+            )
+            .await;
     }
-    for task in tasks {
-        task.await.unwrap();
+
+    // 3. A long run with a new phone number for every flow, in blocks of 100,000.
+    let block = soak.clamp(1, 100_000);
+    let mut figures = Soak::new("flows", block);
+    for round in 0..soak.div_ceil(block) {
+        let (started, cpu_before) = (Instant::now(), cpu_ms());
+        let approved = run_flows(&bench, concurrency, 10_000_000 + round * block, block).await;
+        let took = started.elapsed();
+        let cpu = cpu_ms() - cpu_before;
+        let send_p99 = {
+            let mut send = std::mem::take(&mut *bench.send_ms.lock().await);
+            send.sort_by(f64::total_cmp);
+            percentile(&send, 0.99)
+        };
+        bench.arrival_ms.lock().await.clear();
+        bench.verify_ms.lock().await.clear();
+        let extra = format!(
+            "; {approved} approved, send p99 {send_p99:.1} ms, CPU {:.2} ms per flow",
+            cpu as f64 / approved.max(1) as f64
+        );
+        figures.block(approved, took, dir.path(), &extra);
     }
-    bench
-        .report(
-            &format!("{rate} flows/s offered for {seconds} s"),
-            approved.load(Ordering::SeqCst),
-            started.elapsed(),
-            cpu_ms() - cpu_before,
-        )
-        .await;
+    figures.summary();
     sampler.abort();
 
     if let Ok(bench) = Arc::try_unwrap(bench) {

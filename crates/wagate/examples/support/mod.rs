@@ -156,3 +156,61 @@ pub fn track_peak_rss(peak: std::sync::Arc<std::sync::atomic::AtomicU64>) -> tok
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
+
+/// Size of the SQLite database in `dir` (the file and its write-ahead log), bytes.
+pub fn database_bytes(dir: &std::path::Path) -> u64 {
+    ["wagate.db", "wagate.db-wal"]
+        .iter()
+        .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The figures of a soak run, one block of records at a time, and whether it stayed flat.
+pub struct Soak {
+    unit: &'static str,
+    block: usize,
+    /// Per block: records per second, resident memory (KiB) and database size (bytes) after it.
+    rows: Vec<(f64, u64, u64)>,
+}
+
+impl Soak {
+    pub fn new(unit: &'static str, block: usize) -> Soak {
+        Soak { unit, block, rows: Vec::new() }
+    }
+
+    /// Records and prints one block.
+    pub fn block(&mut self, done: usize, took: std::time::Duration, dir: &std::path::Path, extra: &str) {
+        let per_second = done as f64 / took.as_secs_f64();
+        let (rss, bytes) = (rss_kib(), database_bytes(dir));
+        let grown = bytes.saturating_sub(self.rows.last().map_or(0, |r| r.2));
+        self.rows.push((per_second, rss, bytes));
+        println!(
+            "block {:>2} ({} {} in all): {per_second:.0} {}/s; RSS {} MiB; database {} MiB (+{:.1} MiB){extra}",
+            self.rows.len(),
+            self.rows.len() * self.block,
+            self.unit,
+            self.unit,
+            rss / 1024,
+            bytes >> 20,
+            grown as f64 / 1_048_576.0,
+        );
+    }
+
+    /// The last block's rate against the first's, and the spread of resident memory.
+    pub fn summary(&self) {
+        let (Some(first), Some(last)) = (self.rows.first(), self.rows.last()) else { return };
+        let rss_min = self.rows.iter().map(|r| r.1).min().unwrap_or(0);
+        let rss_max = self.rows.iter().map(|r| r.1).max().unwrap_or(0);
+        println!(
+            "soak: last block {:.0}% of the first; RSS {}–{} MiB after each block ({:+.1}% from the lowest to the highest); \
+             database {:.1} MiB per 100,000 {}",
+            100.0 * last.0 / first.0,
+            rss_min / 1024,
+            rss_max / 1024,
+            100.0 * (rss_max as f64 - rss_min as f64) / rss_min.max(1) as f64,
+            last.2 as f64 / 1_048_576.0 / (self.rows.len() * self.block) as f64 * 100_000.0,
+            self.unit,
+        );
+    }
+}
