@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of wagate on a fresh Debian machine: installs what the tests need (Chromium
 # and its driver for the browser tests, the database servers, schemathesis for the API fuzz),
-# starts the servers, then runs the whole suite, the API fuzz and the systemd unit check. The browser tests' screenshots are kept in artifacts/screenshots/.
+# starts the servers, then runs the whole suite (on SQLite), the server's integration tests again
+# on PostgreSQL and on MariaDB, the API fuzz and the systemd unit check. The browser tests'
+# screenshots are kept in artifacts/screenshots/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +34,36 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# The server's integration tests once more on PostgreSQL and on MariaDB, both at once (each test
+# makes a schema or database of its own): the binaries the run above built, nothing rebuilt.
+server_tests=$(cargo test --workspace --no-run --message-format=json "$@" 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] \
+            and "wagate-server@" in m["package_id"] and m.get("executable"):
+        print(m["executable"])')
+for database in postgres mysql; do
+  (
+    cd crates/server
+    for binary in $server_tests; do
+      echo "on $database: $(basename "$binary")"
+      WAGATE_TEST_DATABASE=$database "$binary" || echo "FAILED on $database: $(basename "$binary")"
+    done
+  ) >"$log.$database" 2>&1 &
+done
+wait
+for database in postgres mysql; do
+  cat "$log.$database" >>"$log"
+  if grep -q "^FAILED on $database" "$log.$database"; then
+    grep -E "^(FAILED on|---- |thread .* panicked)" -A3 "$log.$database" | head -n 120
+    echo "server tests on $database: failures (above)" >&2
+    status=1
+  else
+    echo "server tests on $database: $(grep -c '^test result: ok' "$log.$database") binaries passed"
+  fi
+  rm -f "$log.$database"
+done
 # The API against its own description: schemathesis, a bounded number of cases per operation.
 if ! FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-10}" ./scripts/fuzz-api.sh >"$log.fuzz" 2>&1; then
   tail -n 80 "$log.fuzz"

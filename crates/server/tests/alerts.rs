@@ -281,7 +281,7 @@ async fn a_stalled_queue_and_dead_webhook_deliveries_alert_until_they_clear() {
 
     // The database stops answering the checks, then answers again.
     sqlx::any::install_default_drivers();
-    let db_url = format!("sqlite://{}", app.data_dir.join("wagate.db").display());
+    let db_url = app.database_url();
     let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url).await.unwrap();
     sqlx::query("ALTER TABLE sessions RENAME TO sessions_away").execute(&mut db).await.unwrap();
     received

@@ -249,13 +249,12 @@ async fn failures_reach_the_error_log_and_only_admins_clean_up() {
 
     // An old line, written straight into the database, goes; today's stay.
     sqlx::any::install_default_drivers();
-    let url = format!("sqlite://{}", app.data_dir.join("wagate.db").display());
+    let url = app.database_url();
     let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
     let long_ago = chrono::Utc::now().timestamp_millis() - 40 * 24 * 3_600_000;
-    sqlx::query(
-        "INSERT INTO activity_log (id, owner_id, actor, kind, level, created_at) VALUES ('old-line', NULL, 'system', 'x.old', 'info', ?)",
-    )
-    .bind(long_ago)
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO activity_log (id, owner_id, actor, kind, level, created_at) VALUES ('old-line', NULL, 'system', 'x.old', 'info', {long_ago})",
+    )))
     .execute(&mut db)
     .await
     .unwrap();

@@ -66,8 +66,7 @@ async fn qr_link_survives_a_restart_and_logout_shows_a_new_qr() {
 
     // Restart the whole server on the same data: the session comes back linked, without a QR.
     drop(events);
-    let (data_dir, guard) = app.stop().await;
-    let app = TestApp::start_in(data_dir, |_| {}).await;
+    let app = app.stop().await.restart(|_| {}).await;
     let mut events = app.events("shop", &key).await;
     let status = events.until_status("connected").await;
     assert_eq!(status["account"]["phone"], "+6281234567890");
@@ -90,7 +89,6 @@ async fn qr_link_survives_a_restart_and_logout_shows_a_new_qr() {
     for kind in ["created", "qr", "paired", "connected", "logged_out"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    drop(guard);
 }
 
 #[tokio::test]

@@ -239,7 +239,7 @@ async fn inbound_messages_and_the_sandbox_inbox() {
     // A message the database cannot take is neither announced nor confirmed to the network
     // (which then delivers it again).
     sqlx::any::install_default_drivers();
-    let url = format!("sqlite://{}", app.data_dir.join("wagate.db").display());
+    let url = app.database_url();
     let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
     sqlx::query("ALTER TABLE inbound_messages RENAME TO inbound_messages_away")
         .execute(&mut db)

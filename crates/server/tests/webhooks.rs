@@ -83,7 +83,7 @@ async fn events_arrive_signed_and_in_order() {
     assert!(secret.starts_with("whsec_"));
     let (_, listed) = app.get("/api/v1/webhooks", &admin).await;
     assert!(!listed.to_string().contains(&secret), "the secret is shown only on creation");
-    let store = wagate_store::Store::connect(&wagate_store::Store::sqlite_url(&app.data_dir)).await.unwrap();
+    let store = wagate_store::Store::connect(&app.database_url()).await.unwrap();
     let stored = store.webhooks(None).await.unwrap().remove(0).secret;
     assert!(
         stored.starts_with("wagate:sealed:") && !stored.contains(&secret[6..]),

@@ -3,7 +3,6 @@
 //! WAGATE_TEST_POSTGRES_URL and WAGATE_TEST_MYSQL_URL). Each run works in a fresh schema or
 //! database and drops it afterwards.
 
-use sqlx::Connection;
 use wagate_core::{
     EngineKind, MessageContent, MessageStatus, OtpMode, OtpStatus, Role, Scope, ScopeSet, SessionId,
     SessionStatus,
@@ -12,16 +11,7 @@ use wagate_store::{
     ActivityFilter, ActivityRecord, LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession,
     NewUser, OtpFilter, OtpRecord, Retained, Store, StoreError,
 };
-
-fn unique_name() -> String {
-    format!("wagate_test_{}", uuid_like())
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{:x}{:x}", nanos, std::process::id())
-}
+use wagate_testkit::{DatabaseKind, TestDatabase};
 
 async fn scenario(store: Store) {
     store.migrate().await.unwrap();
@@ -359,6 +349,21 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     assert!(read.delivered_at.is_some() && read.read_at.is_some());
     let delivered = store.message("m-4").await.unwrap().unwrap();
     assert!(delivered.sent_at.is_some(), "a receipt that beats the server's ack still means sent");
+    // A failure and a retry: each one a status change with its reason in the history.
+    let before = store.message("m-1").await.unwrap().unwrap().status;
+    assert!(
+        store
+            .transition_message("m-1", MessageStatus::Failed, &[before], Some("no route"))
+            .await
+            .expect("a failure is one valid statement on every database")
+    );
+    let failed = store.message("m-1").await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.reason.as_deref()), (MessageStatus::Failed, Some("no route")));
+    assert!(store.requeue_message("m-1", now, Some("retry")).await.unwrap());
+    let history = store.message_history("m-1").await.unwrap();
+    let steps: Vec<_> = history.iter().rev().take(2).map(|e| (e.status, e.reason.as_deref())).collect();
+    assert_eq!(steps, [(MessageStatus::Queued, Some("retry")), (MessageStatus::Failed, Some("no route"))]);
+    assert!(store.transition_message("m-1", before, &[MessageStatus::Queued], None).await.unwrap());
 
     // Overview counts.
     let counts = store.message_counts(Some(owner)).await.unwrap();
@@ -429,40 +434,14 @@ async fn sqlite() {
 
 #[tokio::test]
 async fn postgres() {
-    let server = std::env::var("WAGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = unique_name();
-    let mut admin = sqlx::PgConnection::connect(&server)
-        .await
-        .expect("PostgreSQL is running (scripts/test.sh starts it)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
-    let separator = if server.contains('?') { '&' } else { '?' };
-    let url = format!("{server}{separator}options=-c%20search_path%3D{schema}");
-    scenario(Store::connect(&url).await.unwrap()).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let database = TestDatabase::create(DatabaseKind::Postgres).await.unwrap();
+    scenario(Store::connect(database.url()).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn mysql() {
-    let server =
-        std::env::var("WAGATE_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let database = unique_name();
-    let mut admin = sqlx::MySqlConnection::connect(&server)
-        .await
-        .expect("MariaDB is running (scripts/test.sh starts it)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let base = server.rsplit_once('/').map(|(base, _)| base).unwrap();
-    scenario(Store::connect(&format!("{base}/{database}")).await.unwrap()).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let database = TestDatabase::create(DatabaseKind::Mysql).await.unwrap();
+    scenario(Store::connect(database.url()).await.unwrap()).await;
 }
 
 /// Another process writing to the same database: routing sees its change within a second.

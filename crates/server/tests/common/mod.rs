@@ -1,14 +1,17 @@
-//! Test helpers: a real server on 127.0.0.1:0 with a fresh data directory and fast sandbox
+//! Test helpers: a real server on 127.0.0.1:0 with a fresh data directory, a fresh database of
+//! the kind the run selected (`WAGATE_TEST_DATABASE`: SQLite by default) and fast sandbox
 //! timings, driven through the shared HTTP and SSE helpers of `wagate_testkit`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use wagate_server::{App, Config};
+use wagate_testkit::TestDatabase;
 pub use wagate_testkit::{Sse, read};
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -42,7 +45,23 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    database: Option<Arc<TestDatabase>>,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// A stopped server's data (its directory and database), to start it again.
+pub struct StoppedApp {
+    pub data_dir: PathBuf,
+    database: Option<Arc<TestDatabase>>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl StoppedApp {
+    pub async fn restart(self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut app = TestApp::start(self.data_dir, self.database, adjust).await;
+        app._dir = self.dir;
+        app
+    }
 }
 
 impl TestApp {
@@ -50,16 +69,29 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// A server on a fresh data directory and a fresh database of the kind this test run
+    /// selected (`WAGATE_TEST_DATABASE`, see `wagate_testkit::database`).
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let mut app = Self::start_in(dir.path().to_path_buf(), adjust).await;
+        let database = TestDatabase::selected().await.map(Arc::new);
+        let mut app = Self::start(dir.path().to_path_buf(), database, adjust).await;
         app._dir = Some(dir);
         app
     }
 
-    /// Starts a server on an existing data directory (for restarts).
-    pub async fn start_in(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    /// A server on SQLite in `data_dir`, whatever the run selected (for tests of SQLite's own
+    /// faults, such as its disk filling up).
+    pub async fn start_on_sqlite(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::start(data_dir, None, adjust).await
+    }
+
+    async fn start(
+        data_dir: PathBuf,
+        database: Option<Arc<TestDatabase>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let mut config = test_config(data_dir.clone());
+        config.database_url = database.as_ref().map(|database| database.url().to_owned());
         adjust(&mut config);
         let app = App::build(config).await.expect("server builds");
         let base = format!("http://{}", app.local_addr());
@@ -72,9 +104,18 @@ impl TestApp {
             .expect("server runs");
         });
         let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        let app = TestApp { base, client, data_dir, stop: Some(stop), task: Some(task), _dir: None };
+        let app =
+            TestApp { base, client, data_dir, stop: Some(stop), task: Some(task), database, _dir: None };
         app.wait_ready().await;
         app
+    }
+
+    /// The URL of the database this server runs on (for tests that reach into it).
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(database) => database.url().to_owned(),
+            None => wagate_store::Store::sqlite_url(&self.data_dir),
+        }
     }
 
     async fn wait_ready(&self) {
@@ -89,15 +130,15 @@ impl TestApp {
         panic!("server never became ready");
     }
 
-    /// Stops the server gracefully and keeps the data directory (returned with the temp dir guard).
-    pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+    /// Stops the server gracefully and keeps its data, to start it again.
+    pub async fn stop(mut self) -> StoppedApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(15), task).await.expect("stops in time").unwrap();
         }
-        (self.data_dir.clone(), self._dir.take())
+        StoppedApp { data_dir: self.data_dir.clone(), database: self.database.take(), dir: self._dir.take() }
     }
 
     pub fn url(&self, path: &str) -> String {

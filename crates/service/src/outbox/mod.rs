@@ -12,6 +12,7 @@ mod receipts;
 mod writer;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use wagate_core::{MessageContent, MessageStatus, SessionId};
 use wagate_engine::ReceiptKind;
@@ -26,6 +27,10 @@ use crate::audit::{Actor, AuditLog, Entry, Level};
 use crate::group_commit::WriteError;
 use crate::metrics::Metrics;
 use crate::time::{Sequence, now_ms};
+
+/// Pauses between tries of a write the database refused for an outage: doubling up to the maximum.
+const OUTAGE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+const OUTAGE_MAX_PAUSE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -207,7 +212,11 @@ impl Outbox {
 
     /// A claimed message goes back to the queue, not before `not_before`.
     pub async fn requeue(&self, id: &str, not_before: i64, why: Requeue) {
-        if let Err(err) = self.store.requeue_message(id, not_before, Some(why.reason())).await {
+        let reason = why.reason();
+        let requeued = self.through_outage("re-queue a message", || {
+            self.store.requeue_message(id, not_before, Some(reason))
+        });
+        if let Err(err) = requeued.await {
             // Its lease expires and it is claimed again; nothing is lost.
             tracing::error!(message_id = id, error = %err, "cannot give a message back to the queue");
         }
@@ -228,7 +237,7 @@ impl Outbox {
 
     /// Claimed messages that were not handed over go back to the queue as they were.
     pub async fn release(&self, ids: &[&str]) {
-        if let Err(err) = self.store.release_messages(ids).await {
+        if let Err(err) = self.through_outage("release messages", || self.store.release_messages(ids)).await {
             // Their leases expire and they are claimed again; nothing is lost.
             tracing::error!(error = %err, count = ids.len(), "cannot give unsent messages back to the queue");
         }
@@ -239,7 +248,10 @@ impl Outbox {
         if ids.is_empty() {
             return;
         }
-        match self.store.transition_messages(ids, MessageStatus::Sent).await {
+        let recorded = self.through_outage("record sent messages", || {
+            self.store.transition_messages(ids, MessageStatus::Sent)
+        });
+        match recorded.await {
             Ok(moved) => {
                 for id in moved {
                     self.announce(sender.change(id, MessageStatus::Sent, None, false)).await;
@@ -317,7 +329,10 @@ impl Outbox {
 
     /// Moves the message forward to `status` when that is a step forward; false otherwise.
     async fn step(&self, id: &str, status: MessageStatus, reason: Option<&str>) -> bool {
-        match self.store.transition_message(id, status, status.reachable_from(), reason).await {
+        let stepped = self.through_outage("record a message status", || {
+            self.store.transition_message(id, status, status.reachable_from(), reason)
+        });
+        match stepped.await {
             Ok(moved) => moved,
             Err(err) => {
                 tracing::error!(message_id = id, error = %err, "cannot record message status");
@@ -326,10 +341,87 @@ impl Outbox {
         }
     }
 
+    /// A write after a hand-over, tried again while the database is away (see [`through_outage`]).
+    async fn through_outage<T, Write, Written>(&self, what: &str, write: Write) -> Result<T, StoreError>
+    where
+        Write: Fn() -> Written,
+        Written: Future<Output = Result<T, StoreError>>,
+    {
+        through_outage(what, Duration::from_millis(self.config.lease_ms), write).await
+    }
+
     async fn announce(&self, change: StatusChange) {
         self.metrics.message_status(change.status);
         if let Some(listener) = self.listener.get() {
             listener.status_changed(change).await;
         }
+    }
+}
+
+/// Runs `write` again while the database refuses it for an outage, for at most `lease`. For the
+/// writes after a hand-over: given up, the message would stay `sending` and hold its session's
+/// queue until its lease expired, then go out a second time although the network took it.
+async fn through_outage<T, Write, Written>(what: &str, lease: Duration, write: Write) -> Result<T, StoreError>
+where
+    Write: Fn() -> Written,
+    Written: Future<Output = Result<T, StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + lease;
+    let mut pause = OUTAGE_FIRST_PAUSE;
+    loop {
+        match write().await {
+            Err(err) if err.outage().is_some() && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %err, "cannot {what} while the database is away; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(OUTAGE_MAX_PAUSE);
+            }
+            written => return written,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use wagate_store::Outage;
+
+    use super::*;
+
+    fn away() -> StoreError {
+        StoreError::Outage { kind: Outage::Unavailable, detail: "connection refused".into() }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_are_tried_again_while_the_database_is_away() {
+        let tries = AtomicU32::new(0);
+        let written = through_outage("write", Duration::from_secs(60), || async {
+            if tries.fetch_add(1, Ordering::SeqCst) < 3 { Err(away()) } else { Ok("written") }
+        });
+        assert_eq!(written.await.unwrap(), "written");
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_and_a_lease_run_out_end_the_tries() {
+        let tries = AtomicU32::new(0);
+        let written: Result<(), _> = through_outage("write", Duration::from_secs(60), || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::Corrupt { column: "messages.status", value: "?".into() })
+        })
+        .await;
+        assert!(matches!(written, Err(StoreError::Corrupt { .. })));
+        assert_eq!(tries.load(Ordering::SeqCst), 1, "only outages are worth another try");
+
+        let tries = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let written: Result<(), _> = through_outage("write", Duration::from_secs(5), || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(away())
+        })
+        .await;
+        assert!(written.unwrap_err().outage().is_some());
+        assert!(started.elapsed() < Duration::from_secs(5), "never past the lease");
+        assert!(tries.load(Ordering::SeqCst) > 3);
     }
 }

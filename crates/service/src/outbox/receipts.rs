@@ -62,7 +62,9 @@ async fn apply(outbox: &Outbox, batch: Vec<Receipt>) {
         let mut seen = HashSet::new();
         let ids: Vec<&str> =
             receipts.iter().map(|r| r.message_id.as_str()).filter(|id| seen.insert(*id)).collect();
-        let moved = match outbox.store.transition_messages(&ids, status).await {
+        let recorded =
+            outbox.through_outage("record receipts", || outbox.store.transition_messages(&ids, status));
+        let moved = match recorded.await {
             Ok(moved) => moved.into_iter().collect::<HashSet<String>>(),
             Err(err) => {
                 tracing::error!(error = %err, count = ids.len(), "cannot record receipts");

@@ -52,18 +52,21 @@ impl Store {
             return Ok(false);
         }
         let now = now_ms();
+        // PostgreSQL refuses a column assigned twice: only the steps with a time of their own
+        // add one.
         let stamp = match to {
             MessageStatus::Sent => ", sent_at = COALESCE(sent_at, ?)",
             MessageStatus::Delivered => ", delivered_at = COALESCE(delivered_at, ?)",
             MessageStatus::Read => ", read_at = COALESCE(read_at, ?)",
-            _ => ", updated_at = ?",
+            _ => "",
         };
         let allowed = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "UPDATE messages SET status = ?, reason = ?, lease_until = NULL, updated_at = ?{stamp} \
              WHERE id = ? AND status IN ({allowed})"
         );
-        let query = sqlx::query(self.sql(&sql)).bind(to.as_str()).bind(reason).bind(now).bind(now).bind(id);
+        let query = sqlx::query(self.sql(&sql)).bind(to.as_str()).bind(reason).bind(now);
+        let query = if stamp.is_empty() { query } else { query.bind(now) }.bind(id);
         if matches!(to, MessageStatus::Sent | MessageStatus::Delivered | MessageStatus::Read) {
             // The hot path: one statement; the step's time is its `…_at` column.
             return Ok(query.execute(&mut *self.writer().await?).await?.rows_affected() > 0);
