@@ -18,6 +18,7 @@ use wagate_service::alerts::Alerts;
 use wagate_service::analytics::Analytics;
 use wagate_service::audit::AuditLog;
 use wagate_service::auth::{ApiQuota, Secrets};
+use wagate_service::cluster::{Cluster, default_node_id};
 use wagate_service::engines::Engines;
 use wagate_service::media::MediaStore;
 use wagate_service::messages::Messages;
@@ -60,6 +61,8 @@ pub struct Services {
     pub numbers: Arc<NumberCache>,
     pub otp: Arc<OtpService>,
     pub metrics: Arc<Metrics>,
+    /// This node among the nodes sharing the database.
+    pub cluster: Arc<Cluster>,
     /// Set once sessions are restored and workers run.
     pub ready: Arc<AtomicBool>,
     /// Becomes true when the server begins to stop; long-lived streams end on it.
@@ -80,6 +83,12 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("alerts: {0}")]
     Alerts(String),
+    #[error(
+        "the server secret (WAGATE_SECRET) differs from the one this database was first used with: \
+         every node of a database needs the same secret (tokens, API keys and sealed webhook secrets \
+         depend on it)"
+    )]
+    SecretMismatch,
 }
 
 pub struct App {
@@ -97,14 +106,25 @@ pub async fn open_store(config: &Config) -> Result<Store, StartError> {
     Ok(store)
 }
 
-/// The master secret: from the configuration, or generated once and kept in the database.
+/// The master secret: from the configuration, or generated once and kept in the database. A
+/// secret other than the one the database was first used with is refused: tokens, API keys and
+/// sealed secrets made with the first would stop working, and nodes of one cluster would not
+/// understand each other.
 pub async fn secrets(config: &Config, store: &Store) -> Result<Secrets, StartError> {
     let master = match &config.secret {
         Some(secret) => secret.clone(),
         None => store.setting_or_insert("server_secret", &Secrets::generate_master()).await?,
     };
-    Ok(Secrets::derive(&master))
+    let secrets = Secrets::derive(&master);
+    let fingerprint = secrets.fingerprint();
+    if store.setting_or_insert(SECRET_FINGERPRINT, &fingerprint).await? != fingerprint {
+        return Err(StartError::SecretMismatch);
+    }
+    Ok(secrets)
 }
+
+/// The setting that tells which server secret the database belongs to.
+const SECRET_FINGERPRINT: &str = "server_secret_fingerprint";
 
 impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
@@ -121,25 +141,33 @@ impl App {
             Err(err) => return Err(StartError::Admin(err.to_string())),
         }
         let metrics = Arc::new(Metrics::default());
+        let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
+        let cluster = Cluster::join(store.clone(), node_id, config.cluster.clone()).await?;
+        tracing::info!(node = cluster.node_id(), "joined the nodes of this database");
         let outbox = Outbox::new(store.clone(), config.delivery.clone(), metrics.clone());
-        let released = outbox.release_leases_of_previous_run().await?;
-        if released > 0 {
-            tracing::info!(released, "messages of the previous run are queued again");
+        // Messages left `sending` by a previous run go back to the queue at once; with other
+        // nodes alive they may be theirs, and wait for their leases to expire instead.
+        if !cluster.others_alive().await? {
+            let released = outbox.release_leases_of_previous_run().await?;
+            if released > 0 {
+                tracing::info!(released, "messages of the previous run are queued again");
+            }
         }
         let engines = engines(&config);
         let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(cluster.clone().run(shutdown.clone()));
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
         let sealer = Arc::new(Sealer::new(&secrets.seal_key));
         let webhooks =
             Arc::new(Webhooks::new(store.clone(), config.webhooks.clone(), sealer.clone(), metrics.clone()));
-        tokio::spawn(webhooks.clone().run(shutdown.clone()));
+        tokio::spawn(webhooks.clone().run(cluster.clone(), shutdown.clone()));
         let media = Arc::new(MediaStore::new(
             &config.data_dir,
             config.media.clone(),
             UrlGuard::new(config.webhooks.allow_private_urls),
         ));
         let retention = Retention::new(store.clone(), media.clone(), config.retention.clone());
-        tokio::spawn(retention.clone().run(shutdown.clone()));
+        tokio::spawn(retention.clone().run(cluster.clone(), shutdown.clone()));
         let (otp_feed, otp_events) = OtpFeed::new();
         let sessions = SessionManager::new(
             store.clone(),
@@ -154,6 +182,7 @@ impl App {
                 metrics: metrics.clone(),
             },
             pacing,
+            cluster.clone(),
             shutdown.clone(),
         );
         let otp = Arc::new(OtpService::new(
@@ -164,11 +193,11 @@ impl App {
             sealer,
             otp_feed,
         ));
-        tokio::spawn(otp.clone().run(otp_events, shutdown.clone()));
+        tokio::spawn(otp.clone().run(otp_events, cluster.clone(), shutdown.clone()));
         if config.alerts.any_channel() {
             let alerts = Alerts::new(store.clone(), sessions.clone(), config.alerts.clone())
                 .map_err(StartError::Alerts)?;
-            tokio::spawn(alerts.run(shutdown.clone()));
+            tokio::spawn(alerts.run(cluster.clone(), shutdown.clone()));
         }
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
@@ -194,6 +223,7 @@ impl App {
             numbers,
             otp,
             metrics,
+            cluster,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
         }));

@@ -13,6 +13,7 @@ use wagate_core::Pacing;
 pub use wagate_service::accounts::{AccountsConfig, LoginLimits};
 pub use wagate_service::alerts::AlertsConfig;
 pub use wagate_service::auth::ApiLimits;
+pub use wagate_service::cluster::ClusterConfig;
 pub use wagate_service::media::MediaConfig;
 pub use wagate_service::otp::OtpConfig;
 pub use wagate_service::outbox::DeliveryConfig;
@@ -59,8 +60,13 @@ pub struct Config {
     pub port: u16,
     /// The SQLite database and every session's files live here.
     pub data_dir: PathBuf,
-    /// `sqlite://…` (default: `<data_dir>/wagate.db`); PostgreSQL and MySQL come later.
+    /// `sqlite://…` (default: `<data_dir>/wagate.db`), `postgres://…` or `mysql://…`.
     pub database_url: Option<String>,
+    /// This node's name among the nodes sharing the database (default: the host name and a
+    /// random suffix).
+    pub node_id: Option<String>,
+    /// Heartbeats and leases of the nodes sharing the database.
+    pub cluster: ClusterConfig,
     /// Password of the `admin` user created on first start (random and logged once if unset).
     pub admin_password: Option<String>,
     pub log_format: LogFormat,
@@ -157,6 +163,8 @@ impl Default for Config {
             port: 3000,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            node_id: None,
+            cluster: ClusterConfig::default(),
             admin_password: None,
             log_format: LogFormat::Text,
             sandbox: true,
@@ -250,6 +258,9 @@ impl Config {
         if let Some(url) = parse(env, "WAGATE_DATABASE_URL", "a database URL")? {
             self.database_url = Some(url);
         }
+        if let Some(node) = parse(env, "WAGATE_NODE_ID", "a node name")? {
+            self.node_id = Some(node);
+        }
         if let Some(password) = parse(env, "WAGATE_ADMIN_PASSWORD", "a password")? {
             self.admin_password = Some(password);
         }
@@ -302,6 +313,18 @@ impl Config {
             && secret.len() < 32
         {
             return Err(ConfigError::Invalid("secret must be at least 32 characters".into()));
+        }
+        if let Some(node) = &self.node_id
+            && (node.is_empty()
+                || node.len() > 100
+                || node.chars().any(|c| c.is_control() || c.is_whitespace()))
+        {
+            return Err(ConfigError::Invalid(format!("node_id `{node}`: 1 to 100 characters, no spaces")));
+        }
+        if self.cluster.lease_ms < 2 * self.cluster.heartbeat_ms.max(1) {
+            return Err(ConfigError::Invalid(
+                "cluster.lease_ms must be at least twice cluster.heartbeat_ms".into(),
+            ));
         }
         if let Some(password) = &self.admin_password
             && password.len() < 8

@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod engines;
 pub mod feed;
 pub mod group_commit;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use wagate_store::{Retained, Store};
 
+use crate::cluster::Cluster;
 use crate::media::MediaStore;
 use crate::time::now_ms;
 
@@ -63,13 +64,16 @@ impl Retention {
         Retention { store, media, config }
     }
 
-    /// Runs a pass now and then every `interval_secs`, until shutdown.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs a pass now and then every `interval_secs`, until shutdown (on the node that runs
+    /// the cluster's jobs).
+    pub async fn run(self, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         let mut every = tokio::time::interval(Duration::from_secs(self.config.interval_secs.max(1)));
         loop {
             tokio::select! {
                 _ = every.tick() => {
-                    self.pass().await;
+                    if cluster.runs_jobs() {
+                        self.pass().await;
+                    }
                 }
                 _ = shutdown.changed() => return,
             }

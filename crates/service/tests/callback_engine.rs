@@ -14,6 +14,7 @@ use wagate_engine::{
     Account, Capabilities, Chat, Connection, Engine, EngineError, EngineEvent, EventSink, GroupInfo,
     InboundMessage, NumberCheck, OutgoingMessage, PairingCode, PendingAck, PendingAcks, SessionSpec,
 };
+use wagate_service::cluster::{Cluster, ClusterConfig};
 use wagate_service::engines::Engines;
 use wagate_service::media::{MediaConfig, MediaStore};
 use wagate_service::metrics::Metrics;
@@ -138,8 +139,16 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
     let (_stop, shutdown) = watch::channel(false);
     let pacing = SessionPacing { web: Pacing::default(), sandbox: Pacing::default(), otp: Pacing::default() };
     let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver), metrics };
-    let sessions =
-        SessionManager::new(store.clone(), engines, dir.path().to_owned(), pipeline, pacing, shutdown);
+    let cluster = Cluster::join(store.clone(), "node-a".into(), ClusterConfig::default()).await.unwrap();
+    let sessions = SessionManager::new(
+        store.clone(),
+        engines,
+        dir.path().to_owned(),
+        pipeline,
+        pacing,
+        cluster,
+        shutdown,
+    );
 
     let request =
         CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };

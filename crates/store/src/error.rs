@@ -6,6 +6,11 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error(
+        "the database was migrated by a newer wagate (it has migration {version}, which this version \
+         does not know): run that version or a later one, or restore a backup taken before the upgrade"
+    )]
+    NewerSchema { version: i64 },
     #[error("{entity} already exists")]
     Conflict { entity: &'static str },
     #[error("stored value `{value}` in column `{column}` is not valid")]

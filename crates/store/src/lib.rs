@@ -7,6 +7,7 @@
 mod activity_log;
 mod api_keys;
 mod batch;
+mod cluster;
 mod connections;
 mod dialect;
 mod error;
@@ -33,6 +34,7 @@ use sqlx::{AnyConnection, Row};
 
 pub use activity_log::{ActivityFilter, ActivityRecord};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
+pub use cluster::{Held, NodeRecord};
 use connections::{ACQUIRE_TIMEOUT, Connections, Lent};
 pub use dialect::Dialect;
 pub use error::{Outage, StoreError};
@@ -135,7 +137,10 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         // The schema uses only types and statements all three databases share.
         let mut connection = self.writer().await?;
-        sqlx::migrate!("./migrations").run(&mut *connection).await.map_err(StoreError::Migrate)
+        sqlx::migrate!("./migrations").run(&mut *connection).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
+            other => StoreError::Migrate(other),
+        })
     }
 
     /// Checks that the database answers.

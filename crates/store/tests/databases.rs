@@ -17,6 +17,7 @@ async fn scenario(store: Store) {
     store.migrate().await.unwrap();
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
+    leases(&store).await;
 
     // Settings: the first value wins.
     assert_eq!(store.setting_or_insert("server_secret", "one").await.unwrap(), "one");
@@ -474,4 +475,68 @@ async fn session_changes_by_another_process_reach_routing() {
         assert!(std::time::Instant::now() < deadline, "still {status} after 5 s");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A database migrated by a newer version is refused with a message that says so, not changed.
+#[tokio::test]
+async fn a_schema_from_a_newer_version_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+    store.migrate().await.unwrap();
+    let url = Store::sqlite_url(dir.path());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99999, 'from a newer wagate', TRUE, X'00', 0)",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let refused = store.migrate().await.unwrap_err();
+    assert!(matches!(refused, StoreError::NewerSchema { version: 99999 }), "{refused:?}");
+    assert!(refused.to_string().contains("newer wagate"), "{refused}");
+}
+
+/// Leases: one holder at a time; renewed in the same epoch; taken over in a new epoch once
+/// expired or released.
+async fn leases(store: &Store) {
+    let now = 1_000_000;
+    let first = store.take_lease("jobs", "node-a", now, now + 100).await.unwrap().expect("free: taken");
+    assert_eq!(store.take_lease("jobs", "node-b", now + 1, now + 101).await.unwrap(), None, "held by a");
+    let renewed = store.take_lease("jobs", "node-a", now + 50, now + 150).await.unwrap().unwrap();
+    assert_eq!((renewed.epoch, renewed.expires_at), (first.epoch, now + 150), "a renewal keeps the epoch");
+    assert_eq!(store.lease_holder("jobs", now + 120).await.unwrap().as_deref(), Some("node-a"));
+    assert_eq!(store.take_lease("jobs", "node-b", now + 149, now + 249).await.unwrap(), None);
+    let taken =
+        store.take_lease("jobs", "node-b", now + 150, now + 250).await.unwrap().expect("expired: taken");
+    assert_eq!(taken.epoch, first.epoch + 1, "a new holder, a new epoch");
+    assert_eq!(store.take_lease("jobs", "node-a", now + 160, now + 260).await.unwrap(), None, "a lost it");
+    store.release_lease("jobs", "node-a").await.unwrap(); // not the holder: nothing changes
+    assert_eq!(store.lease_holder("jobs", now + 170).await.unwrap().as_deref(), Some("node-b"));
+    store.release_lease("jobs", "node-b").await.unwrap();
+    assert_eq!(store.lease_holder("jobs", now + 170).await.unwrap(), None);
+    let back = store.take_lease("jobs", "node-a", now + 171, now + 271).await.unwrap().expect("released");
+    assert_eq!(back.epoch, taken.epoch + 1);
+
+    // Nodes: a heartbeat keeps a node listed; a restart under the same id replaces it.
+    store.node_heartbeat("node-a", 10, "1.0.0", now).await.unwrap();
+    store.node_heartbeat("node-b", 20, "1.0.0", now).await.unwrap();
+    store.node_heartbeat("node-a", 10, "1.0.0", now + 500).await.unwrap();
+    let live: Vec<String> = store.live_nodes(now + 100).await.unwrap().into_iter().map(|n| n.id).collect();
+    assert_eq!(live, ["node-a"]);
+    store.node_heartbeat("node-a", 30, "1.1.0", now + 600).await.unwrap();
+    let nodes = store.live_nodes(0).await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    let a = nodes.iter().find(|n| n.id == "node-a").unwrap();
+    assert_eq!((a.started_at, a.version.as_str()), (30, "1.1.0"));
+    store.remove_node("node-b").await.unwrap();
+    assert_eq!(store.live_nodes(0).await.unwrap().len(), 1);
+
+    // Leases by prefix: only held ones, only under the prefix.
+    store.take_lease("session:s1", "node-a", now, now + 100).await.unwrap().unwrap();
+    store.take_lease("session:s2", "node-b", now, now + 300).await.unwrap().unwrap();
+    store.take_lease("sessions", "node-b", now, now + 300).await.unwrap().unwrap();
+    let held = store.held_leases("session:", now + 150).await.unwrap();
+    assert_eq!(held, [("session:s2".to_owned(), "node-b".to_owned())]);
+    assert_eq!(store.held_leases("session:", now + 50).await.unwrap().len(), 2);
 }

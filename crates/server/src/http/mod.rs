@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod chats;
+mod cluster;
 mod compat;
 mod compat_messages;
 mod compat_otp;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::routes())
         .merge(users::routes())
+        .merge(cluster::routes())
         .merge(api_keys::routes())
         .merge(sessions::routes())
         .merge(messages::routes())

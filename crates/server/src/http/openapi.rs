@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::schemas::{AccountViewSchema, StreamEventSchema};
 use super::{
-    analytics, api_keys, auth, chats, compat, compat_messages, compat_otp, health, messages, metrics,
-    numbers, otp, sessions, streams, users, webhooks,
+    analytics, api_keys, auth, chats, cluster, compat, compat_messages, compat_otp, health, messages,
+    metrics, numbers, otp, sessions, streams, users, webhooks,
 };
 use crate::error::Problem;
 
@@ -55,7 +55,7 @@ struct SandboxDoc;
         otp::phone_failures, otp::reset_phone_failures,
         webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove, webhooks::deliveries, webhooks::replay,
         streams::qr, streams::qr_png, streams::qr_page, streams::events, streams::websocket, streams::stream_token,
-        health::health, health::ready, health::seed_health, metrics::metrics,
+        health::health, health::ready, health::seed_health, metrics::metrics, cluster::show,
         analytics::dashboard, analytics::session_stats, analytics::activity_log, analytics::error_log,
         analytics::otp_log, analytics::cleanup,
         analytics::seed_dashboard, analytics::seed_session_stats, analytics::seed_activity_log,

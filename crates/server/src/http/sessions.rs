@@ -166,7 +166,12 @@ pub async fn list(
     Auth(principal): Auth,
 ) -> ApiResult<JsonResponse<SessionList>> {
     let sessions = visible_sessions(&state, &principal).await?;
-    Ok(JsonResponse(SessionList { sessions: sessions.iter().map(SessionView::from).collect() }))
+    let mut nodes = state.sessions.nodes_of_sessions().await?;
+    let sessions = sessions
+        .iter()
+        .map(|record| SessionView::from(record).on_node(nodes.remove(record.id.as_str())))
+        .collect();
+    Ok(JsonResponse(SessionList { sessions }))
 }
 
 /// Get one session.
@@ -179,7 +184,8 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<JsonResponse<SessionView>> {
     let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
-    Ok(JsonResponse(SessionView::from(&record)))
+    let node = state.sessions.node_of(&record.id).await?;
+    Ok(JsonResponse(SessionView::from(&record).on_node(node)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -264,7 +270,9 @@ macro_rules! lifecycle_action {
     ($name:ident, $method:ident, $path:literal, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "sessions", params(("id" = String, Path)),
-            responses((status = 200, body = SessionView), (status = 404, body = Problem), (status = 501, body = Problem)),
+            responses((status = 200, body = SessionView), (status = 404, body = Problem),
+                (status = 409, description = "another node runs the session (`session_on_other_node`)", body = Problem),
+                (status = 501, body = Problem)),
             security(("bearer" = []), ("api_key" = [])))]
         pub async fn $name(
             State(state): State<AppState>,
@@ -273,7 +281,8 @@ macro_rules! lifecycle_action {
         ) -> ApiResult<JsonResponse<SessionView>> {
             let record = authorized_session(&state, &principal, &id, Scope::Sessions).await?;
             let record = state.sessions.$method(&record.id).await?;
-            Ok(JsonResponse(SessionView::from(&record)))
+            let node = state.sessions.node_of(&record.id).await?;
+            Ok(JsonResponse(SessionView::from(&record).on_node(node)))
         }
     };
 }

@@ -31,6 +31,15 @@ pub struct SessionView {
     pub created_at: String,
     pub updated_at: String,
     pub connected_at: Option<String>,
+    /// The cluster node that runs the session's connection right now (absent: none does).
+    pub node: Option<String>,
+}
+
+impl SessionView {
+    pub fn on_node(mut self, node: Option<String>) -> Self {
+        self.node = node;
+        self
+    }
 }
 
 impl From<&SessionRecord> for SessionView {
@@ -49,6 +58,7 @@ impl From<&SessionRecord> for SessionView {
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
             connected_at: r.connected_at.map(rfc3339),
+            node: None,
         }
     }
 }

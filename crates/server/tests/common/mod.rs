@@ -79,6 +79,19 @@ impl TestApp {
         app
     }
 
+    /// Another node on this server's database, with a data directory of its own.
+    pub async fn spawn_beside(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let url = self.database_url();
+        let mut app = Self::start(dir.path().to_path_buf(), self.database.clone(), |config| {
+            config.database_url = Some(url);
+            adjust(config);
+        })
+        .await;
+        app._dir = Some(dir);
+        app
+    }
+
     /// A server on SQLite in `data_dir`, whatever the run selected (for tests of SQLite's own
     /// faults, such as its disk filling up).
     pub async fn start_on_sqlite(data_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> TestApp {

@@ -9,6 +9,7 @@ mod conditions;
 mod config;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ pub use conditions::{Condition, Kind};
 pub use config::{AlertWebhookConfig, AlertsConfig, SmtpConfig, SmtpSecurity, TelegramConfig};
 
 use crate::audit::{Actor, AuditLog, Entry, Level};
+use crate::cluster::Cluster;
 use crate::sessions::SessionManager;
 use crate::time::now_ms;
 
@@ -59,14 +61,19 @@ impl Alerts {
         })
     }
 
-    /// Checks every `check_interval_ms` until shutdown.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Checks every `check_interval_ms` until shutdown, on the node that runs the cluster's
+    /// jobs, and on any node that cannot reach the database (which then knows of nothing else).
+    pub async fn run(self, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         let mut memory = Memory::default();
         let mut every = tokio::time::interval(Duration::from_millis(self.config.check_interval_ms.max(10)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = every.tick() => self.check(&mut memory).await,
+                _ = every.tick() => {
+                    if cluster.runs_jobs() || cluster.database_lost() {
+                        self.check(&mut memory).await;
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
         }

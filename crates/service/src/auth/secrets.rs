@@ -22,6 +22,12 @@ impl Secrets {
         }
     }
 
+    /// Tells which master secret these keys came from without revealing it: the same on every
+    /// node that shares the secret, different otherwise.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(derive(&hex::encode(self.token_key), b"wagate secret fingerprint"))
+    }
+
     /// A fresh master secret: 32 random bytes, hex.
     pub fn generate_master() -> String {
         hex::encode(rand::random::<[u8; 32]>())

@@ -11,6 +11,7 @@ use wagate_core::{MessageStatus, OtpMode, OtpStatus, SessionId};
 
 use super::OtpService;
 use super::auto::PushOutcome;
+use crate::cluster::Cluster;
 use crate::feed::{FeedEvent, WatchedOtp};
 use crate::time::now_ms;
 
@@ -18,6 +19,7 @@ impl OtpService {
     pub async fn run(
         self: Arc<Self>,
         mut feed: mpsc::UnboundedReceiver<FeedEvent>,
+        cluster: Arc<Cluster>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         self.follow_recent_messages().await;
@@ -29,8 +31,10 @@ impl OtpService {
                     None => break,
                 },
                 _ = sweep.tick() => {
-                    self.sweep_expired().await;
-                    self.apply_retention().await;
+                    if cluster.runs_jobs() {
+                        self.sweep_expired().await;
+                        self.apply_retention().await;
+                    }
                 }
                 _ = shutdown.changed() => break,
             }

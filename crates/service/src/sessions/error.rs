@@ -23,6 +23,9 @@ pub enum SessionError {
     /// The session's engine cannot do this (e.g. a QR code on an engine that links otherwise).
     #[error("the session's engine does not support {0}")]
     NotSupported(&'static str),
+    /// Another node of the cluster runs the session's connection.
+    #[error("the session runs on node `{0}`; send this request to that node")]
+    OnOtherNode(String),
     #[error(transparent)]
     Engine(EngineError),
     #[error("no session of yours is in pool `{0}`")]

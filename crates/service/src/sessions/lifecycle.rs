@@ -110,6 +110,7 @@ impl SessionManager {
     pub async fn connect(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         let record = self.get(id).await?;
         let engine = self.inner.engines.get(record.engine)?;
+        self.claim(id).await?;
         let runtime = self.runtime(&record);
         let mut live = runtime.live.lock().await;
         if live.connection.is_some() {
@@ -135,15 +136,18 @@ impl SessionManager {
     /// Goes offline and stays offline (also across restarts) until the next connect.
     pub async fn disconnect(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         let record = self.get(id).await?;
+        self.here(id).await?;
         self.store().set_session_auto_connect(id, false).await?;
         let runtime = self.runtime(&record);
         self.close(&runtime, "disconnected by request").await;
+        self.release(id).await;
         self.get(id).await
     }
 
     pub async fn restart(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         let record = self.get(id).await?;
         self.inner.engines.get(record.engine)?;
+        self.here(id).await?;
         let runtime = self.runtime(&record);
         self.close(&runtime, "restarting").await;
         self.connect(id).await
@@ -153,6 +157,7 @@ impl SessionManager {
     pub async fn logout(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         let record = self.get(id).await?;
         self.require(&record, "logging out", |can| can.logout)?;
+        self.here(id).await?;
         let runtime = self.runtime(&record);
         let mut live = runtime.live.lock().await;
         runtime.generation.fetch_add(1, Ordering::SeqCst);
@@ -166,12 +171,14 @@ impl SessionManager {
         self.set_status(&runtime, SessionStatus::LoggedOut, Some("logged out by request")).await;
         self.log(id, "logged_out", serde_json::json!({ "reason": "logged out by request" })).await;
         drop(live);
+        self.release(id).await;
         self.get(id).await
     }
 
     /// Stops the connection and removes the session with its credentials and activity log.
     pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
         let record = self.get(id).await?;
+        self.here(id).await?;
         let runtime = self.runtime(&record);
         let mut live = runtime.live.lock().await;
         runtime.generation.fetch_add(1, Ordering::SeqCst);
@@ -186,6 +193,8 @@ impl SessionManager {
         runtime.is_deleted.store(true, Ordering::SeqCst);
         runtime.deleted.notify_waiters();
         self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        drop(live);
+        self.release(id).await;
         Ok(())
     }
 
@@ -209,6 +218,7 @@ impl SessionManager {
     pub async fn qr(&self, id: &SessionId) -> Result<LiveCode, SessionError> {
         let record = self.get(id).await?;
         self.require(&record, "QR codes", |can| can.qr_code)?;
+        self.here(id).await?;
         if record.status == SessionStatus::Connected {
             return Err(SessionError::AlreadyConnected);
         }
@@ -249,21 +259,21 @@ impl SessionManager {
         Ok((snapshot, receiver))
     }
 
-    /// At start-up: sessions that were online come back; the others are marked offline.
+    /// At start-up: sessions that were online and that no other node runs come back (this
+    /// node's share of them, see [`ownership`](super::ownership)); the others that no node
+    /// runs are marked offline. From then on, the node keeps its share with every heartbeat.
     pub async fn restore(&self) -> Result<usize, SessionError> {
-        let mut restored = 0;
+        let running = self.nodes_of_sessions().await?;
         for record in self.store().sessions(None).await? {
-            if record.auto_connect {
-                match self.connect(&record.id).await {
-                    Ok(_) => restored += 1,
-                    Err(err) => tracing::warn!(session = %record.id, error = %err, "cannot restore session"),
-                }
-            } else if record.status.is_active() {
+            if !record.auto_connect && record.status.is_active() && !running.contains_key(record.id.as_str())
+            {
                 self.store()
                     .set_session_status(&record.id, SessionStatus::Disconnected, Some("server restarted"))
                     .await?;
             }
         }
+        let restored = self.claim_share().await?;
+        tokio::spawn(self.clone().keep_share());
         Ok(restored)
     }
 
@@ -273,6 +283,12 @@ impl SessionManager {
             self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let closing = runtimes.iter().map(|runtime| self.close(runtime, "server stopped"));
         futures::future::join_all(closing).await;
+        // Handed over at once: the other nodes claim them with their next heartbeat.
+        let held: Vec<SessionId> =
+            self.inner.held.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for id in held {
+            self.release(&id).await;
+        }
     }
 
     async fn close(&self, runtime: &Runtime, reason: &str) {
@@ -298,7 +314,7 @@ impl SessionManager {
         Ok(())
     }
 
-    async fn set_status(&self, runtime: &Runtime, status: SessionStatus, reason: Option<&str>) {
+    pub(super) async fn set_status(&self, runtime: &Runtime, status: SessionStatus, reason: Option<&str>) {
         let _gate = runtime.status_gate.lock().await;
         self.write_status(runtime, status, reason).await;
     }

@@ -15,6 +15,7 @@ mod inbound;
 mod inbound_json;
 mod lifecycle;
 mod observer;
+mod ownership;
 mod pools;
 mod runtime;
 mod stream;
@@ -38,6 +39,7 @@ use wagate_store::{SessionRecord, Store};
 use self::announce::Announcer;
 use self::runtime::Runtime;
 use super::audit::{Actor, AuditLog, Entry, Level};
+use super::cluster::Cluster;
 use super::engines::Engines;
 use super::media::MediaStore;
 use super::metrics::Metrics;
@@ -56,6 +58,10 @@ struct Inner {
     engines: Engines,
     sessions_dir: PathBuf,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    /// This node among the others: which sessions it runs is decided through leases.
+    cluster: Arc<Cluster>,
+    /// The sessions whose lease this node holds, and until when it may act on them.
+    held: Mutex<HashMap<SessionId, i64>>,
     /// Round-robin position per pool.
     pool_turns: Turns,
     pipeline: Pipeline,
@@ -99,6 +105,7 @@ impl SessionManager {
         data_dir: PathBuf,
         pipeline: Pipeline,
         pacing: SessionPacing,
+        cluster: Arc<Cluster>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let inner = Arc::new(Inner {
@@ -106,6 +113,8 @@ impl SessionManager {
             engines,
             sessions_dir: data_dir.join("sessions"),
             runtimes: Mutex::new(HashMap::new()),
+            cluster,
+            held: Mutex::new(HashMap::new()),
             pool_turns: Turns::default(),
             pipeline,
             pacing,
@@ -168,6 +177,7 @@ impl SessionManager {
     pub async fn connection(&self, record: &SessionRecord) -> Result<Arc<dyn Connection>, SessionError> {
         let runtime = self.runtime(record);
         if !*runtime.online.borrow() {
+            self.here(&record.id).await?;
             return Err(SessionError::Engine(EngineError::NotConnected));
         }
         runtime.connection().await.ok_or(SessionError::Engine(EngineError::NotConnected))

@@ -22,6 +22,7 @@ mod endpoints;
 pub use endpoints::{DeliveryLog, EndpointChange, NewEndpoint, Replay};
 
 use crate::audit::{Actor, AuditLog, Entry, Level};
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::seal::Sealer;
 use crate::time::{Sequence, now_ms, rfc3339};
@@ -263,8 +264,9 @@ impl Webhooks {
         self.wake.notify_one();
     }
 
-    /// Delivers until shutdown: the head of every endpoint's queue, endpoints in parallel.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Delivers until shutdown: the head of every endpoint's queue, endpoints in parallel; on
+    /// the node that runs the cluster's jobs, so that no event goes out twice at once.
+    pub async fn run(self: Arc<Self>, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut tasks: JoinSet<String> = JoinSet::new();
         loop {
@@ -272,7 +274,13 @@ impl Webhooks {
                 break;
             }
             let mut next_due = now_ms() + 5_000;
-            match self.store.webhook_delivery_heads().await {
+            let heads = if cluster.runs_jobs() {
+                self.store.webhook_delivery_heads().await
+            } else {
+                next_due = now_ms() + 1_000; // look again whether this node took the jobs over
+                Ok(Vec::new())
+            };
+            match heads {
                 Ok(heads) => {
                     let now = now_ms();
                     for head in heads {

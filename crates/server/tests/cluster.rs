@@ -1,0 +1,240 @@
+//! Several nodes on one database: they see each other, the once-per-cluster jobs run on exactly
+//! one of them and move at once when it stops, and a node with another server secret is
+//! refused at start.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::routing::post;
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wagate_server::app::StartError;
+use wagate_server::{App, Config};
+
+fn node(id: &'static str) -> impl FnOnce(&mut Config) {
+    move |config| {
+        config.node_id = Some(id.into());
+        config.cluster.heartbeat_ms = 50;
+        config.cluster.lease_ms = 400;
+        // QR codes that last the whole test: sessions waiting for a scan move between nodes.
+        config.sandbox_timings.qr_first_timeout_ms = 60_000;
+        config.sandbox_timings.qr_timeout_ms = 60_000;
+    }
+}
+
+/// The cluster as `app` sees it, once `done` says so (5 s at most).
+async fn cluster_until(app: &TestApp, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..250 {
+        let (status, view) = app.get("/api/v1/cluster", token).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        if done(&view) {
+            return view;
+        }
+        last = view;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the cluster never reached the expected state: {last}");
+}
+
+fn runs_jobs(view: &Value) -> Vec<&str> {
+    view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|node| node["runs_jobs"] == true)
+        .map(|node| node["id"].as_str().unwrap())
+        .collect()
+}
+
+/// A webhook receiver that answers slowly, so that deliveries stay due for a while: a second
+/// node delivering them too would be seen as the same event twice.
+#[derive(Clone, Default)]
+struct SlowReceiver {
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+async fn slow_hook(State(receiver): State<SlowReceiver>, headers: HeaderMap) -> AxumStatus {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+    *receiver.calls.lock().unwrap().entry(id).or_default() += 1;
+    AxumStatus::OK
+}
+
+impl SlowReceiver {
+    async fn start() -> (SlowReceiver, String) {
+        let receiver = SlowReceiver::default();
+        let app = axum::Router::new().route("/hook", post(slow_hook)).with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, url)
+    }
+
+    async fn until(&self, count: usize) -> HashMap<String, usize> {
+        for _ in 0..1_000 {
+            if self.calls.lock().unwrap().len() >= count {
+                return self.calls.lock().unwrap().clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("only {} of {count} webhook events arrived", self.calls.lock().unwrap().len());
+    }
+}
+
+async fn send(app: &TestApp, token: &str, session: &str, n: usize) {
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/sessions/{session}/messages"),
+            token,
+            json!({ "to": format!("+62812{n:06}1"), "text": format!("message {n}") }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_on_one_node_and_move_at_once_when_it_stops() {
+    let a = TestApp::spawn_with(node("node-a")).await;
+    let b = a.spawn_beside(node("node-b")).await;
+    let admin = a.admin().await;
+
+    // Both nodes see both; the first one runs the jobs.
+    let view = cluster_until(&b, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+    assert_eq!(view["node"], "node-b");
+    assert_eq!(runs_jobs(&view), ["node-a"], "{view}");
+    let (status, problem) = b.get("/api/v1/cluster", &b.create_user(&admin, "tenant").await).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("missing_scope")));
+
+    // Webhook deliveries: every event exactly once, though both nodes see the same queue.
+    let (receiver, url) = SlowReceiver::start().await;
+    let (status, hook) =
+        b.post("/api/v1/webhooks", &admin, json!({ "url": url, "events": ["message.status"] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    a.linked(&admin, "on-a", "+6281200000201").await;
+    for n in 0..10 {
+        send(&a, &admin, "on-a", n).await;
+    }
+    // sent, delivered and read of ten messages
+    receiver.until(30).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let calls = receiver.calls.lock().unwrap().clone();
+    let twice: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "events delivered more than once: {twice:?}");
+
+    // A graceful stop hands the jobs over at once (well within a lease).
+    a.stop().await;
+    let view = cluster_until(&b, &admin, |view| runs_jobs(view) == ["node-b"]).await;
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 1, "a stopped node leaves the list: {view}");
+    b.linked(&admin, "on-b", "+6281200000202").await;
+    send(&b, &admin, "on-b", 100).await;
+    receiver.until(33).await;
+}
+
+#[tokio::test]
+async fn a_node_with_another_server_secret_is_refused_at_start() {
+    let a = TestApp::spawn_with(node("node-a")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path().to_path_buf());
+    config.database_url = Some(a.database_url());
+    config.secret = Some("another-secret-of-at-least-32-characters".into());
+    let refused = App::build(config).await.err().expect("a node with another secret does not start");
+    assert!(matches!(refused, StartError::SecretMismatch), "{refused}");
+    assert!(refused.to_string().contains("WAGATE_SECRET"), "{refused}");
+
+    // The same secret joins.
+    let b = a.spawn_beside(node("node-b")).await;
+    let admin = b.admin().await;
+    cluster_until(&b, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+}
+
+/// Polls a session through `app` until `done` says so (10 s at most).
+async fn session_until(app: &TestApp, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..500 {
+        let session = app.session_status(id, token).await;
+        if done(&session) {
+            return session;
+        }
+        last = session;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("session {id} never reached the expected state: {last}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
+    let a = TestApp::spawn_with(node("node-a")).await;
+    let b = a.spawn_beside(node("node-b")).await;
+    let admin = a.admin().await;
+    a.linked(&admin, "moves", "+6281200000301").await;
+    a.linked(&admin, "stays", "+6281200000302").await;
+    a.create_session(&admin, "waits").await;
+    let (status, body) = a.post("/api/v1/sessions/waits/connect", &admin, Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["node"], "node-a", "{body}");
+
+    // Every node tells which node runs a session; what needs its connection is refused elsewhere.
+    for app in [&a, &b] {
+        assert_eq!(app.session_status("moves", &admin).await["node"], "node-a");
+    }
+    let (status, list) = b.get("/api/v1/sessions", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list["sessions"].as_array().unwrap().iter().all(|s| s["node"] == "node-a"), "{list}");
+    session_until(&a, &admin, "waits", |s| s["status"] == "qr").await;
+    let (status, problem) = b.get("/api/v1/sessions/waits/qr", &admin).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("session_on_other_node")));
+    assert!(problem["detail"].as_str().unwrap().contains("node-a"), "{problem}");
+    let (status, problem) = b.post("/api/v1/sessions/moves/restart", &admin, Value::Null).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("session_on_other_node")));
+    let (status, _) = a.get("/api/v1/sessions/waits/qr", &admin).await;
+    assert_eq!(status, StatusCode::OK, "the node that runs it shows the QR code");
+
+    // A message accepted by one node goes out through the node that runs the session.
+    let (status, accepted) = b
+        .post("/api/v1/sessions/moves/messages", &admin, json!({ "to": "+6281234560011", "text": "via b" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["id"].as_str().unwrap();
+    b.wait_for_message(&admin, id, |m| m["status"] == "delivered" || m["status"] == "read").await;
+
+    // `moves` has its WhatsApp state on storage both nodes share (here: a copy); `stays` only
+    // on node-a's disk. A graceful stop of node-a hands over what can move, at once.
+    copy_dir(&a.data_dir.join("sessions/moves"), &b.data_dir.join("sessions/moves"));
+    let stopped = a.stop().await;
+    let moved =
+        session_until(&b, &admin, "moves", |s| s["node"] == "node-b" && s["status"] == "connected").await;
+    assert_eq!(moved["account"]["phone"], "+6281200000301", "the same linked account: {moved}");
+    session_until(&b, &admin, "waits", |s| s["node"] == "node-b" && s["status"] == "qr").await;
+    let stays = session_until(&b, &admin, "stays", |s| s["status"] == "disconnected").await;
+    assert!(stays["node"].is_null(), "nobody runs a session whose state it does not have: {stays}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.session_status("stays", &admin).await["node"].is_null());
+    let (status, accepted) = b
+        .post("/api/v1/sessions/moves/messages", &admin, json!({ "to": "+6281234560011", "text": "after" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    b.wait_for_message(&admin, accepted["id"].as_str().unwrap(), |m| {
+        m["status"] == "delivered" || m["status"] == "read"
+    })
+    .await;
+
+    // node-a comes back and runs what only it can; what moved stays where it is.
+    let a = stopped.restart(node("node-a")).await;
+    session_until(&a, &admin, "stays", |s| s["node"] == "node-a" && s["status"] == "connected").await;
+    assert_eq!(a.session_status("moves", &admin).await["node"], "node-b");
+}

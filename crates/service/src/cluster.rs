@@ -1,0 +1,177 @@
+//! This node among the others sharing the database: its id, its heartbeat, and the lease that
+//! makes it the node running the periodic jobs that must run once per cluster (retention, the
+//! OTP sweeper, webhook deliveries, alert checks). On one node alone it is always that node.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use wagate_store::{NodeRecord, Store, StoreError};
+
+use crate::time::now_ms;
+
+/// The lease of the node that runs the once-per-cluster jobs.
+const JOBS_LEASE: &str = "cluster-jobs";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// How often a node signs of life and renews its leases.
+    pub heartbeat_ms: u64,
+    /// How long a lease (and a node's sign of life) lasts without renewal: a node that stops
+    /// without saying so loses its duties after at most this long.
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { heartbeat_ms: 2_000, lease_ms: 10_000 }
+    }
+}
+
+/// A node id: the host name and a random suffix, so that two processes on one host differ.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "wagate".into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+pub struct Cluster {
+    store: Store,
+    node_id: String,
+    started_at: i64,
+    config: ClusterConfig,
+    /// Whether this node holds the jobs lease, and until when.
+    runs_jobs: AtomicBool,
+    jobs_until: AtomicI64,
+    /// The last heartbeat did not reach the database.
+    database_lost: AtomicBool,
+}
+
+/// A node as the cluster sees it.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub node: NodeRecord,
+    pub runs_jobs: bool,
+}
+
+impl Cluster {
+    /// Joins the cluster: the first heartbeat, and the jobs lease when nobody holds it.
+    pub async fn join(
+        store: Store,
+        node_id: String,
+        config: ClusterConfig,
+    ) -> Result<Arc<Cluster>, StoreError> {
+        let cluster = Arc::new(Cluster {
+            store,
+            node_id,
+            started_at: now_ms(),
+            config,
+            runs_jobs: AtomicBool::new(false),
+            jobs_until: AtomicI64::new(0),
+            database_lost: AtomicBool::new(false),
+        });
+        cluster.beat().await?;
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Whether this node runs the once-per-cluster jobs right now. A node that could not renew
+    /// its lease in time says no before the lease runs out, so two nodes never both say yes.
+    pub fn runs_jobs(&self) -> bool {
+        self.runs_jobs.load(Ordering::SeqCst) && now_ms() < self.jobs_until.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node's last heartbeat could not reach the database.
+    pub fn database_lost(&self) -> bool {
+        self.database_lost.load(Ordering::SeqCst)
+    }
+
+    /// How long a lease lasts without renewal, in milliseconds.
+    pub fn lease_ms(&self) -> i64 {
+        self.config.lease_ms as i64
+    }
+
+    /// How often this node renews its leases, in milliseconds.
+    pub fn heartbeat_ms(&self) -> i64 {
+        self.config.heartbeat_ms as i64
+    }
+
+    /// How many nodes were heard from within a lease (this one included, once it has beaten).
+    pub async fn live_node_count(&self) -> Result<usize, StoreError> {
+        let since = now_ms() - self.config.lease_ms as i64;
+        Ok(self.store.live_nodes(since).await?.len())
+    }
+
+    /// Whether another node was heard from within a lease.
+    pub async fn others_alive(&self) -> Result<bool, StoreError> {
+        let since = now_ms() - self.config.lease_ms as i64;
+        Ok(self.store.live_nodes(since).await?.iter().any(|node| node.id != self.node_id))
+    }
+
+    /// The live nodes, and which one runs the jobs.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, StoreError> {
+        let since = now_ms() - self.config.lease_ms as i64;
+        let holder = self.store.lease_holder(JOBS_LEASE, now_ms()).await?;
+        Ok(self
+            .store
+            .live_nodes(since)
+            .await?
+            .into_iter()
+            .map(|node| NodeView { runs_jobs: holder.as_deref() == Some(node.id.as_str()), node })
+            .collect())
+    }
+
+    /// Heartbeats until shutdown, then leaves: the jobs lease goes to another node at once.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_millis(self.config.heartbeat_ms.max(10)));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    let beat = self.beat().await;
+                    self.database_lost.store(beat.is_err(), Ordering::SeqCst);
+                    if let Err(err) = beat {
+                        tracing::warn!(error = %err, node = %self.node_id, "cannot renew this node's heartbeat");
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.leave().await;
+    }
+
+    async fn beat(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.store.node_heartbeat(&self.node_id, self.started_at, env!("CARGO_PKG_VERSION"), now).await?;
+        // Renewed with a margin: this node stops running jobs a heartbeat before its lease ends.
+        let expires_at = now + self.config.lease_ms as i64;
+        let held = self.store.take_lease(JOBS_LEASE, &self.node_id, now, expires_at).await?;
+        let margin = self.config.heartbeat_ms as i64;
+        let was = self.runs_jobs.swap(held.is_some(), Ordering::SeqCst);
+        self.jobs_until.store(held.map_or(0, |held| held.expires_at - margin), Ordering::SeqCst);
+        if was != held.is_some() {
+            tracing::info!(node = %self.node_id, runs_jobs = held.is_some(), "this node's cluster duties changed");
+        }
+        Ok(())
+    }
+
+    async fn leave(&self) {
+        self.runs_jobs.store(false, Ordering::SeqCst);
+        if let Err(err) = self.store.release_lease(JOBS_LEASE, &self.node_id).await {
+            tracing::warn!(error = %err, "cannot hand the cluster jobs over");
+        }
+        if let Err(err) = self.store.remove_node(&self.node_id).await {
+            tracing::warn!(error = %err, "cannot leave the cluster's node list");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Which node runs which session. A session's connection lives on one node at a time: the
+//! holder of the lease `session:<id>`. With every heartbeat a node renews the leases it holds
+//! and claims sessions that should be online and that nobody holds, up to its fair share of
+//! them. A node that cannot renew a lease in time closes the session a heartbeat before the
+//! lease runs out, so two nodes never hold connections of one session at once.
+//!
+//! WhatsApp's state of a linked session is still kept on the disk of the node that linked it
+//! (`<data_dir>/sessions/<id>`), so a linked session is only claimed where that directory is
+//! (or by a node that is alone): with a data directory shared by the nodes, sessions fail over;
+//! without one, a node's linked sessions wait for it to come back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use wagate_core::{SessionId, SessionStatus};
+use wagate_store::SessionRecord;
+
+use super::runtime::{Runtime, View};
+use super::{SessionError, SessionManager};
+use crate::time::now_ms;
+
+const LEASE_PREFIX: &str = "session:";
+
+fn lease_name(id: &SessionId) -> String {
+    format!("{LEASE_PREFIX}{id}")
+}
+
+impl SessionManager {
+    /// Makes this node the session's owner (or keeps it so), or says which node is.
+    pub(super) async fn claim(&self, id: &SessionId) -> Result<(), SessionError> {
+        let cluster = &self.inner.cluster;
+        let now = now_ms();
+        let lease = self
+            .store()
+            .take_lease(&lease_name(id), cluster.node_id(), now, now + cluster.lease_ms())
+            .await?;
+        match lease {
+            Some(held) => {
+                self.held().insert(id.clone(), held.expires_at - cluster.heartbeat_ms());
+                Ok(())
+            }
+            None => {
+                let node = self.node_of(id).await?.unwrap_or_else(|| "another node".into());
+                Err(SessionError::OnOtherNode(node))
+            }
+        }
+    }
+
+    /// Refuses what needs the session's live connection when another node runs it.
+    pub(super) async fn here(&self, id: &SessionId) -> Result<(), SessionError> {
+        match self.elsewhere(id).await? {
+            Some(node) => Err(SessionError::OnOtherNode(node)),
+            None => Ok(()),
+        }
+    }
+
+    /// The other node that runs the session, if one does.
+    async fn elsewhere(&self, id: &SessionId) -> Result<Option<String>, SessionError> {
+        if self.held().contains_key(id) {
+            return Ok(None);
+        }
+        let holder = self.store().lease_holder(&lease_name(id), now_ms()).await?;
+        Ok(holder.filter(|node| node != self.inner.cluster.node_id()))
+    }
+
+    /// The node that runs the session right now, if any.
+    pub async fn node_of(&self, id: &SessionId) -> Result<Option<String>, SessionError> {
+        Ok(self.store().lease_holder(&lease_name(id), now_ms()).await?)
+    }
+
+    /// The node that runs each session that runs somewhere.
+    pub async fn nodes_of_sessions(&self) -> Result<HashMap<String, String>, SessionError> {
+        let leases = self.store().held_leases(LEASE_PREFIX, now_ms()).await?;
+        Ok(leases
+            .into_iter()
+            .filter_map(|(name, node)| Some((name.strip_prefix(LEASE_PREFIX)?.to_owned(), node)))
+            .collect())
+    }
+
+    /// Gives the session's lease up (after its connection was closed here).
+    pub(super) async fn release(&self, id: &SessionId) {
+        self.held().remove(id);
+        if let Err(err) = self.store().release_lease(&lease_name(id), self.inner.cluster.node_id()).await {
+            tracing::warn!(session = %id, error = %err, "cannot hand the session over");
+        }
+    }
+
+    /// Renews, lets go, claims: once at start-up, then with every heartbeat until shutdown.
+    pub(super) async fn keep_share(self) {
+        let mut shutdown = self.inner.shutdown.clone();
+        let mut every =
+            tokio::time::interval(Duration::from_millis(self.inner.cluster.heartbeat_ms().max(10) as u64));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    self.renew().await;
+                    if let Err(err) = self.claim_share().await {
+                        tracing::warn!(error = %err, "cannot look for sessions to run");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Renews every lease this node holds. A session whose lease another node took, or that
+    /// could not be renewed before its end, is closed here at once without a word (its status
+    /// is the new owner's to tell); one that is no longer connected here is let go.
+    async fn renew(&self) {
+        let cluster = &self.inner.cluster;
+        let held: Vec<(SessionId, i64)> =
+            self.held().iter().map(|(id, until)| (id.clone(), *until)).collect();
+        for (id, until) in held {
+            let runtime = self.live_runtime(&id);
+            if let Some(runtime) = &runtime {
+                let idle = runtime.live.try_lock().is_ok_and(|live| live.connection.is_none());
+                if idle {
+                    self.release(&id).await;
+                    continue;
+                }
+            }
+            let now = now_ms();
+            match self
+                .store()
+                .take_lease(&lease_name(&id), cluster.node_id(), now, now + cluster.lease_ms())
+                .await
+            {
+                Ok(Some(lease)) => {
+                    self.held().insert(id, lease.expires_at - cluster.heartbeat_ms());
+                }
+                Ok(None) => self.abandon(&id, runtime, "another node runs the session now").await,
+                Err(err) if now_ms() >= until => {
+                    tracing::warn!(session = %id, error = %err, "cannot renew the session's lease");
+                    self.abandon(&id, runtime, "its lease could not be renewed").await;
+                }
+                Err(_) => {} // tried again with the next heartbeat, within the lease
+            }
+        }
+    }
+
+    /// Closes a session whose lease is gone, writing nothing: another node may run it now.
+    async fn abandon(&self, id: &SessionId, runtime: Option<Arc<Runtime>>, why: &str) {
+        self.held().remove(id);
+        tracing::warn!(session = %id, node = self.inner.cluster.node_id(), why, "session closed on this node");
+        let Some(runtime) = runtime else { return };
+        let mut live = runtime.live.lock().await;
+        runtime.generation.fetch_add(1, Ordering::SeqCst);
+        runtime.online.send_replace(false);
+        if let Some(connection) = live.connection.take() {
+            connection.close().await;
+        }
+        *runtime.view() = View::default();
+    }
+
+    /// Connects sessions that should be online and that no node runs, up to this node's share
+    /// of them. Returns how many it connected.
+    pub(super) async fn claim_share(&self) -> Result<usize, SessionError> {
+        let cluster = &self.inner.cluster;
+        let nodes = cluster.live_node_count().await?.max(1);
+        let wanted: Vec<SessionRecord> =
+            self.store().sessions(None).await?.into_iter().filter(|record| record.auto_connect).collect();
+        let running = self.nodes_of_sessions().await?;
+        let share = wanted.len().div_ceil(nodes);
+        let mut mine = running.values().filter(|node| *node == cluster.node_id()).count();
+        let mut connected = 0;
+        for record in wanted {
+            if mine >= share {
+                break;
+            }
+            if running.contains_key(record.id.as_str()) {
+                continue;
+            }
+            if !self.runnable_here(&record) {
+                if record.status.is_active() {
+                    let reason =
+                        "no node runs it: its WhatsApp state is on the disk of the node that linked it";
+                    self.set_status(&self.runtime(&record), SessionStatus::Disconnected, Some(reason)).await;
+                }
+                continue;
+            }
+            match self.connect(&record.id).await {
+                Ok(_) => {
+                    mine += 1;
+                    connected += 1;
+                }
+                Err(SessionError::OnOtherNode(_)) => {} // another node was quicker
+                Err(err) => tracing::warn!(session = %record.id, error = %err, "cannot connect session"),
+            }
+        }
+        Ok(connected)
+    }
+
+    /// Whether this node has what the session needs: nothing, before it is linked; its
+    /// directory of WhatsApp state, after.
+    fn runnable_here(&self, record: &SessionRecord) -> bool {
+        record.account.is_none() || self.spec(&record.id).store_dir.exists()
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, i64>> {
+        self.inner.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

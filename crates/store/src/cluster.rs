@@ -1,0 +1,175 @@
+//! The nodes sharing this database and their leases. A lease gives one node at a time a named
+//! duty (e.g. the periodic jobs that must run once per cluster) until it expires; its epoch goes
+//! up whenever the holder changes, so a node can tell that it lost the lease in between.
+
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub id: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub version: String,
+}
+
+/// A lease held by this node: valid until `expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub epoch: i64,
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Records that `node` is alive at `now` (and when it started, the first time).
+    pub async fn node_heartbeat(&self, node: &str, started_at: i64, version: &str, now: i64) -> Result<()> {
+        let mut connection = self.writer().await?;
+        let updated =
+            sqlx::query(self.sql("UPDATE nodes SET heartbeat_at = ? WHERE id = ? AND started_at = ?"))
+                .bind(now)
+                .bind(node)
+                .bind(started_at)
+                .execute(&mut *connection)
+                .await?;
+        if updated.rows_affected() > 0 {
+            return Ok(());
+        }
+        // First beat of this run: a restarted node with the same id replaces its old row.
+        let mut tx = connection.begin().await?;
+        sqlx::query(self.sql("DELETE FROM nodes WHERE id = ?")).bind(node).execute(&mut *tx).await?;
+        sqlx::query(
+            self.sql("INSERT INTO nodes (id, started_at, heartbeat_at, version) VALUES (?, ?, ?, ?)"),
+        )
+        .bind(node)
+        .bind(started_at)
+        .bind(now)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The nodes heard from since `since`, oldest first.
+    pub async fn live_nodes(&self, since: i64) -> Result<Vec<NodeRecord>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT id, started_at, heartbeat_at, version FROM nodes WHERE heartbeat_at >= ? \
+             ORDER BY started_at, id",
+        ))
+        .bind(since)
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeRecord {
+                    id: row.try_get("id")?,
+                    started_at: row.try_get("started_at")?,
+                    heartbeat_at: row.try_get("heartbeat_at")?,
+                    version: row.try_get("version")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A node that stops: gone from the list at once.
+    pub async fn remove_node(&self, node: &str) -> Result<()> {
+        sqlx::query(self.sql("DELETE FROM nodes WHERE id = ?"))
+            .bind(node)
+            .execute(&mut *self.writer().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the lease `name` for `node` until `expires_at`, or renews it when `node` holds it
+    /// already. `None`: another node holds it and it has not expired at `now`.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        node: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Option<Held>> {
+        let mut connection = self.writer().await?;
+        // The holder renews; anyone takes an expired lease, which moves it to a new epoch.
+        let taken = sqlx::query(self.sql(
+            "UPDATE leases SET epoch = CASE WHEN holder = ? AND expires_at > ? THEN epoch ELSE epoch + 1 END, \
+             holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at <= ?)",
+        ))
+        .bind(node)
+        .bind(now)
+        .bind(node)
+        .bind(expires_at)
+        .bind(name)
+        .bind(node)
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+        if taken.rows_affected() == 0 {
+            // Never held by anyone yet: the first insert wins, the others find it held.
+            let inserted = sqlx::query(
+                self.sql("INSERT INTO leases (name, holder, epoch, expires_at) VALUES (?, ?, 1, ?)"),
+            )
+            .bind(name)
+            .bind(node)
+            .bind(expires_at)
+            .execute(&mut *connection)
+            .await
+            .map_err(StoreError::conflict_on_unique("lease"));
+            match inserted {
+                Ok(_) => return Ok(Some(Held { epoch: 1, expires_at })),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        // Read back: MySQL counts only rows it changed, and another node may have taken an
+        // expired lease between the update and now.
+        let row = sqlx::query(self.sql("SELECT holder, epoch, expires_at FROM leases WHERE name = ?"))
+            .bind(name)
+            .fetch_one(&mut *connection)
+            .await?;
+        let holder: String = row.try_get("holder")?;
+        let until: i64 = row.try_get("expires_at")?;
+        Ok((holder == node && until > now)
+            .then(|| Held { epoch: row.try_get("epoch").unwrap_or_default(), expires_at: until }))
+    }
+
+    /// Gives the lease up at once (a node that stops), when `node` holds it.
+    pub async fn release_lease(&self, name: &str, node: &str) -> Result<()> {
+        sqlx::query(self.sql("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?"))
+            .bind(name)
+            .bind(node)
+            .execute(&mut *self.writer().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Who holds the lease `name` at `now`, if anyone.
+    pub async fn lease_holder(&self, name: &str, now: i64) -> Result<Option<String>> {
+        let row = sqlx::query(self.sql("SELECT holder FROM leases WHERE name = ? AND expires_at > ?"))
+            .bind(name)
+            .bind(now)
+            .fetch_optional(&mut *self.reader().await?)
+            .await?;
+        Ok(row.map(|row| row.try_get("holder")).transpose()?)
+    }
+}
+
+impl Store {
+    /// The leases whose name starts with `prefix` and that are held at `now`: (name, holder).
+    pub async fn held_leases(&self, prefix: &str, now: i64) -> Result<Vec<(String, String)>> {
+        // A range rather than LIKE: the same on every database, and no wildcards to escape.
+        let mut end = prefix.to_owned();
+        let last = end.pop().expect("a lease prefix is not empty");
+        end.push(char::from_u32(last as u32 + 1).expect("a lease prefix ends in a plain character"));
+        let rows = sqlx::query(self.sql(
+            "SELECT name, holder FROM leases WHERE name >= ? AND name < ? AND expires_at > ? ORDER BY name",
+        ))
+        .bind(prefix)
+        .bind(end)
+        .bind(now)
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get("name")?, row.try_get("holder")?))).collect()
+    }
+}
