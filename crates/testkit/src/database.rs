@@ -55,7 +55,8 @@ impl TestDatabase {
                 let server = postgres_server_url();
                 execute(kind, &server, &format!("CREATE SCHEMA {name}")).await;
                 let separator = if server.contains('?') { '&' } else { '?' };
-                format!("{server}{separator}options=-c%20search_path%3D{name}")
+                // Named after the schema, so the drop can end this test's connections first.
+                format!("{server}{separator}options=-c%20search_path%3D{name}&application_name={name}")
             }
             DatabaseKind::Mysql => {
                 let server = mysql_server_url();
@@ -84,22 +85,57 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (kind, statement) = match self.kind {
-            DatabaseKind::Postgres => (self.kind, format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name)),
-            DatabaseKind::Mysql => (self.kind, format!("DROP DATABASE IF EXISTS {}", self.name)),
+        let name = self.name.clone();
+        // The server under test may still hold connections here, some in the middle of a
+        // transaction that nothing will finish (its tasks stop with the test's runtime, which
+        // is busy dropping this): they are ended first, and the drop waits for locks only so
+        // long, so a test never hangs on its clean-up.
+        let statements = match self.kind {
+            DatabaseKind::Postgres => vec![
+                format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = '{name}' AND pid <> pg_backend_pid()"
+                ),
+                "SET lock_timeout = '30s'".to_owned(),
+                format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+            ],
+            DatabaseKind::Mysql => vec![
+                "SET SESSION lock_wait_timeout = 30".to_owned(),
+                format!("DROP DATABASE IF EXISTS {name}"),
+            ],
             DatabaseKind::Sqlite => return,
         };
+        let kind = self.kind;
         // Drop runs inside the test's runtime, which cannot be blocked on: a runtime of its own
         // on a thread of its own does the dropping.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let server = match kind {
-                DatabaseKind::Postgres => postgres_server_url(),
-                _ => mysql_server_url(),
-            };
-            runtime.block_on(execute(kind, &server, &statement));
+            runtime.block_on(async {
+                if kind == DatabaseKind::Mysql {
+                    kill_mysql_connections(&name).await;
+                }
+                // One connection for all, so that its lock timeout holds for the drop.
+                if let Err(err) = try_execute(kind, &statements.join("; ")).await {
+                    eprintln!("test database {name} not dropped: {err}");
+                }
+            });
         });
         let _ = dropped.join();
+    }
+}
+
+/// Ends every connection to the MySQL database `name` (their transactions roll back).
+async fn kill_mysql_connections(name: &str) {
+    let Ok(mut admin) = sqlx::MySqlConnection::connect(&mysql_server_url()).await else { return };
+    let ids: Vec<u64> = sqlx::query_scalar(
+        "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()",
+    )
+    .bind(name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap_or_default();
+    for id in ids {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL {id}"))).execute(&mut admin).await;
     }
 }
 
@@ -120,6 +156,23 @@ async fn execute(kind: DatabaseKind, server: &str, statement: &str) {
         }
         DatabaseKind::Sqlite => {}
     }
+}
+
+/// Runs `statement` (one or several, separated by `;`) on a connection of its own.
+async fn try_execute(kind: DatabaseKind, statement: &str) -> Result<(), sqlx::Error> {
+    let statement = sqlx::AssertSqlSafe(statement.to_owned());
+    match kind {
+        DatabaseKind::Postgres => {
+            let mut admin = sqlx::PgConnection::connect(&postgres_server_url()).await?;
+            sqlx::raw_sql(statement).execute(&mut admin).await?;
+        }
+        DatabaseKind::Mysql => {
+            let mut admin = sqlx::MySqlConnection::connect(&mysql_server_url()).await?;
+            sqlx::raw_sql(statement).execute(&mut admin).await?;
+        }
+        DatabaseKind::Sqlite => {}
+    }
+    Ok(())
 }
 
 fn unique_name() -> String {
