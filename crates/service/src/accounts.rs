@@ -8,8 +8,8 @@ use wagate_store::{ApiKeyRecord, NewApiKey, NewUser, Store, StoreError, UserReco
 
 use crate::audit::{Actor, AuditLog, Entry, Level};
 use crate::auth::{
-    ISSUER, Principal, RateLimiter, Secrets, TokenClaims, TokenError, TokenKind, generate_api_key,
-    hash_api_key, hash_password, issue_token, verify_password, verify_token,
+    ISSUER, Limit, Principal, Secrets, TokenClaims, TokenError, TokenKind, generate_api_key, hash_api_key,
+    hash_password, issue_token, verify_password, verify_token,
 };
 use crate::time::now_ms;
 use serde::Deserialize;
@@ -83,8 +83,8 @@ pub struct Accounts {
     secrets: Secrets,
     token_ttl_secs: i64,
     stream_ttl_secs: i64,
-    logins_per_ip: RateLimiter,
-    failures_per_user: RateLimiter,
+    logins_per_ip: Limit,
+    failures_per_user: Limit,
     /// Users behind recent requests, so that each request does not read its user again
     /// (bounded; each lives [`SIGNED_IN_TTL`]).
     signed_in: Cache<String, UserRecord>,
@@ -135,12 +135,17 @@ impl Accounts {
         let window = Duration::from_secs(config.login_limits.window_secs);
         Accounts {
             audit: AuditLog::new(store.clone()),
+            logins_per_ip: Limit::new(&store, "login.ip", config.login_limits.per_ip, window),
+            failures_per_user: Limit::new(
+                &store,
+                "login.user",
+                config.login_limits.failures_per_user,
+                window,
+            ),
             store,
             secrets,
             token_ttl_secs: config.token_ttl_secs as i64,
             stream_ttl_secs: config.stream_token_ttl_secs as i64,
-            logins_per_ip: RateLimiter::new(config.login_limits.per_ip, window),
-            failures_per_user: RateLimiter::new(config.login_limits.failures_per_user, window),
             signed_in: Cache::builder().max_capacity(SIGNED_IN_CAPACITY).time_to_live(SIGNED_IN_TTL).build(),
         }
     }
@@ -177,9 +182,9 @@ impl Accounts {
     ) -> Result<LoginSuccess, AccountError> {
         let ip_key = format!("ip:{client_ip}");
         let user_key = format!("user:{username}");
-        self.logins_per_ip.check(&ip_key).map_err(AccountError::RateLimited)?;
-        self.failures_per_user.check(&user_key).map_err(AccountError::RateLimited)?;
-        self.logins_per_ip.record(&ip_key);
+        self.logins_per_ip.check(&ip_key).await?.map_err(AccountError::RateLimited)?;
+        self.failures_per_user.check(&user_key).await?.map_err(AccountError::RateLimited)?;
+        self.logins_per_ip.record(&ip_key).await?;
 
         let user = self.store.user_by_username(username).await?;
         let verified = {
@@ -192,7 +197,7 @@ impl Accounts {
         let user = match user {
             Some(user) if verified && !user.disabled => user,
             known => {
-                self.failures_per_user.record(&user_key);
+                self.failures_per_user.record(&user_key).await?;
                 tracing::info!(username, client_ip, "failed login");
                 let entry =
                     Entry::new("auth.sign_in_failed", Level::Warning, Actor::anonymous(username, client_ip))
@@ -201,7 +206,7 @@ impl Accounts {
                 return Err(AccountError::InvalidCredentials);
             }
         };
-        self.failures_per_user.clear(&user_key);
+        self.failures_per_user.clear(&user_key).await?;
         let actor = Actor {
             user_id: Some(user.id.clone()),
             name: user.username.clone(),

@@ -16,6 +16,7 @@ mod filter;
 mod inbound;
 mod messages;
 mod otp;
+mod rate_limits;
 mod retention;
 mod session_lists;
 mod sessions;

@@ -18,6 +18,7 @@ async fn scenario(store: Store) {
     store.migrate().await.expect("migrations are idempotent");
     store.ping().await.unwrap();
     leases(&store).await;
+    rate_limits(&store).await;
 
     // Settings: the first value wins.
     assert_eq!(store.setting_or_insert("server_secret", "one").await.unwrap(), "one");
@@ -539,4 +540,28 @@ async fn leases(store: &Store) {
     let held = store.held_leases("session:", now + 150).await.unwrap();
     assert_eq!(held, [("session:s2".to_owned(), "node-b".to_owned())]);
     assert_eq!(store.held_leases("session:", now + 50).await.unwrap().len(), 2);
+}
+
+async fn rate_limits(store: &Store) {
+    let now = 1_000_000;
+    assert_eq!(store.rate_arrival("otp.phone:+62811").await.unwrap(), None);
+    // Emission 100, window 300: the time moves by 100 per hit, never past now + 300.
+    store.rate_record("otp.phone:+62811", now, 100, 300).await.unwrap();
+    assert_eq!(store.rate_arrival("otp.phone:+62811").await.unwrap(), Some(now + 100));
+    store.rate_record("otp.phone:+62811", now + 10, 100, 300).await.unwrap();
+    assert_eq!(store.rate_arrival("otp.phone:+62811").await.unwrap(), Some(now + 200));
+    for _ in 0..5 {
+        store.rate_record("otp.phone:+62811", now + 20, 100, 300).await.unwrap();
+    }
+    assert_eq!(store.rate_arrival("otp.phone:+62811").await.unwrap(), Some(now + 320), "capped at a window");
+    // An idle key starts from now, not from its old time.
+    store.rate_record("otp.phone:+62822", now, 100, 300).await.unwrap();
+    store.rate_record("otp.phone:+62822", now + 5_000, 100, 300).await.unwrap();
+    assert_eq!(store.rate_arrival("otp.phone:+62822").await.unwrap(), Some(now + 5_100));
+    store.rate_clear("otp.phone:+62822").await.unwrap();
+    assert_eq!(store.rate_arrival("otp.phone:+62822").await.unwrap(), None);
+    store.rate_record("login.user:admin", now, 100, 300).await.unwrap();
+    assert_eq!(store.prune_rate_limits(now + 100).await.unwrap(), 1, "back at full allowance");
+    assert_eq!(store.rate_arrival("otp.phone:+62811").await.unwrap(), Some(now + 320));
+    assert_eq!(store.rate_arrival("login.user:admin").await.unwrap(), None);
 }

@@ -2,6 +2,7 @@
 
 mod api_key;
 mod api_quota;
+mod limit;
 mod password;
 mod principal;
 mod rate_limit;
@@ -10,6 +11,7 @@ mod token;
 
 pub use api_key::{ApiKeyMaterial, generate_api_key, hash_api_key, looks_like_api_key};
 pub use api_quota::{ApiLimits, ApiQuota, Quota, QuotaExceeded};
+pub use limit::Limit;
 pub use password::{hash_password, verify_password};
 pub use principal::{MissingScope, Principal};
 pub use rate_limit::{Allowance, RateLimiter};

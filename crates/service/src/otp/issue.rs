@@ -80,7 +80,7 @@ impl OtpService {
         };
         let length = custom_code.as_ref().map_or(length, OtpCode::len);
         let phone = request.phone.e164().to_owned();
-        self.limits.check_send(owner, &phone, caller)?;
+        self.limits.check_send(owner, &phone, caller).await?;
         self.check_phone_lock(owner, &phone).await?;
         let pool = request
             .pool
@@ -129,7 +129,7 @@ impl OtpService {
         // Rendered before anything is counted or stored: a broken template is the caller's error.
         let carrier = self.carrier(&session, &record, &code).await?;
         record.message_id = carrier.message_id();
-        self.limits.record_send(owner, &phone, caller);
+        self.limits.record_send(owner, &phone, caller).await;
         let waiter =
             (request.mode == OtpMode::Auto && mode == OtpMode::Push).then(|| self.waiters.wait_for(&id));
         let message = self.outbox_message(&carrier, &session, &record).map(|m| m.record(record.created_at));

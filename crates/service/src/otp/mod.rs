@@ -82,7 +82,7 @@ impl OtpService {
         feed: Arc<OtpFeed>,
     ) -> Self {
         OtpService {
-            limits: Limits::new(&config),
+            limits: Limits::new(&store, &config),
             settings: SettingsCache::new(store.clone()),
             writer: writers::verification_writer(store.clone()),
             approvals: writers::approval_writer(store.clone()),

@@ -58,7 +58,7 @@ impl OtpService {
         if ready_at > now {
             return Err(OtpError::ResendCooldown(Duration::from_millis((ready_at - now) as u64)));
         }
-        self.limits.check_send(&record.owner_id, &record.phone, caller)?;
+        self.limits.check_send(&record.owner_id, &record.phone, caller).await?;
         self.check_phone_lock(&record.owner_id, &record.phone).await?;
         let mode = match mode.unwrap_or(record.mode) {
             OtpMode::Auto => record.mode,
@@ -72,7 +72,7 @@ impl OtpService {
             _ => None,
         };
         let session = self.route(principal, explicit, record.pool.as_deref(), mode).await?;
-        self.limits.record_send(&record.owner_id, &record.phone, caller);
+        self.limits.record_send(&record.owner_id, &record.phone, caller).await;
         let phone = Phone::parse(&record.phone, None).map_err(|e| OtpError::InvalidPhone(e.to_string()))?;
         let code = self.new_code(&session, &phone, record.code_length as usize);
         let mut renewed = OtpRecord {

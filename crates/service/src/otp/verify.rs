@@ -24,8 +24,8 @@ impl OtpService {
         target: VerifyTarget,
         raw_code: &str,
     ) -> Result<Verdict, OtpError> {
-        self.limits.check_verify(caller)?;
-        self.limits.record_verify(caller);
+        self.limits.check_verify(caller).await?;
+        self.limits.record_verify(caller).await?;
         let code = OtpCode::parse(raw_code).map_err(OtpError::InvalidCode)?;
         match target {
             VerifyTarget::Id(id) => {

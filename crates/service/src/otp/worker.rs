@@ -206,5 +206,10 @@ impl OtpService {
             Ok(deleted) => tracing::info!(deleted, "old verifications deleted (retention)"),
             Err(err) => tracing::error!(error = %err, "cannot apply the OTP retention"),
         }
+        // Rate-limit keys counted in the database (several nodes) that are back at their full
+        // allowance: the table holds only keys used within the last window.
+        if let Err(err) = self.store.prune_rate_limits(now_ms()).await {
+            tracing::warn!(error = %err, "cannot forget idle rate-limit keys");
+        }
     }
 }
