@@ -141,8 +141,11 @@ impl App {
             Err(err) => return Err(StartError::Admin(err.to_string())),
         }
         let metrics = Arc::new(Metrics::default());
-        let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
-        let cluster = Cluster::join(store.clone(), node_id, config.cluster.clone()).await?;
+        let (node_id, id_lock) = match &config.node_id {
+            Some(id) => (id.clone(), None),
+            None => default_node_id(&config.data_dir),
+        };
+        let cluster = Cluster::join(store.clone(), node_id, id_lock, config.cluster.clone()).await?;
         tracing::info!(node = cluster.node_id(), "joined the nodes of this database");
         let outbox = Outbox::new(store.clone(), config.delivery.clone(), metrics.clone());
         // Messages left `sending` by a previous run go back to the queue at once; with other

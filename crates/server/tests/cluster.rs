@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wagate_server::app::StartError;
 use wagate_server::{App, Config};
+use wagate_testkit::DatabaseKind;
 
 fn node(id: &'static str) -> impl FnOnce(&mut Config) {
     move |config| {
@@ -237,4 +238,38 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     let a = stopped.restart(node("node-a")).await;
     session_until(&a, &admin, "stays", |s| s["node"] == "node-a" && s["status"] == "connected").await;
     assert_eq!(a.session_status("moves", &admin).await["node"], "node-b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_failures_count_across_nodes_on_a_shared_database_server() {
+    let limits = |id: &'static str| {
+        move |config: &mut Config| {
+            node(id)(config);
+            config.login_limits.failures_per_user = 4;
+        }
+    };
+    let a = TestApp::spawn_with(limits("node-a")).await;
+    let b = a.spawn_beside(limits("node-b")).await;
+    let admin = a.admin().await;
+    a.create_user(&admin, "tenant").await;
+    let login = |app: &TestApp, password: &'static str| {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({ "username": "tenant", "password": password }))
+            .send()
+    };
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(login(app, "wrong").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let answer = login(&b, "tenant-password").await.unwrap();
+    match DatabaseKind::selected() {
+        // PostgreSQL and MariaDB count in the database: four failures in all lock the user out.
+        DatabaseKind::Postgres | DatabaseKind::Mysql => {
+            assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert!(answer.headers().contains_key("retry-after"));
+            assert_eq!(login(&a, "tenant-password").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+        }
+        // On SQLite (one machine) each process counts its own, as documented.
+        DatabaseKind::Sqlite => assert_eq!(answer.status(), StatusCode::OK),
+    }
 }

@@ -2,6 +2,9 @@
 //! makes it the node running the periodic jobs that must run once per cluster (retention, the
 //! OTP sweeper, webhook deliveries, alert checks). On one node alone it is always that node.
 
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
@@ -32,14 +35,43 @@ impl Default for ClusterConfig {
 }
 
 /// A node id: the host name and a random suffix, so that two processes on one host differ.
-pub fn default_node_id() -> String {
+/// The suffix is kept in `<data_dir>/node-<host>` while the process holds a lock on that file,
+/// so a node restarted after a crash comes back under its old id and takes its own leases back
+/// at once; a second process on the same host and data directory gets a fresh suffix. The
+/// returned file holds the lock (dropping it releases it).
+pub fn default_node_id(data_dir: &Path) -> (String, Option<File>) {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "wagate".into());
-    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    let host: String =
+        host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).take(60).collect();
+    let fresh = || format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let path = data_dir.join(format!("node-{host}"));
+    let Ok(mut file) = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)
+    else {
+        return (fresh(), None);
+    };
+    if file.try_lock().is_err() {
+        return (fresh(), None); // another process on this host uses it
+    }
+    let mut kept = String::new();
+    let _ = file.read_to_string(&mut kept);
+    let kept = kept.trim();
+    let id =
+        if kept.starts_with(&format!("{host}-")) && kept.len() <= 100 { kept.to_owned() } else { fresh() };
+    if id != kept {
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(id.as_bytes()));
+        if let Err(err) = written {
+            tracing::warn!(error = %err, path = %path.display(), "cannot keep this node's id");
+        }
+    }
+    (id, Some(file))
 }
 
 pub struct Cluster {
@@ -52,6 +84,10 @@ pub struct Cluster {
     jobs_until: AtomicI64,
     /// The last heartbeat did not reach the database.
     database_lost: AtomicBool,
+    /// Another node was heard from within a lease, as of the last heartbeat.
+    others_alive: AtomicBool,
+    /// The lock on the file that keeps a default node id (see [`default_node_id`]).
+    _id_lock: Option<File>,
 }
 
 /// A node as the cluster sees it.
@@ -63,9 +99,11 @@ pub struct NodeView {
 
 impl Cluster {
     /// Joins the cluster: the first heartbeat, and the jobs lease when nobody holds it.
+    /// `id_lock`: the file that keeps a default id, held while the node runs.
     pub async fn join(
         store: Store,
         node_id: String,
+        id_lock: Option<File>,
         config: ClusterConfig,
     ) -> Result<Arc<Cluster>, StoreError> {
         let cluster = Arc::new(Cluster {
@@ -76,6 +114,8 @@ impl Cluster {
             runs_jobs: AtomicBool::new(false),
             jobs_until: AtomicI64::new(0),
             database_lost: AtomicBool::new(false),
+            others_alive: AtomicBool::new(false),
+            _id_lock: id_lock,
         });
         cluster.beat().await?;
         Ok(cluster)
@@ -110,6 +150,12 @@ impl Cluster {
     pub async fn live_node_count(&self) -> Result<usize, StoreError> {
         let since = now_ms() - self.config.lease_ms as i64;
         Ok(self.store.live_nodes(since).await?.len())
+    }
+
+    /// Whether other nodes were alive at the last heartbeat: work another node queues for this
+    /// one is then looked for more often, since their wake-ups do not reach this process.
+    pub fn has_company(&self) -> bool {
+        self.others_alive.load(Ordering::SeqCst)
     }
 
     /// Whether another node was heard from within a lease.
@@ -156,6 +202,8 @@ impl Cluster {
         // Renewed with a margin: this node stops running jobs a heartbeat before its lease ends.
         let expires_at = now + self.config.lease_ms as i64;
         let held = self.store.take_lease(JOBS_LEASE, &self.node_id, now, expires_at).await?;
+        let others = self.store.live_nodes(now - self.config.lease_ms as i64).await?;
+        self.others_alive.store(others.iter().any(|node| node.id != self.node_id), Ordering::SeqCst);
         let margin = self.config.heartbeat_ms as i64;
         let was = self.runs_jobs.swap(held.is_some(), Ordering::SeqCst);
         self.jobs_until.store(held.map_or(0, |held| held.expires_at - margin), Ordering::SeqCst);
@@ -173,5 +221,23 @@ impl Cluster {
         if let Err(err) = self.store.remove_node(&self.node_id).await {
             tracing::warn!(error = %err, "cannot leave the cluster's node list");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_id_is_kept_for_the_next_run_and_never_shared_by_two_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, lock) = default_node_id(dir.path());
+        assert!(lock.is_some());
+        let (second, none) = default_node_id(dir.path());
+        assert!(none.is_none());
+        assert_ne!(first, second, "a second process at the same time gets an id of its own");
+        drop(lock);
+        let (again, _lock) = default_node_id(dir.path());
+        assert_eq!(first, again, "the next run after the first stopped (or crashed) is the same node");
     }
 }

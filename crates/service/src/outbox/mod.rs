@@ -194,6 +194,12 @@ impl Outbox {
         self.store.release_message_leases().await
     }
 
+    /// The session's messages that a node which ran it before left `sending`, queued again
+    /// at once when this node takes the session over.
+    pub async fn release_leases_of_session(&self, session: &SessionId) -> Result<u64, StoreError> {
+        self.store.release_session_message_leases(session).await
+    }
+
     /// The session's next messages (at most `limit`), now `sending` and leased.
     pub async fn claim(&self, session: &SessionId, limit: usize) -> Result<Claim, StoreError> {
         let now = now_ms();

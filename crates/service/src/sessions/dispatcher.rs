@@ -23,8 +23,12 @@ use super::runtime::Runtime;
 use crate::outbox::{Outbox, Requeue, Retried, Sender};
 use crate::time::now_ms;
 
-/// How long an idle dispatcher sleeps before looking again, even without a wake-up.
+/// How long an idle dispatcher sleeps before looking again, even without a wake-up: messages
+/// accepted by this process wake it at once.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+/// The same with other nodes on the database, whose accepted messages wake nobody here.
+const IDLE_RECHECK_IN_CLUSTER: Duration = Duration::from_millis(250);
 
 /// At most this many messages per claim when nothing paces the session.
 const BATCH: usize = 32;
@@ -68,14 +72,15 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
         let limit = if pacing.is_unpaced() { BATCH } else { 1 };
         // The claim sees every one-time password queued until now.
         runtime.urgent.store(false, Ordering::SeqCst);
+        let idle_recheck = if manager.has_company() { IDLE_RECHECK_IN_CLUSTER } else { IDLE_RECHECK };
         let wait = match manager.outbox().claim(&runtime.id, limit).await {
             Ok(Claim::Messages(batch)) => {
                 dispatch_batch(&manager, &runtime, batch, pacing, &mut last_sent).await;
                 continue;
             }
-            Ok(Claim::Empty) => IDLE_RECHECK,
+            Ok(Claim::Empty) => idle_recheck,
             Ok(Claim::WaitUntil(at)) => {
-                Duration::from_millis((at - now_ms()).clamp(1, IDLE_RECHECK.as_millis() as i64) as u64)
+                Duration::from_millis((at - now_ms()).clamp(1, idle_recheck.as_millis() as i64) as u64)
             }
             Ok(Claim::InFlight) => Duration::from_millis(250),
             Err(err) => {

@@ -110,12 +110,13 @@ impl SessionManager {
     pub async fn connect(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         let record = self.get(id).await?;
         let engine = self.inner.engines.get(record.engine)?;
-        self.claim(id).await?;
         let runtime = self.runtime(&record);
         let mut live = runtime.live.lock().await;
         if live.connection.is_some() {
             return Ok(record);
         }
+        // Under the lock: the lease's renewal lets go of sessions it finds unlocked and idle.
+        self.claim(id).await?;
         self.store().set_session_auto_connect(id, true).await?;
         self.set_status(&runtime, SessionStatus::Connecting, None).await;
         let generation = runtime.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -263,7 +264,8 @@ impl SessionManager {
     /// node's share of them, see [`ownership`](super::ownership)); the others that no node
     /// runs are marked offline. From then on, the node keeps its share with every heartbeat.
     pub async fn restore(&self) -> Result<usize, SessionError> {
-        let running = self.nodes_of_sessions().await?;
+        let mut running = self.nodes_of_sessions().await?;
+        running.retain(|_, node| node != self.inner.cluster.node_id()); // a previous run's
         for record in self.store().sessions(None).await? {
             if !record.auto_connect && record.status.is_active() && !running.contains_key(record.id.as_str())
             {

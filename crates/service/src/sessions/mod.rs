@@ -62,6 +62,8 @@ struct Inner {
     cluster: Arc<Cluster>,
     /// The sessions whose lease this node holds, and until when it may act on them.
     held: Mutex<HashMap<SessionId, i64>>,
+    /// Sessions this node failed to connect, and when (not tried again at once).
+    failed_connects: Mutex<HashMap<SessionId, i64>>,
     /// Round-robin position per pool.
     pool_turns: Turns,
     pipeline: Pipeline,
@@ -115,6 +117,7 @@ impl SessionManager {
             runtimes: Mutex::new(HashMap::new()),
             cluster,
             held: Mutex::new(HashMap::new()),
+            failed_connects: Mutex::new(HashMap::new()),
             pool_turns: Turns::default(),
             pipeline,
             pacing,
@@ -208,6 +211,11 @@ impl SessionManager {
     async fn routing_record(&self, runtime: &Runtime) -> Option<SessionRecord> {
         let sessions = self.store().owner_sessions(&runtime.owner_id).await.ok()?;
         sessions.into_iter().find(|record| record.id == runtime.id)
+    }
+
+    /// Whether other nodes share the database (see [`Cluster::has_company`]).
+    fn has_company(&self) -> bool {
+        self.inner.cluster.has_company()
     }
 
     /// The pacing of one-time passwords, whichever session sends them.

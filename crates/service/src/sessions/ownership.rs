@@ -23,6 +23,9 @@ use crate::time::now_ms;
 
 const LEASE_PREFIX: &str = "session:";
 
+/// A session that could not be connected is not tried again by this node for this long.
+const RETRY_CONNECT_MS: i64 = 30_000;
+
 fn lease_name(id: &SessionId) -> String {
     format!("{LEASE_PREFIX}{id}")
 }
@@ -38,7 +41,16 @@ impl SessionManager {
             .await?;
         match lease {
             Some(held) => {
-                self.held().insert(id.clone(), held.expires_at - cluster.heartbeat_ms());
+                let taken_over =
+                    self.held().insert(id.clone(), held.expires_at - cluster.heartbeat_ms()).is_none();
+                if taken_over {
+                    // Whoever ran the session before (another node, or this one before it lost
+                    // the lease or restarted) stopped sending before its lease ended.
+                    let released = self.outbox().release_leases_of_session(id).await?;
+                    if released > 0 {
+                        tracing::info!(session = %id, released, "messages left sending are queued again");
+                    }
+                }
                 Ok(())
             }
             None => {
@@ -163,15 +175,21 @@ impl SessionManager {
         let nodes = cluster.live_node_count().await?.max(1);
         let wanted: Vec<SessionRecord> =
             self.store().sessions(None).await?.into_iter().filter(|record| record.auto_connect).collect();
-        let running = self.nodes_of_sessions().await?;
+        // Leases under this node's id that it does not hold in memory are a previous run's
+        // (a restart after a crash): taken back at once rather than after they expire.
+        let mut running = self.nodes_of_sessions().await?;
+        running.retain(|_, node| node != cluster.node_id());
         let share = wanted.len().div_ceil(nodes);
-        let mut mine = running.values().filter(|node| *node == cluster.node_id()).count();
+        let mut mine = self.held().len();
         let mut connected = 0;
         for record in wanted {
             if mine >= share {
                 break;
             }
-            if running.contains_key(record.id.as_str()) {
+            if running.contains_key(record.id.as_str()) || self.held().contains_key(&record.id) {
+                continue;
+            }
+            if self.inner.engines.get(record.engine).is_err() || self.retry_later(&record.id) {
                 continue;
             }
             if !self.runnable_here(&record) {
@@ -188,7 +206,13 @@ impl SessionManager {
                     connected += 1;
                 }
                 Err(SessionError::OnOtherNode(_)) => {} // another node was quicker
-                Err(err) => tracing::warn!(session = %record.id, error = %err, "cannot connect session"),
+                Err(err) => {
+                    tracing::warn!(session = %record.id, error = %err, "cannot connect session");
+                    if matches!(err, SessionError::Engine(_)) {
+                        let mut failed = self.inner.failed_connects.lock().unwrap_or_else(|p| p.into_inner());
+                        failed.insert(record.id.clone(), now_ms());
+                    }
+                }
             }
         }
         Ok(connected)
@@ -198,6 +222,13 @@ impl SessionManager {
     /// directory of WhatsApp state, after.
     fn runnable_here(&self, record: &SessionRecord) -> bool {
         record.account.is_none() || self.spec(&record.id).store_dir.exists()
+    }
+
+    /// Whether connecting the session failed here within the last [`RETRY_CONNECT_MS`].
+    fn retry_later(&self, id: &SessionId) -> bool {
+        let mut failed = self.inner.failed_connects.lock().unwrap_or_else(|p| p.into_inner());
+        failed.retain(|_, at| now_ms() - *at < RETRY_CONNECT_MS);
+        failed.contains_key(id)
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, i64>> {

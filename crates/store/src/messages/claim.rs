@@ -129,6 +129,20 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The session's messages left `sending` by the node that ran it before (which stopped
+    /// before its lease ended) go back to the queue.
+    pub async fn release_session_message_leases(&self, session: &SessionId) -> Result<u64> {
+        let done = sqlx::query(self.sql(
+            "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? \
+             WHERE session_id = ? AND status = 'sending'",
+        ))
+        .bind(now_ms())
+        .bind(session.as_str())
+        .execute(&mut *self.writer().await?)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Moves the queued pool messages of `from` to `to` (when `from` cannot send).
     pub async fn move_pool_messages(&self, from: &SessionId, to: &SessionId) -> Result<u64> {
         let done = sqlx::query(self.sql(
