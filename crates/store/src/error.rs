@@ -42,6 +42,21 @@ pub enum Outage {
 }
 
 impl StoreError {
+    /// Whether the database chose this transaction as the victim of a deadlock (or a
+    /// serialization failure): nothing of it was kept, and running it again is expected to work.
+    pub fn is_deadlock(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else { return false };
+        if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            return matches!(pg.code(), "40001" | "40P01");
+        }
+        if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            return mysql.number() == 1213;
+        }
+        false
+    }
+}
+
+impl StoreError {
     /// Whether this error means the database is out of reach or out of space for now, rather
     /// than that the request or the data is wrong.
     pub fn outage(&self) -> Option<Outage> {

@@ -157,6 +157,26 @@ impl Store {
         self.writers.close().await;
     }
 
+    /// Runs `write` again when the database ended it as a deadlock's victim (MariaDB/MySQL
+    /// pick one whenever two writers lock index ranges in opposite orders; PostgreSQL rarely):
+    /// a few times, at once, as those databases advise.
+    pub(crate) async fn retry_deadlocks<T, F, Fut>(&self, mut write: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            match write().await {
+                Err(err) if err.is_deadlock() && tries < 4 => {
+                    tries += 1;
+                    tracing::debug!(tries, "write chosen as a deadlock's victim: run again");
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// SQL written with `?` placeholders, in this database's dialect.
     fn sql(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(self.dialect.placeholders(sql).into_owned())

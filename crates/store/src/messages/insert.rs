@@ -10,7 +10,12 @@ impl Store {
     /// Stores a new `queued` message with its first history entry, atomically.
     pub async fn insert_message(&self, new: NewMessage<'_>) -> Result<Inserted> {
         let now = now_ms();
-        match self.insert_message_row(&mut *self.writer().await?, &new, now).await {
+        let inserted = self
+            .retry_deadlocks(|| async {
+                self.insert_message_row(&mut *self.writer().await?, &new, now).await
+            })
+            .await;
+        match inserted {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) if new.idempotency_key.is_some() => {
                 let sql =
@@ -33,6 +38,10 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
+        self.retry_deadlocks(|| self.insert_new_messages_once(records)).await
+    }
+
+    async fn insert_new_messages_once(&self, records: &[MessageRecord]) -> Result<()> {
         if records.len().is_power_of_two() && records.len() <= MAX_ROWS {
             return self.insert_message_run(&mut *self.writer().await?, records).await; // one statement: no transaction
         }

@@ -24,6 +24,13 @@ impl Store {
         &self,
         batch: &[(OtpRecord, Option<MessageRecord>)],
     ) -> Result<Vec<Vec<String>>> {
+        self.retry_deadlocks(|| self.insert_otps_once(batch)).await
+    }
+
+    async fn insert_otps_once(
+        &self,
+        batch: &[(OtpRecord, Option<MessageRecord>)],
+    ) -> Result<Vec<Vec<String>>> {
         let mut replaced = vec![Vec::new(); batch.len()];
         if batch.is_empty() {
             return Ok(replaced);
