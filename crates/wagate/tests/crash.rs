@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Server, call, login};
+use common::{Server, call, link_sandbox_session, login};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -22,33 +22,7 @@ fn recipient(session: usize) -> String {
 
 async fn link_sessions(client: &reqwest::Client, base: &str, token: &str) {
     for n in 0..SESSIONS {
-        let (status, body) = call(
-            client,
-            Method::POST,
-            format!("{base}/api/v1/sessions"),
-            token,
-            json!({ "id": format!("s{n}"), "engine": "sandbox", "connect": true }),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-        let phone = format!("+62812000007{n:02}");
-        let mut linked = false;
-        for _ in 0..200 {
-            let (status, _) = call(
-                client,
-                Method::POST,
-                format!("{base}/api/v1/sandbox/sessions/s{n}/scan"),
-                token,
-                json!({ "phone": phone }),
-            )
-            .await;
-            if status == 200 {
-                linked = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(linked);
+        link_sandbox_session(client, base, token, &format!("s{n}"), &format!("+62812000007{n:02}")).await;
     }
 }
 

@@ -79,7 +79,9 @@ pub(crate) async fn check(
 /// Which numbers are on WhatsApp (answers cached for a while).
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/numbers/check", tag = "numbers", params(("id" = String, Path)),
     request_body = CheckNumbersRequest,
-    responses((status = 200, body = CheckNumbersResponse), (status = 400, body = Problem), (status = 503, description = "session not connected", body = Problem)),
+    responses((status = 200, body = CheckNumbersResponse), (status = 400, body = Problem),
+        (status = 409, description = "`session_on_other_node`: another node of the cluster runs the session", body = Problem),
+        (status = 503, description = "session not connected", body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn check_numbers(
     State(state): State<AppState>,
@@ -157,7 +159,9 @@ pub(crate) async fn group_views(
 
 /// The groups the session's account is in.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/groups", tag = "numbers", params(("id" = String, Path)),
-    responses((status = 200, body = GroupList), (status = 503, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 200, body = GroupList),
+        (status = 409, description = "`session_on_other_node`: another node of the cluster runs the session", body = Problem),
+        (status = 503, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
 pub async fn groups(
     State(state): State<AppState>,
     Auth(principal): Auth,

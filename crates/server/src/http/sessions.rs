@@ -255,7 +255,9 @@ pub async fn update(
 
 /// Delete a session: stops its connection and removes its stored credentials.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = []), ("api_key" = [])))]
+    responses((status = 204), (status = 404, body = Problem),
+        (status = 409, description = "`session_on_other_node`: another node of the cluster runs the session", body = Problem)),
+    security(("bearer" = []), ("api_key" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
     Auth(principal): Auth,

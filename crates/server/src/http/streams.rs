@@ -48,7 +48,7 @@ pub struct QrResponse {
 /// The QR code to scan right now.
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/qr", tag = "linking", params(("id" = String, Path)),
     responses((status = 200, body = QrResponse),
-        (status = 409, description = "`qr_not_available` (not waiting for a scan) or `already_connected`", body = Problem),
+        (status = 409, description = "`qr_not_available` (not waiting for a scan), `already_connected`, or `session_on_other_node` (another node of the cluster runs it)", body = Problem),
         (status = 404, body = Problem)),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn qr(

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::Value;
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 pub use wagate_testkit::{call, login};
@@ -104,4 +106,33 @@ fn drain(mut lines: Lines<BufReader<ChildStdout>>) -> tokio::sync::mpsc::Unbound
         }
     });
     rx
+}
+
+/// Creates a sandbox session `id` through `base`, connects it and "scans" its QR code as
+/// `phone`, so that it is linked and connected.
+pub async fn link_sandbox_session(client: &reqwest::Client, base: &str, token: &str, id: &str, phone: &str) {
+    let (status, body) = call(
+        client,
+        Method::POST,
+        format!("{base}/api/v1/sessions"),
+        token,
+        json!({ "id": id, "engine": "sandbox", "connect": true }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for _ in 0..200 {
+        let (status, _) = call(
+            client,
+            Method::POST,
+            format!("{base}/api/v1/sandbox/sessions/{id}/scan"),
+            token,
+            json!({ "phone": phone }),
+        )
+        .await;
+        if status == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("session {id} was never linked");
 }

@@ -1,0 +1,156 @@
+//! Two `wagate` processes on one PostgreSQL or MariaDB database: `kill -9` of the node that
+//! runs the sessions in the middle of a burst sent through the other one. The survivor connects
+//! every session within 30 s and sends every accepted message.
+//!
+//! The sessions' WhatsApp state is on the nodes' disks (it is not in the database yet): the
+//! survivor gets a copy of the dead node's session directories, as a shared data directory
+//! would give it.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Server, call, link_sandbox_session, login};
+use reqwest::Method;
+use serde_json::{Value, json};
+use wagate_testkit::{DatabaseKind, TestDatabase};
+
+const PASSWORD: &str = "cluster-test-password";
+const SECRET: &str = "one-secret-for-both-nodes-of-this-test";
+const SESSIONS: usize = 4;
+const PER_SESSION: usize = 60;
+
+async fn start_node(data_dir: &Path, database_url: &str, node: &str) -> Server {
+    let config = data_dir.join("wagate.toml");
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&config, "[cluster]\nheartbeat_ms = 200\nlease_ms = 1500\n").unwrap();
+    let env = [
+        ("WAGATE_ADMIN_PASSWORD", PASSWORD),
+        ("WAGATE_SECRET", SECRET),
+        ("WAGATE_DATABASE_URL", database_url),
+        ("WAGATE_NODE_ID", node),
+        ("WAGATE_CONFIG", config.to_str().unwrap()),
+    ];
+    Server::start(data_dir, &env).await
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Posts messages for one session through `base` in order; returns the ids that got a 202.
+async fn submit(
+    base: String,
+    token: String,
+    session: usize,
+    accepted_total: Arc<AtomicUsize>,
+) -> Vec<String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let mut accepted = Vec::new();
+    for n in 0..PER_SESSION {
+        let body = json!({ "to": format!("+62812345088{session:02}"), "text": format!("s{session} #{n}") });
+        let (status, answer) =
+            call(&client, Method::POST, format!("{base}/api/v1/sessions/s{session}/messages"), &token, body)
+                .await;
+        assert_eq!(status, 202, "the surviving node takes every message: {answer}");
+        accepted.push(answer["id"].as_str().unwrap().to_owned());
+        accepted_total.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_minus_nine_of_a_node_moves_its_sessions_and_loses_no_message() {
+    let kind = match DatabaseKind::selected() {
+        DatabaseKind::Sqlite => DatabaseKind::Postgres,
+        server => server,
+    };
+    let database = TestDatabase::create(kind).await.unwrap();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = start_node(dir_a.path(), database.url(), "node-a").await;
+    let b = start_node(dir_b.path(), database.url(), "node-b").await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &a.base, "admin", PASSWORD).await;
+    for n in 0..SESSIONS {
+        link_sandbox_session(&client, &a.base, &token, &format!("s{n}"), &format!("+62812000008{n:02}"))
+            .await;
+    }
+    let (_, sessions) =
+        call(&client, Method::GET, format!("{}/api/v1/sessions", b.base), &token, Value::Null).await;
+    assert!(sessions["sessions"].as_array().unwrap().iter().all(|s| s["node"] == "node-a"), "{sessions}");
+    copy_dir(&dir_a.path().join("sessions"), &dir_b.path().join("sessions"));
+
+    // A burst through node-b, sent by node-a, which dies in the middle of it.
+    let accepted_total = Arc::new(AtomicUsize::new(0));
+    let submitters: Vec<_> = (0..SESSIONS)
+        .map(|n| tokio::spawn(submit(b.base.clone(), token.clone(), n, accepted_total.clone())))
+        .collect();
+    while accepted_total.load(Ordering::SeqCst) < SESSIONS * PER_SESSION / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.kill().await;
+    let killed_at = Instant::now();
+
+    // Every session is connected on node-b within 30 s.
+    loop {
+        let (_, sessions) =
+            call(&client, Method::GET, format!("{}/api/v1/sessions", b.base), &token, Value::Null).await;
+        let sessions = sessions["sessions"].as_array().unwrap().clone();
+        if sessions.iter().all(|s| s["node"] == "node-b" && s["status"] == "connected") {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "not all sessions moved in 30 s: {sessions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "failover: every session connected on the surviving node {:?} after kill -9",
+        killed_at.elapsed()
+    );
+
+    // Every accepted message goes out, in order per session.
+    let mut accepted = Vec::new();
+    for submitter in submitters {
+        accepted.push(submitter.await.unwrap());
+    }
+    for ids in &accepted {
+        let mut sent_at = Vec::new();
+        for id in ids {
+            let mut message = Value::Null;
+            for _ in 0..300 {
+                let (_, found) = call(
+                    &client,
+                    Method::GET,
+                    format!("{}/api/v1/messages/{id}", b.base),
+                    &token,
+                    Value::Null,
+                )
+                .await;
+                message = found;
+                if matches!(message["status"].as_str(), Some("sent" | "delivered" | "read")) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(matches!(message["status"].as_str(), Some("sent" | "delivered" | "read")), "{message}");
+            sent_at.push(message["sent_at"].as_str().unwrap().to_owned());
+        }
+        assert!(sent_at.windows(2).all(|w| w[0] <= w[1]), "sent in the order accepted: {sent_at:?}");
+    }
+    b.terminate().await;
+}
