@@ -34,14 +34,15 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
-# The server's integration tests once more on PostgreSQL and on MariaDB, both at once (each test
-# makes a schema or database of its own): the binaries the run above built, nothing rebuilt.
+# The server's integration tests, and the cluster's failover between processes, once more on
+# PostgreSQL and on MariaDB, both at once (each test makes a schema or database of its own): the
+# binaries the run above built, nothing rebuilt.
 server_tests=$(cargo test --workspace --no-run --message-format=json "$@" 2>/dev/null | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] \
-            and "wagate-server@" in m["package_id"] and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] and m.get("executable") \
+            and ("wagate-server@" in m["package_id"] or m["target"]["name"] == "cluster_failover"):
         print(m["executable"])')
 for database in postgres mysql; do
   (
