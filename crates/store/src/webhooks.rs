@@ -213,6 +213,15 @@ impl Store {
         endpoints: &[&str],
         seq: i64,
     ) -> Result<()> {
+        self.retry_deadlocks(|| self.insert_webhook_event_once(event, endpoints, seq)).await
+    }
+
+    async fn insert_webhook_event_once(
+        &self,
+        event: &WebhookEventRecord,
+        endpoints: &[&str],
+        seq: i64,
+    ) -> Result<()> {
         let mut connection = self.writer().await?;
         let mut tx = connection.begin().await?;
         sqlx::query(self.sql(
@@ -323,6 +332,29 @@ impl Store {
     /// Records one attempt and the delivery's new state.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_webhook_attempt(
+        &self,
+        delivery: &DeliveryRecord,
+        status_code: Option<u16>,
+        error: Option<&str>,
+        duration_ms: i64,
+        outcome: &str,
+        next_attempt_at: i64,
+    ) -> Result<()> {
+        self.retry_deadlocks(|| {
+            self.record_webhook_attempt_once(
+                delivery,
+                status_code,
+                error,
+                duration_ms,
+                outcome,
+                next_attempt_at,
+            )
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_webhook_attempt_once(
         &self,
         delivery: &DeliveryRecord,
         status_code: Option<u16>,

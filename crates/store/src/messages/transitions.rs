@@ -8,6 +8,10 @@ impl Store {
     /// Moves many messages to `to` (`sent`, `delivered` or `read`) where that is a step
     /// forward, in one statement; returns the ids that moved.
     pub async fn transition_messages(&self, ids: &[&str], to: MessageStatus) -> Result<Vec<String>> {
+        self.retry_deadlocks(|| self.transition_messages_once(ids, to)).await
+    }
+
+    async fn transition_messages_once(&self, ids: &[&str], to: MessageStatus) -> Result<Vec<String>> {
         // A receipt also tells what the server's acknowledgement would have: the message was
         // sent (and, for a read receipt, delivered), even when the receipt arrives first.
         let stamps = match to {
