@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use common::TestApp;
 use proptest::prelude::*;
 use reqwest::{Method, StatusCode};
@@ -84,7 +82,7 @@ fn random_uploads_never_fail_the_server_nor_leave_files() {
         app.linked(&admin, "up", "+6281200000095").await;
         admin
     });
-    let accepted_files = AtomicUsize::new(0);
+    let accepted = std::sync::Mutex::new(Vec::<(String, String)>::new());
     let config = ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() };
     proptest!(config, |(fields in prop::collection::vec(field(), 0..6), cut in prop::option::of(0usize..2_000), boundary in "[A-Za-z0-9]{1,40}")| {
         let mut raw = body(&fields, &boundary);
@@ -105,15 +103,29 @@ fn random_uploads_never_fail_the_server_nor_leave_files() {
         });
         prop_assert!(!status.is_server_error(), "{status}: {answer}");
         if status == StatusCode::ACCEPTED {
-            if answer["content"]["media"].is_object() {
-                accepted_files.fetch_add(1, Ordering::SeqCst);
+            if let Some(source) = answer["content"]["media"]["source"].as_str() {
+                let name = source.strip_prefix("upload:").unwrap_or(source).to_owned();
+                accepted.lock().unwrap().push((answer["id"].as_str().unwrap().to_owned(), name));
             }
         } else {
             prop_assert!(status.is_client_error(), "{status}: {answer}");
             prop_assert!(answer["code"].is_string(), "a refusal names its code: {answer}");
         }
     });
-    runtime.block_on(tokio::time::sleep(std::time::Duration::from_millis(300)));
-    let files = std::fs::read_dir(app.data_dir.join("media")).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(files, accepted_files.load(Ordering::SeqCst), "only accepted uploads keep their file");
+    // A refused upload leaves no file; an accepted one keeps its file until its message is sent.
+    let accepted = accepted.into_inner().unwrap();
+    let files: Vec<String> = std::fs::read_dir(app.data_dir.join("media"))
+        .map(|dir| dir.map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    for file in &files {
+        assert!(accepted.iter().any(|(_, name)| name == file), "{file} belongs to no accepted upload");
+    }
+    for (id, name) in &accepted {
+        let (status, message) = runtime.block_on(app.get(&format!("/api/v1/messages/{id}"), &admin));
+        assert_eq!(status, StatusCode::OK, "{message}");
+        let sent = matches!(message["status"].as_str(), Some("sent" | "delivered" | "read"));
+        if !sent {
+            assert!(files.contains(name), "the upload of unsent message {id} is kept: {message}");
+        }
+    }
 }
