@@ -115,7 +115,11 @@ impl Drop for TestDatabase {
                     kill_mysql_connections(&name).await;
                 }
                 // One connection for all, so that its lock timeout holds for the drop.
-                if let Err(err) = try_execute(kind, &statements.join("; ")).await {
+                let server = match kind {
+                    DatabaseKind::Postgres => postgres_server_url(),
+                    _ => mysql_server_url(),
+                };
+                if let Err(err) = try_execute(kind, &server, &statements.join("; ")).await {
                     eprintln!("test database {name} not dropped: {err}");
                 }
             });
@@ -139,36 +143,22 @@ async fn kill_mysql_connections(name: &str) {
     }
 }
 
+/// Runs `statement` on the server, stopping the test with a hint when the server is not there.
 async fn execute(kind: DatabaseKind, server: &str, statement: &str) {
-    let statement = sqlx::AssertSqlSafe(statement.to_owned());
-    match kind {
-        DatabaseKind::Postgres => {
-            let mut admin = sqlx::PgConnection::connect(server)
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at {server} (scripts/test.sh starts it): {e}"));
-            sqlx::raw_sql(statement).execute(&mut admin).await.unwrap();
-        }
-        DatabaseKind::Mysql => {
-            let mut admin = sqlx::MySqlConnection::connect(server)
-                .await
-                .unwrap_or_else(|e| panic!("MySQL/MariaDB at {server} (scripts/test.sh starts it): {e}"));
-            sqlx::raw_sql(statement).execute(&mut admin).await.unwrap();
-        }
-        DatabaseKind::Sqlite => {}
-    }
+    try_execute(kind, server, statement).await.unwrap_or_else(|e| {
+        panic!("{kind:?} at {server} (scripts/test.sh starts it): {e}");
+    });
 }
 
 /// Runs `statement` (one or several, separated by `;`) on a connection of its own.
-async fn try_execute(kind: DatabaseKind, statement: &str) -> Result<(), sqlx::Error> {
+async fn try_execute(kind: DatabaseKind, server: &str, statement: &str) -> Result<(), sqlx::Error> {
     let statement = sqlx::AssertSqlSafe(statement.to_owned());
     match kind {
         DatabaseKind::Postgres => {
-            let mut admin = sqlx::PgConnection::connect(&postgres_server_url()).await?;
-            sqlx::raw_sql(statement).execute(&mut admin).await?;
+            sqlx::raw_sql(statement).execute(&mut sqlx::PgConnection::connect(server).await?).await?;
         }
         DatabaseKind::Mysql => {
-            let mut admin = sqlx::MySqlConnection::connect(&mysql_server_url()).await?;
-            sqlx::raw_sql(statement).execute(&mut admin).await?;
+            sqlx::raw_sql(statement).execute(&mut sqlx::MySqlConnection::connect(server).await?).await?;
         }
         DatabaseKind::Sqlite => {}
     }
