@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use wagate_store::Store;
 
 use crate::config::Config;
+use crate::http::forward::Forwarder;
 use crate::serve::ConnectionLimits;
 use wagate_core::Pacing;
 use wagate_service::accounts::Accounts;
@@ -18,7 +19,7 @@ use wagate_service::alerts::Alerts;
 use wagate_service::analytics::Analytics;
 use wagate_service::audit::AuditLog;
 use wagate_service::auth::{ApiQuota, Secrets};
-use wagate_service::cluster::{Cluster, default_node_id};
+use wagate_service::cluster::{Cluster, default_node_id, host_name};
 use wagate_service::engines::Engines;
 use wagate_service::media::MediaStore;
 use wagate_service::messages::Messages;
@@ -63,6 +64,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// This node among the nodes sharing the database.
     pub cluster: Arc<Cluster>,
+    /// Carries requests that need a session another node runs to that node.
+    pub forwarder: Forwarder,
     /// Set once sessions are restored and workers run.
     pub ready: Arc<AtomicBool>,
     /// Becomes true when the server begins to stop; long-lived streams end on it.
@@ -145,7 +148,12 @@ impl App {
             Some(id) => (id.clone(), None),
             None => default_node_id(&config.data_dir),
         };
-        let cluster = Cluster::join(store.clone(), node_id, id_lock, config.cluster.clone()).await?;
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let address = advertised_address(&config, &listener);
+        let forwarder = Forwarder::new(&node_id, secrets.node_key);
+        let cluster =
+            Cluster::join(store.clone(), node_id, Some(address), id_lock, config.cluster.clone()).await?;
         tracing::info!(node = cluster.node_id(), "joined the nodes of this database");
         let outbox = Outbox::new(store.clone(), config.delivery.clone(), metrics.clone());
         // Messages left `sending` by a previous run go back to the queue at once; with other
@@ -202,8 +210,6 @@ impl App {
                 .map_err(StartError::Alerts)?;
             tokio::spawn(alerts.run(cluster.clone(), shutdown.clone()));
         }
-        let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
         let quota = ApiQuota::new(&config.api_limits);
         let phones = PhoneReader::new(store.clone(), config.default_region.clone());
@@ -227,6 +233,7 @@ impl App {
             otp,
             metrics,
             cluster,
+            forwarder,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
         }));
@@ -282,6 +289,19 @@ impl App {
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Where the other nodes reach this one: as configured, else the listening address (the host
+/// name when listening on every address).
+fn advertised_address(config: &Config, listener: &TcpListener) -> String {
+    if let Some(url) = &config.cluster.advertise_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    match listener.local_addr() {
+        Ok(addr) if !addr.ip().is_unspecified() => format!("http://{addr}"),
+        Ok(addr) => format!("http://{}:{}", host_name(), addr.port()),
+        Err(_) => format!("http://{}:{}", host_name(), config.port),
     }
 }
 

@@ -261,6 +261,9 @@ impl Config {
         if let Some(node) = parse(env, "WAGATE_NODE_ID", "a node name")? {
             self.node_id = Some(node);
         }
+        if let Some(url) = parse(env, "WAGATE_ADVERTISE_URL", "a URL such as http://10.0.0.5:8080")? {
+            self.cluster.advertise_url = Some(url);
+        }
         if let Some(password) = parse(env, "WAGATE_ADMIN_PASSWORD", "a password")? {
             self.admin_password = Some(password);
         }
@@ -320,6 +323,16 @@ impl Config {
                 || node.chars().any(|c| c.is_control() || c.is_whitespace()))
         {
             return Err(ConfigError::Invalid(format!("node_id `{node}`: 1 to 100 characters, no spaces")));
+        }
+        if let Some(url) = &self.cluster.advertise_url {
+            let parsed = reqwest::Url::parse(url).ok().filter(|url| {
+                matches!(url.scheme(), "http" | "https") && url.has_host() && url.query().is_none()
+            });
+            if parsed.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.advertise_url `{url}`: an http:// or https:// base URL such as http://10.0.0.5:8080"
+                )));
+            }
         }
         if self.cluster.lease_ms < 2 * self.cluster.heartbeat_ms.max(1) {
             return Err(ConfigError::Invalid(

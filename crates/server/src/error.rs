@@ -25,11 +25,14 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub retry_after: Option<u64>,
+    /// The node that runs the session the request needs, when it is another one: the request
+    /// is carried there (see `http::forward`).
+    pub runs_on: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), retry_after: None }
+        ApiError { status, code, detail: detail.into(), retry_after: None, runs_on: None }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -105,6 +108,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(node) = self.runs_on {
+            response.extensions_mut().insert(crate::http::forward::RunsOn(node));
         }
         response
     }

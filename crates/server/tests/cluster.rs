@@ -197,13 +197,10 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     assert_eq!(status, StatusCode::OK);
     assert!(list["sessions"].as_array().unwrap().iter().all(|s| s["node"] == "node-a"), "{list}");
     session_until(&a, &admin, "waits", |s| s["status"] == "qr").await;
-    let (status, problem) = b.get("/api/v1/sessions/waits/qr", &admin).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("session_on_other_node")));
-    assert!(problem["detail"].as_str().unwrap().contains("node-a"), "{problem}");
-    let (status, problem) = b.post("/api/v1/sessions/moves/restart", &admin, Value::Null).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("session_on_other_node")));
-    let (status, _) = a.get("/api/v1/sessions/waits/qr", &admin).await;
-    assert_eq!(status, StatusCode::OK, "the node that runs it shows the QR code");
+    let (status, qr) = a.get("/api/v1/sessions/waits/qr", &admin).await;
+    assert_eq!(status, StatusCode::OK, "the node that runs it shows the QR code: {qr}");
+    let (status, via_b) = b.get("/api/v1/sessions/waits/qr", &admin).await;
+    assert_eq!((status, &via_b["qr"]), (StatusCode::OK, &qr["qr"]), "node-b carries the request to node-a");
 
     // A message accepted by one node goes out through the node that runs the session.
     let (status, accepted) = b
@@ -274,4 +271,100 @@ async fn login_failures_count_across_nodes_on_a_shared_database_server() {
         // On SQLite (one machine) each process counts its own, as documented.
         DatabaseKind::Sqlite => assert_eq!(answer.status(), StatusCode::OK),
     }
+}
+
+/// A request carried from one node to another: `wagate-forwarded`, signed with the cluster's key.
+fn node_mark(node: &str, method: &str, target: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let key = wagate_service::auth::Secrets::derive(common::SECRET).node_key;
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let caller = "203.0.113.7:5000";
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    for part in [node, &at.to_string(), caller, method, target] {
+        mac.update(part.as_bytes());
+        mac.update(b"\n");
+    }
+    format!("{node};{at};{caller};{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_answers_what_needs_the_node_that_runs_the_session() {
+    let a = TestApp::spawn_with(node("node-a")).await;
+    let b = a.spawn_beside(node("node-b")).await;
+    let admin = a.admin().await;
+    cluster_until(&b, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+
+    // A session no node runs yet: its stream opens where it is asked for.
+    b.create_session(&admin, "linking").await;
+    let mut early = b.events("linking", &admin).await;
+    assert_eq!(early.until("status").await["status"], "created");
+
+    // Connected through node-a, it runs there; node-b's stream ends within a heartbeat so its
+    // client reconnects, and is carried to node-a.
+    let (status, body) = a.post("/api/v1/sessions/linking/connect", &admin, Value::Null).await;
+    assert_eq!((status, body["node"].as_str()), (StatusCode::OK, Some("node-a")), "{body}");
+    let ended =
+        tokio::time::timeout(Duration::from_secs(5), async { while early.next().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the stream on node-b did not end when node-a started running the session");
+    let mut events = b.events("linking", &admin).await;
+    let qr = events.until("qr").await;
+
+    // QR codes, WebSockets and the sandbox's phone, through node-b.
+    let (status, shown) = b.get("/api/v1/sessions/linking/qr", &admin).await;
+    assert_eq!((status, &shown["qr"]), (StatusCode::OK, &qr["qr"]), "{shown}");
+    let token = b.post("/api/v1/sessions/linking/stream-token", &admin, Value::Null).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(b.ws_url(&format!("/api/v1/sessions/linking/ws?token={token}")))
+            .await
+            .expect("the WebSocket is carried to node-a");
+    let (status, scanned) = b
+        .post(
+            "/api/v1/sandbox/sessions/linking/scan",
+            &admin,
+            json!({ "phone": "+6281200000401", "qr": qr["qr"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{scanned}");
+    events.until_status("connected").await;
+    let connected = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures::StreamExt;
+        while let Some(frame) = socket.next().await {
+            let text = frame.unwrap().into_text().unwrap();
+            let event: Value = serde_json::from_str(&text).unwrap();
+            if event["event"] == "status" && event["status"] == "connected" {
+                return event;
+            }
+        }
+        panic!("the WebSocket ended before the session was connected");
+    })
+    .await
+    .expect("the WebSocket through node-b shows the session connected");
+    assert_eq!(connected["account"]["phone"], "+6281200000401");
+
+    // Lifecycle actions and number checks, through node-b, done by node-a.
+    let (status, restarted) = b.post("/api/v1/sessions/linking/restart", &admin, Value::Null).await;
+    assert_eq!((status, restarted["node"].as_str()), (StatusCode::OK, Some("node-a")), "{restarted}");
+    session_until(&b, &admin, "linking", |s| s["status"] == "connected").await;
+    let (status, checked) = b
+        .post("/api/v1/sessions/linking/numbers/check", &admin, json!({ "numbers": ["+6281200000402"] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{checked}");
+
+    // A request marked as carried is answered where it arrives, never carried again; a forged
+    // mark is ignored (and the request carried as any other).
+    let target = "/api/v1/sessions/linking/qr";
+    let asked = |mark: String| {
+        b.request(reqwest::Method::GET, target, Some(&admin)).header("wagate-forwarded", mark).send()
+    };
+    let answer = asked(node_mark("node-a", "GET", target)).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::CONFLICT);
+    let problem: Value = answer.json().await.unwrap();
+    assert_eq!(problem["code"], "session_on_other_node", "{problem}");
+    let forged = node_mark("node-a", "GET", "/api/v1/sessions/other/qr");
+    let answer = asked(forged).await.unwrap();
+    let problem: Value = answer.json().await.unwrap();
+    assert_eq!(problem["code"], "already_connected", "carried to node-a, which runs it: {problem}");
 }

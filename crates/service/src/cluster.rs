@@ -26,12 +26,25 @@ pub struct ClusterConfig {
     /// How long a lease (and a node's sign of life) lasts without renewal: a node that stops
     /// without saying so loses its duties after at most this long.
     pub lease_ms: u64,
+    /// The base URL at which the other nodes reach this one (e.g. `http://10.0.0.5:8080`).
+    /// Default: the listening address, or the host name when listening on all addresses.
+    pub advertise_url: Option<String>,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { heartbeat_ms: 2_000, lease_ms: 10_000 }
+        ClusterConfig { heartbeat_ms: 2_000, lease_ms: 10_000, advertise_url: None }
     }
+}
+
+/// This machine's name, as far as it is known.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "wagate".into())
 }
 
 /// A node id: the host name and a random suffix, so that two processes on one host differ.
@@ -40,14 +53,11 @@ impl Default for ClusterConfig {
 /// at once; a second process on the same host and data directory gets a fresh suffix. The
 /// returned file holds the lock (dropping it releases it).
 pub fn default_node_id(data_dir: &Path) -> (String, Option<File>) {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "wagate".into());
-    let host: String =
-        host.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).take(60).collect();
+    let host: String = host_name()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(60)
+        .collect();
     let fresh = || format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff);
     let path = data_dir.join(format!("node-{host}"));
     let Ok(mut file) = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)
@@ -77,6 +87,8 @@ pub fn default_node_id(data_dir: &Path) -> (String, Option<File>) {
 pub struct Cluster {
     store: Store,
     node_id: String,
+    /// Where the other nodes reach this one (its base URL), if they can.
+    address: Option<String>,
     started_at: i64,
     config: ClusterConfig,
     /// Whether this node holds the jobs lease, and until when.
@@ -99,16 +111,19 @@ pub struct NodeView {
 
 impl Cluster {
     /// Joins the cluster: the first heartbeat, and the jobs lease when nobody holds it.
-    /// `id_lock`: the file that keeps a default id, held while the node runs.
+    /// `address`: this node's base URL for the others. `id_lock`: the file that keeps a default
+    /// id, held while the node runs.
     pub async fn join(
         store: Store,
         node_id: String,
+        address: Option<String>,
         id_lock: Option<File>,
         config: ClusterConfig,
     ) -> Result<Arc<Cluster>, StoreError> {
         let cluster = Arc::new(Cluster {
             store,
             node_id,
+            address,
             started_at: now_ms(),
             config,
             runs_jobs: AtomicBool::new(false),
@@ -123,6 +138,23 @@ impl Cluster {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// This node's base URL for the others.
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
+    }
+
+    /// Where a live node is reached, if it is alive and reachable.
+    pub async fn address_of(&self, node_id: &str) -> Result<Option<String>, StoreError> {
+        let since = now_ms() - self.config.lease_ms as i64;
+        Ok(self
+            .store
+            .live_nodes(since)
+            .await?
+            .into_iter()
+            .find(|node| node.id == node_id)
+            .and_then(|node| node.address))
     }
 
     /// Whether this node runs the once-per-cluster jobs right now. A node that could not renew
@@ -198,7 +230,14 @@ impl Cluster {
 
     async fn beat(&self) -> Result<(), StoreError> {
         let now = now_ms();
-        self.store.node_heartbeat(&self.node_id, self.started_at, env!("CARGO_PKG_VERSION"), now).await?;
+        let this = NodeRecord {
+            id: self.node_id.clone(),
+            started_at: self.started_at,
+            heartbeat_at: now,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            address: self.address.clone(),
+        };
+        self.store.node_heartbeat(&this, now).await?;
         // Renewed with a margin: this node stops running jobs a heartbeat before its lease ends.
         let expires_at = now + self.config.lease_ms as i64;
         let held = self.store.take_lease(JOBS_LEASE, &self.node_id, now, expires_at).await?;

@@ -140,7 +140,7 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
     let pacing = SessionPacing { web: Pacing::default(), sandbox: Pacing::default(), otp: Pacing::default() };
     let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver), metrics };
     let cluster =
-        Cluster::join(store.clone(), "node-a".into(), None, ClusterConfig::default()).await.unwrap();
+        Cluster::join(store.clone(), "node-a".into(), None, None, ClusterConfig::default()).await.unwrap();
     let sessions = SessionManager::new(
         store.clone(),
         engines,

@@ -12,6 +12,8 @@ pub struct NodeRecord {
     pub started_at: i64,
     pub heartbeat_at: i64,
     pub version: String,
+    /// The node's base URL for the other nodes, if it has one.
+    pub address: Option<String>,
 }
 
 /// A lease held by this node: valid until `expires_at`.
@@ -22,14 +24,15 @@ pub struct Held {
 }
 
 impl Store {
-    /// Records that `node` is alive at `now` (and when it started, the first time).
-    pub async fn node_heartbeat(&self, node: &str, started_at: i64, version: &str, now: i64) -> Result<()> {
+    /// Records that `node` is alive at `now` (and, the first time, when it started, its version
+    /// and where the other nodes reach it).
+    pub async fn node_heartbeat(&self, node: &NodeRecord, now: i64) -> Result<()> {
         let mut connection = self.writer().await?;
         let updated =
             sqlx::query(self.sql("UPDATE nodes SET heartbeat_at = ? WHERE id = ? AND started_at = ?"))
                 .bind(now)
-                .bind(node)
-                .bind(started_at)
+                .bind(&node.id)
+                .bind(node.started_at)
                 .execute(&mut *connection)
                 .await?;
         if updated.rows_affected() > 0 {
@@ -37,14 +40,15 @@ impl Store {
         }
         // First beat of this run: a restarted node with the same id replaces its old row.
         let mut tx = connection.begin().await?;
-        sqlx::query(self.sql("DELETE FROM nodes WHERE id = ?")).bind(node).execute(&mut *tx).await?;
-        sqlx::query(
-            self.sql("INSERT INTO nodes (id, started_at, heartbeat_at, version) VALUES (?, ?, ?, ?)"),
-        )
-        .bind(node)
-        .bind(started_at)
+        sqlx::query(self.sql("DELETE FROM nodes WHERE id = ?")).bind(&node.id).execute(&mut *tx).await?;
+        sqlx::query(self.sql(
+            "INSERT INTO nodes (id, started_at, heartbeat_at, version, address) VALUES (?, ?, ?, ?, ?)",
+        ))
+        .bind(&node.id)
+        .bind(node.started_at)
         .bind(now)
-        .bind(version)
+        .bind(&node.version)
+        .bind(&node.address)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -54,7 +58,7 @@ impl Store {
     /// The nodes heard from since `since`, oldest first.
     pub async fn live_nodes(&self, since: i64) -> Result<Vec<NodeRecord>> {
         let rows = sqlx::query(self.sql(
-            "SELECT id, started_at, heartbeat_at, version FROM nodes WHERE heartbeat_at >= ? \
+            "SELECT id, started_at, heartbeat_at, version, address FROM nodes WHERE heartbeat_at >= ? \
              ORDER BY started_at, id",
         ))
         .bind(since)
@@ -67,6 +71,7 @@ impl Store {
                     started_at: row.try_get("started_at")?,
                     heartbeat_at: row.try_get("heartbeat_at")?,
                     version: row.try_get("version")?,
+                    address: row.try_get("address")?,
                 })
             })
             .collect()

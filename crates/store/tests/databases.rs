@@ -9,7 +9,7 @@ use wagate_core::{
 };
 use wagate_store::{
     ActivityFilter, ActivityRecord, LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession,
-    NewUser, OtpFilter, OtpRecord, Retained, Store, StoreError,
+    NewUser, NodeRecord, OtpFilter, OtpRecord, Retained, Store, StoreError,
 };
 use wagate_testkit::{DatabaseKind, TestDatabase};
 
@@ -520,16 +520,28 @@ async fn leases(store: &Store) {
     assert_eq!(back.epoch, taken.epoch + 1);
 
     // Nodes: a heartbeat keeps a node listed; a restart under the same id replaces it.
-    store.node_heartbeat("node-a", 10, "1.0.0", now).await.unwrap();
-    store.node_heartbeat("node-b", 20, "1.0.0", now).await.unwrap();
-    store.node_heartbeat("node-a", 10, "1.0.0", now + 500).await.unwrap();
+    let node = |id: &str, started_at: i64, version: &str| NodeRecord {
+        id: id.into(),
+        started_at,
+        heartbeat_at: 0,
+        version: version.into(),
+        address: Some(format!("http://{id}:8080")),
+    };
+    store.node_heartbeat(&node("node-a", 10, "1.0.0"), now).await.unwrap();
+    store.node_heartbeat(&node("node-b", 20, "1.0.0"), now).await.unwrap();
+    store.node_heartbeat(&node("node-a", 10, "1.0.0"), now + 500).await.unwrap();
     let live: Vec<String> = store.live_nodes(now + 100).await.unwrap().into_iter().map(|n| n.id).collect();
     assert_eq!(live, ["node-a"]);
-    store.node_heartbeat("node-a", 30, "1.1.0", now + 600).await.unwrap();
+    store
+        .node_heartbeat(&NodeRecord { address: None, ..node("node-a", 30, "1.1.0") }, now + 600)
+        .await
+        .unwrap();
     let nodes = store.live_nodes(0).await.unwrap();
     assert_eq!(nodes.len(), 2);
     let a = nodes.iter().find(|n| n.id == "node-a").unwrap();
-    assert_eq!((a.started_at, a.version.as_str()), (30, "1.1.0"));
+    assert_eq!((a.started_at, a.version.as_str(), a.address.as_deref()), (30, "1.1.0", None));
+    let b = nodes.iter().find(|n| n.id == "node-b").unwrap();
+    assert_eq!(b.address.as_deref(), Some("http://node-b:8080"));
     store.remove_node("node-b").await.unwrap();
     assert_eq!(store.live_nodes(0).await.unwrap().len(), 1);
 

@@ -318,8 +318,8 @@ pub async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> CompatResult<Response> {
     let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
-    let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
-    let events = live_events(&state, snapshot, receiver);
+    let subscription = state.sessions.subscribe(&record.id).await?;
+    let events = live_events(&state, subscription);
     Ok(upgrade.on_upgrade(move |socket| pump_websocket(socket, events, seed_frame)))
 }
 

@@ -131,7 +131,9 @@ impl From<SessionError> for ApiError {
             SessionError::Engine(other) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
             }
-            SessionError::OnOtherNode(_) => ApiError::conflict("session_on_other_node", message),
+            SessionError::OnOtherNode(node) => {
+                ApiError { runs_on: Some(node), ..ApiError::conflict("session_on_other_node", message) }
+            }
             SessionError::UnknownPool(_) => ApiError::not_found("pool_not_found", message),
             SessionError::NotSupported(_) => ApiError::conflict("not_supported_by_engine", message),
             SessionError::Webhook(err) => ApiError::from(err),

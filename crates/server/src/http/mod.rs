@@ -13,6 +13,7 @@ mod compat_otp;
 mod docs;
 mod errors;
 pub mod extract;
+pub mod forward;
 mod health;
 mod messages;
 mod metrics;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn(quota::rate_limit_headers))
         .layer(middleware::from_fn_with_state(state.clone(), audit::audit_trail))
+        .layer(middleware::from_fn_with_state(state.clone(), forward::to_owner))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -46,6 +46,8 @@ async fn sandbox_session(state: &AppState, principal: &Principal, id: &str) -> A
             "sandbox actions work only on sandbox sessions",
         ));
     }
+    // Its simulated phone is in the process of the node that runs it.
+    state.sessions.here(&record.id).await?;
     Ok(record)
 }
 

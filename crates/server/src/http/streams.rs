@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use axum::{Json as JsonResponse, Router};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
-use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use utoipa::ToSchema;
 use wagate_core::Scope;
@@ -21,7 +20,7 @@ use super::sessions::authorized_session;
 use crate::app::AppState;
 use crate::error::{ApiResult, Problem};
 use wagate_service::auth::Principal;
-use wagate_service::sessions::StreamEvent;
+use wagate_service::sessions::{StreamEvent, Subscription};
 use wagate_service::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -138,17 +137,21 @@ fn escape_html(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// The session's events, starting with its current state, until it is deleted or the server stops.
+/// The session's events, starting with its current state, until it is deleted, the server
+/// stops, or another node starts running the session (the client reconnects to reach it).
 pub(crate) fn live_events(
     state: &AppState,
-    snapshot: Vec<StreamEvent>,
-    receiver: broadcast::Receiver<StreamEvent>,
+    subscription: Subscription,
 ) -> impl Stream<Item = StreamEvent> + Send + 'static + use<> {
+    let Subscription { snapshot, events, mut ended } = subscription;
     let mut shutdown = state.shutdown.clone();
     let stopped = async move {
-        let _ = shutdown.wait_for(|stopping| *stopping).await;
+        tokio::select! {
+            _ = shutdown.wait_for(|stopping| *stopping) => {}
+            _ = ended.changed() => {}
+        }
     };
-    let live = BroadcastStream::new(receiver).filter_map(|item| async move { item.ok() });
+    let live = BroadcastStream::new(events).filter_map(|item| async move { item.ok() });
     let events = Box::pin(futures::stream::iter(snapshot).chain(live).take_until(Box::pin(stopped)));
     // Ends right after `deleted`, without waiting for another event.
     futures::stream::unfold((events, false), |(mut events, ended)| async move {
@@ -172,8 +175,8 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
-    let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
-    let stream = live_events(&state, snapshot, receiver).map(|event| {
+    let subscription = state.sessions.subscribe(&record.id).await?;
+    let stream = live_events(&state, subscription).map(|event| {
         Ok(Event::default()
             .event(event.name())
             .json_data(&event)
@@ -193,8 +196,8 @@ pub async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let record = authorized_session(&state, &principal, &id, Scope::Read).await?;
-    let (snapshot, receiver) = state.sessions.subscribe(&record.id).await?;
-    let events = live_events(&state, snapshot, receiver);
+    let subscription = state.sessions.subscribe(&record.id).await?;
+    let events = live_events(&state, subscription);
     Ok(upgrade
         .on_upgrade(move |socket| pump_websocket(socket, events, |event| serde_json::to_value(event).ok())))
 }

@@ -10,6 +10,8 @@ pub struct Secrets {
     pub otp_pepper: [u8; 32],
     /// Encrypts the text of queued one-time-password messages.
     pub seal_key: [u8; 32],
+    /// Signs the requests one node carries to another.
+    pub node_key: [u8; 32],
 }
 
 impl Secrets {
@@ -19,6 +21,7 @@ impl Secrets {
             api_key_pepper: derive(master, b"wagate api keys"),
             otp_pepper: derive(master, b"wagate otp codes"),
             seal_key: derive(master, b"wagate sealed messages"),
+            node_key: derive(master, b"wagate requests between nodes"),
         }
     }
 

@@ -24,7 +24,7 @@ pub enum SessionError {
     #[error("the session's engine does not support {0}")]
     NotSupported(&'static str),
     /// Another node of the cluster runs the session's connection.
-    #[error("the session runs on node `{0}`; send this request to that node")]
+    #[error("the session runs on node `{0}`, which cannot be reached from here right now; try again shortly")]
     OnOtherNode(String),
     #[error(transparent)]
     Engine(EngineError),

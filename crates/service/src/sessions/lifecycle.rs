@@ -5,13 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::broadcast;
 use wagate_core::{EngineKind, Pacing, Phone, SessionId, SessionStatus};
 use wagate_engine::{EngineError, EventSink, GroupInfo, NumberCheck};
 use wagate_store::{NewSession, SessionRecord, StoreError};
 
 use super::runtime::{LiveCode, Runtime, View};
-use super::stream::{AccountView, StreamEvent, webhook_data};
+use super::stream::{AccountView, StreamEvent, Subscription, webhook_data};
 use super::{CreateSession, SessionError, SessionManager};
 use crate::time::{now_ms, rfc3339};
 
@@ -228,14 +227,14 @@ impl SessionManager {
         qr.filter(|qr| qr.expires_at > now_ms()).ok_or(SessionError::NoQr(record.status))
     }
 
-    /// The session's current state as events, then everything that happens next.
-    pub async fn subscribe(
-        &self,
-        id: &SessionId,
-    ) -> Result<(Vec<StreamEvent>, broadcast::Receiver<StreamEvent>), SessionError> {
+    /// The session's current state as events, then everything that happens next. Opened on
+    /// the node that runs the session, which alone sees its events.
+    pub async fn subscribe(&self, id: &SessionId) -> Result<Subscription, SessionError> {
         let record = self.get(id).await?;
+        self.here(id).await?;
         let runtime = self.runtime(&record);
-        let receiver = runtime.events.subscribe();
+        let events = runtime.events.subscribe();
+        let ended = runtime.streams_end.subscribe();
         let mut snapshot = vec![StreamEvent::Status {
             session_id: id.to_string(),
             status: record.status,
@@ -257,7 +256,7 @@ impl SessionManager {
                 expires_at: rfc3339(code.expires_at),
             });
         }
-        Ok((snapshot, receiver))
+        Ok(Subscription { snapshot, events, ended })
     }
 
     /// At start-up: sessions that were online and that no other node runs come back (this

@@ -24,7 +24,7 @@ pub use error::SessionError;
 pub use observer::MessageObserver;
 pub use pools::PoolStrategy;
 pub use runtime::LiveCode;
-pub use stream::{AccountView, StreamEvent};
+pub use stream::{AccountView, StreamEvent, Subscription};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -61,7 +61,7 @@ impl SessionManager {
     }
 
     /// Refuses what needs the session's live connection when another node runs it.
-    pub(super) async fn here(&self, id: &SessionId) -> Result<(), SessionError> {
+    pub async fn here(&self, id: &SessionId) -> Result<(), SessionError> {
         match self.elsewhere(id).await? {
             Some(node) => Err(SessionError::OnOtherNode(node)),
             None => Ok(()),
@@ -113,6 +113,9 @@ impl SessionManager {
                     if let Err(err) = self.claim_share().await {
                         tracing::warn!(error = %err, "cannot look for sessions to run");
                     }
+                    if let Err(err) = self.end_streams_run_elsewhere().await {
+                        tracing::warn!(error = %err, "cannot tell where watched sessions run");
+                    }
                 }
                 _ = shutdown.changed() => return,
             }
@@ -154,11 +157,37 @@ impl SessionManager {
         }
     }
 
+    /// Ends the event streams opened here of sessions that another node runs now (they were
+    /// opened while no node ran them, or before this node let them go): their clients
+    /// reconnect and are carried to that node.
+    async fn end_streams_run_elsewhere(&self) -> Result<(), SessionError> {
+        let watched: Vec<Arc<Runtime>> = {
+            let runtimes = self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner());
+            let held = self.held();
+            runtimes
+                .values()
+                .filter(|runtime| runtime.events.receiver_count() > 0 && !held.contains_key(&runtime.id))
+                .cloned()
+                .collect()
+        };
+        if watched.is_empty() {
+            return Ok(());
+        }
+        let running = self.nodes_of_sessions().await?;
+        for runtime in watched {
+            if running.get(runtime.id.as_str()).is_some_and(|node| node != self.inner.cluster.node_id()) {
+                runtime.end_streams();
+            }
+        }
+        Ok(())
+    }
+
     /// Closes a session whose lease is gone, writing nothing: another node may run it now.
     async fn abandon(&self, id: &SessionId, runtime: Option<Arc<Runtime>>, why: &str) {
         self.held().remove(id);
         tracing::warn!(session = %id, node = self.inner.cluster.node_id(), why, "session closed on this node");
         let Some(runtime) = runtime else { return };
+        runtime.end_streams();
         let mut live = runtime.live.lock().await;
         runtime.generation.fetch_add(1, Ordering::SeqCst);
         runtime.online.send_replace(false);

@@ -34,6 +34,9 @@ pub(super) struct Runtime {
     pub id: SessionId,
     pub owner_id: String,
     pub events: broadcast::Sender<StreamEvent>,
+    /// Goes up when another node starts running the session: the event streams opened here end,
+    /// so that their clients reconnect and reach that node.
+    pub streams_end: watch::Sender<u64>,
     pub live: tokio::sync::Mutex<Live>,
     pub view: Mutex<View>,
     pub generation: AtomicU64,
@@ -58,6 +61,7 @@ impl Runtime {
             id: record.id.clone(),
             owner_id: record.owner_id.clone(),
             events: broadcast::channel(256).0,
+            streams_end: watch::Sender::new(0),
             live: tokio::sync::Mutex::new(Live { connection: None }),
             view: Mutex::new(View::default()),
             generation: AtomicU64::new(0),
@@ -81,6 +85,11 @@ impl Runtime {
 
     pub fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the event streams opened on this node (see [`Runtime::streams_end`]).
+    pub fn end_streams(&self) {
+        self.streams_end.send_modify(|generation| *generation += 1);
     }
 
     pub fn publish(&self, event: StreamEvent) {

@@ -2,6 +2,7 @@
 //! webhook form.
 
 use serde::Serialize;
+use tokio::sync::{broadcast, watch};
 use wagate_core::SessionStatus;
 use wagate_engine::Account;
 use wagate_store::LinkedAccount;
@@ -53,6 +54,14 @@ impl StreamEvent {
             StreamEvent::Deleted { .. } => "deleted",
         }
     }
+}
+
+/// A session's event stream: its current state, then what happens next, until `ended`
+/// changes (another node started running the session: the client should reconnect).
+pub struct Subscription {
+    pub snapshot: Vec<StreamEvent>,
+    pub events: broadcast::Receiver<StreamEvent>,
+    pub ended: watch::Receiver<u64>,
 }
 
 /// A stream event as webhook data: the same fields, without the `event` tag.

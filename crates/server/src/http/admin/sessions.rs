@@ -22,7 +22,11 @@ use wagate_service::messages::SendMessageRequest;
 
 /// A failed service call, shown as a page.
 pub(super) fn failed(err: ApiError) -> Response {
-    page::error(err.status, &err.detail)
+    let mut page = page::error(err.status, &err.detail);
+    if let Some(node) = err.runs_on {
+        page.extensions_mut().insert(crate::http::forward::RunsOn(node)); // carried to that node
+    }
+    page
 }
 
 #[derive(Deserialize)]
@@ -142,8 +146,8 @@ pub async fn events(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
     let record = visible(&state, &session, &id).await?;
-    let (snapshot, receiver) = state.sessions.subscribe(&record.id).await.map_err(|e| failed(e.into()))?;
-    let stream = crate::http::streams::live_events(&state, snapshot, receiver).map(|event| {
+    let subscription = state.sessions.subscribe(&record.id).await.map_err(|e| failed(e.into()))?;
+    let stream = crate::http::streams::live_events(&state, subscription).map(|event| {
         Ok(Event::default()
             .event(event.name())
             .json_data(&event)
