@@ -368,3 +368,60 @@ async fn any_node_answers_what_needs_the_node_that_runs_the_session() {
     let problem: Value = answer.json().await.unwrap();
     assert_eq!(problem["code"], "already_connected", "carried to node-a, which runs it: {problem}");
 }
+
+/// Takes a session's lease from under its node, as another node would after a partition that
+/// outlasted the lease.
+async fn take_lease_away(app: &TestApp, session: &str) {
+    sqlx::any::install_default_drivers();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&app.database_url()).await.unwrap();
+    let mark = if DatabaseKind::selected() == DatabaseKind::Postgres { "$1" } else { "?" };
+    let sql = format!("UPDATE leases SET holder = 'node-z', epoch = epoch + 1 WHERE name = {mark}");
+    let taken = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(format!("session:{session}"));
+    assert_eq!(taken.execute(&mut db).await.unwrap().rows_affected(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_does_for_a_session_after_losing_its_lease_is_refused() {
+    // Heartbeats far apart: node-a would notice the loss only at its next renewal, a minute
+    // away. Until then, the database refuses what it tries under the old epoch.
+    let a = TestApp::spawn_with(|config| {
+        node("node-a")(config);
+        config.cluster.heartbeat_ms = 60_000;
+        config.cluster.lease_ms = 180_000;
+    })
+    .await;
+    let admin = a.admin().await;
+    a.linked(&admin, "sends", "+6281200000501").await;
+    a.linked(&admin, "receives", "+6281200000502").await;
+
+    // Sending: the claim of the queued message is refused, and node-a lets the session go.
+    take_lease_away(&a, "sends").await;
+    let (status, accepted) = a
+        .post("/api/v1/sessions/sends/messages", &admin, json!({ "to": "+6281234560021", "text": "late" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let gone = session_until(&a, &admin, "sends", |s| s["node"] == "node-z").await;
+    assert_eq!(gone["node"], "node-z");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, message) = a.get(&format!("/api/v1/messages/{}", accepted["id"].as_str().unwrap()), &admin).await;
+    assert_eq!(message["status"], "queued", "left to the node that holds the lease: {message}");
+    let (status, problem) = a.get("/api/v1/sessions/sends/qr", &admin).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("session_on_other_node")));
+
+    // Receiving: what arrives is not stored by node-a (the node that holds the lease receives it).
+    take_lease_away(&a, "receives").await;
+    let (status, problem) = a
+        .post(
+            "/api/v1/sandbox/sessions/receives/inbound",
+            &admin,
+            json!({ "from": "+6281234560022", "text": "hello" }),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("inbound_not_stored"))
+    );
+    let (status, chat) = a.get("/api/v1/sessions/receives/chats/+6281234560022/messages", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{chat}");
+    assert_eq!(chat["messages"].as_array().map(Vec::len), Some(0), "nothing stored: {chat}");
+}

@@ -23,7 +23,44 @@ pub struct Held {
     pub expires_at: i64,
 }
 
+/// What a node writes on behalf of a lease it holds: the lease, the node, and the epoch it
+/// was held under. A write that carries a fence is refused with [`StoreError::Fenced`] unless
+/// the lease is still held by that node, under that epoch, and not expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub epoch: i64,
+}
+
 impl Store {
+    /// Checks `fence` inside the transaction `tx` and keeps the lease from changing hands until
+    /// it ends: a node taking the lease over waits for the write to commit, and sees it.
+    pub(crate) async fn check_fence(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        fence: &Fence,
+        now: i64,
+    ) -> Result<()> {
+        let row = sqlx::query(self.sql(&format!(
+            "SELECT holder, epoch, expires_at FROM leases WHERE name = ?{}",
+            self.dialect.share_rows()
+        )))
+        .bind(&fence.lease)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let held = match row {
+            Some(row) => {
+                let holder: String = row.try_get("holder")?;
+                let epoch: i64 = row.try_get("epoch")?;
+                let expires_at: i64 = row.try_get("expires_at")?;
+                holder == fence.holder && epoch == fence.epoch && expires_at > now
+            }
+            None => false,
+        };
+        if held { Ok(()) } else { Err(StoreError::Fenced { lease: fence.lease.clone() }) }
+    }
+
     /// Records that `node` is alive at `now` (and, the first time, when it started, its version
     /// and where the other nodes reach it).
     pub async fn node_heartbeat(&self, node: &NodeRecord, now: i64) -> Result<()> {

@@ -39,6 +39,16 @@ impl Dialect {
         }
     }
 
+    /// The suffix of a `SELECT` inside a transaction that keeps the rows it read from being
+    /// changed by others until the commit, while letting others read and share-lock them.
+    pub(crate) fn share_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+            Dialect::MySql => " LOCK IN SHARE MODE",
+        }
+    }
+
     /// Whether `UPDATE … RETURNING` exists (MySQL and MariaDB have none).
     pub(crate) fn update_returning(self) -> bool {
         self != Dialect::MySql

@@ -17,6 +17,10 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A write on behalf of a lease that the writer no longer holds (another node took it, or
+    /// it ran out): refused, so that a node cut off from the cluster cannot act for it.
+    #[error("the lease `{lease}` is no longer held by this node")]
+    Fenced { lease: String },
     /// An outage seen by a write that others waited on; each of them gets its own copy.
     #[error("{detail}")]
     Outage { kind: Outage, detail: String },

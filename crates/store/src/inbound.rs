@@ -3,7 +3,7 @@
 use sqlx::Row;
 use wagate_core::{MessageContent, SessionId};
 
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{Fence, Result, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct InboundRecord {
@@ -32,12 +32,17 @@ pub trait InboundFields {
 }
 
 impl Store {
-    /// Stores an inbound message once; false when this WhatsApp id was stored before.
+    /// Stores an inbound message once; false when this WhatsApp id was stored before. `fence`:
+    /// the session's lease as the receiving node holds it; refused once it lost it.
     pub async fn insert_inbound_message(
         &self,
         session: &SessionId,
+        fence: &Fence,
         message: &impl InboundFields,
     ) -> Result<bool> {
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
+        self.check_fence(&mut tx, fence, now_ms()).await?;
         let content = serde_json::to_string(message.content()).expect("content serializes");
         let inserted = sqlx::query(self.sql(
             "INSERT INTO inbound_messages (id, session_id, wa_id, chat, sender_phone, sender_lid, push_name, kind, content, \
@@ -55,11 +60,14 @@ impl Store {
         .bind(message.quoted_id())
         .bind(message.sent_at())
         .bind(now_ms())
-        .execute(&mut *self.writer().await?)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::conflict_on_unique("inbound message"));
         match inserted {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(true)
+            }
             Err(StoreError::Conflict { .. }) => Ok(false),
             Err(other) => Err(other),
         }

@@ -35,7 +35,7 @@ use sqlx::{AnyConnection, Row};
 
 pub use activity_log::{ActivityFilter, ActivityRecord};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
-pub use cluster::{Held, NodeRecord};
+pub use cluster::{Fence, Held, NodeRecord};
 use connections::{ACQUIRE_TIMEOUT, Connections, Lent};
 pub use dialect::Dialect;
 pub use error::{Outage, StoreError};

@@ -8,8 +8,8 @@ use wagate_core::{
     SessionStatus,
 };
 use wagate_store::{
-    ActivityFilter, ActivityRecord, LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp, NewSession,
-    NewUser, NodeRecord, OtpFilter, OtpRecord, Retained, Store, StoreError,
+    ActivityFilter, ActivityRecord, Claim, Fence, LinkedAccount, NewApiKey, NewCode, NewMessage, NewOtp,
+    NewSession, NewUser, NodeRecord, OtpFilter, OtpRecord, Retained, Store, StoreError,
 };
 use wagate_testkit::{DatabaseKind, TestDatabase};
 
@@ -422,6 +422,38 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     store.give_back_space().await.unwrap();
 
     store.put_otp_settings(owner, "{}").await.unwrap();
+
+    // Fencing: a node claims a session's messages only while it holds the session's lease under
+    // the epoch it knows.
+    let fenced = SessionId::parse("fenced").unwrap();
+    let new = NewSession {
+        id: &fenced,
+        owner_id: owner,
+        name: "f",
+        engine: EngineKind::Sandbox,
+        webhook_url: None,
+    };
+    store.insert_session(new).await.unwrap();
+    store
+        .insert_message(NewMessage { id: "m-fenced", session_id: &fenced, ..message("m-fenced") })
+        .await
+        .unwrap();
+    let now = wagate_store::now_ms();
+    let held = store.take_lease("session:fenced", "node-a", now, now + 60_000).await.unwrap().unwrap();
+    let fence = |holder: &str, epoch| Fence { lease: "session:fenced".into(), holder: holder.into(), epoch };
+    let refused = store.claim_next_messages(&fenced, &fence("node-b", held.epoch), now, now + 1, 10).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "not the holder: {refused:?}");
+    let refused =
+        store.claim_next_messages(&fenced, &fence("node-a", held.epoch + 1), now, now + 1, 10).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "another epoch: {refused:?}");
+    assert_eq!(store.message("m-fenced").await.unwrap().unwrap().status, MessageStatus::Queued, "untouched");
+    let claimed = store.claim_next_messages(&fenced, &fence("node-a", held.epoch), now, now + 1, 10).await;
+    assert!(matches!(claimed, Ok(Claim::Messages(ref batch)) if batch.len() == 1), "{claimed:?}");
+    store.release_messages(&["m-fenced"]).await.unwrap();
+    store.release_lease("session:fenced", "node-a").await.unwrap();
+    let refused = store.claim_next_messages(&fenced, &fence("node-a", held.epoch), now, now + 1, 10).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "a released lease: {refused:?}");
+    assert_eq!(store.message("m-fenced").await.unwrap().unwrap().status, MessageStatus::Queued);
     store.put_otp_settings(owner, "{\"brand\":\"x\"}").await.unwrap();
     assert_eq!(store.otp_settings(owner).await.unwrap().as_deref(), Some("{\"brand\":\"x\"}"));
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use wagate_core::{MessageContent, MessageStatus, SessionId};
 use wagate_engine::ReceiptKind;
-use wagate_store::{Claim, Inserted, MessageRecord, NewMessage, Store, StoreError};
+use wagate_store::{Claim, Fence, Inserted, MessageRecord, NewMessage, Store, StoreError};
 
 pub use announce::{Sender, StatusChange, StatusListener};
 pub use config::DeliveryConfig;
@@ -200,10 +200,11 @@ impl Outbox {
         self.store.release_session_message_leases(session).await
     }
 
-    /// The session's next messages (at most `limit`), now `sending` and leased.
-    pub async fn claim(&self, session: &SessionId, limit: usize) -> Result<Claim, StoreError> {
+    /// The session's next messages (at most `limit`), now `sending` and leased; refused
+    /// ([`StoreError::Fenced`]) once `fence`, the session's lease, is no longer held.
+    pub async fn claim(&self, session: &SessionId, fence: &Fence, limit: usize) -> Result<Claim, StoreError> {
         let now = now_ms();
-        self.store.claim_next_messages(session, now, now + self.config.lease_ms as i64, limit).await
+        self.store.claim_next_messages(session, fence, now, now + self.config.lease_ms as i64, limit).await
     }
 
     /// Keeps a claimed message leased while it waits (pacing) until `ready_at`.

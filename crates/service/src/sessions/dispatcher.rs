@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 use wagate_core::Pacing;
 use wagate_engine::{Chat, Connection, EngineError, MediaData, OutgoingMessage, PendingAck, SendFailure};
-use wagate_store::{Claim, MessageRecord};
+use wagate_store::{Claim, MessageRecord, StoreError};
 
 use super::SessionManager;
 use super::runtime::Runtime;
@@ -73,7 +73,17 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
         // The claim sees every one-time password queued until now.
         runtime.urgent.store(false, Ordering::SeqCst);
         let idle_recheck = if manager.has_company() { IDLE_RECHECK_IN_CLUSTER } else { IDLE_RECHECK };
-        let wait = match manager.outbox().claim(&runtime.id, limit).await {
+        let Some(fence) = manager.fence(&runtime.id) else {
+            // Not (or no longer) this node's to run: closed here by the lease's keeper.
+            tokio::select! {
+                _ = online.changed() => {}
+                _ = shutdown.changed() => {}
+                () = runtime.deleted.notified() => {}
+                () = sleep(IDLE_RECHECK) => {}
+            }
+            continue;
+        };
+        let wait = match manager.outbox().claim(&runtime.id, &fence, limit).await {
             Ok(Claim::Messages(batch)) => {
                 dispatch_batch(&manager, &runtime, batch, pacing, &mut last_sent).await;
                 continue;
@@ -83,6 +93,10 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
                 Duration::from_millis((at - now_ms()).clamp(1, idle_recheck.as_millis() as i64) as u64)
             }
             Ok(Claim::InFlight) => Duration::from_millis(250),
+            Err(StoreError::Fenced { .. }) => {
+                manager.fenced_off(&runtime.id).await;
+                continue;
+            }
             Err(err) => {
                 tracing::error!(session = %runtime.id, error = %err, "cannot read the outbox");
                 Duration::from_secs(1)

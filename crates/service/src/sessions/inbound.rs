@@ -43,9 +43,18 @@ impl SessionManager {
     /// Stores and announces a received message; false when it could not be stored.
     pub(super) async fn on_inbound(&self, runtime: &Runtime, message: InboundMessage) -> bool {
         let me = self.routing_record(runtime).await.and_then(|r| r.account.map(|a| a.phone));
-        match self.store().insert_inbound_message(&runtime.id, &StoredInbound(&message)).await {
+        let Some(fence) = self.fence(&runtime.id) else {
+            tracing::warn!(session = %runtime.id, "an inbound message after this node let the session go is left to its new node");
+            return false;
+        };
+        match self.store().insert_inbound_message(&runtime.id, &fence, &StoredInbound(&message)).await {
             Ok(false) => return true, // seen before (the network may deliver twice)
             Ok(true) => {}
+            Err(wagate_store::StoreError::Fenced { .. }) => {
+                tracing::warn!(session = %runtime.id, "an inbound message after this node lost the session is left to its new node");
+                self.fenced_off(&runtime.id).await;
+                return false;
+            }
             Err(err) => {
                 tracing::error!(session = %runtime.id, error = %err, "cannot store inbound message");
                 return false;

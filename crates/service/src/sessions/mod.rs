@@ -37,6 +37,7 @@ use wagate_engine::{Capabilities, Connection, EngineError, SessionSpec};
 use wagate_store::{SessionRecord, Store};
 
 use self::announce::Announcer;
+use self::ownership::Holding;
 use self::runtime::Runtime;
 use super::audit::{Actor, AuditLog, Entry, Level};
 use super::cluster::Cluster;
@@ -60,8 +61,9 @@ struct Inner {
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
     /// This node among the others: which sessions it runs is decided through leases.
     cluster: Arc<Cluster>,
-    /// The sessions whose lease this node holds, and until when it may act on them.
-    held: Mutex<HashMap<SessionId, i64>>,
+    /// The sessions whose lease this node holds: under which epoch, and until when it may act
+    /// on them.
+    held: Mutex<HashMap<SessionId, Holding>>,
     /// Sessions this node failed to connect, and when (not tried again at once).
     failed_connects: Mutex<HashMap<SessionId, i64>>,
     /// Round-robin position per pool.

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use wagate_core::{SessionId, SessionStatus};
-use wagate_store::SessionRecord;
+use wagate_store::{Fence, SessionRecord};
 
 use super::runtime::{Runtime, View};
 use super::{SessionError, SessionManager};
@@ -30,6 +30,14 @@ fn lease_name(id: &SessionId) -> String {
     format!("{LEASE_PREFIX}{id}")
 }
 
+/// A session's lease as this node holds it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Holding {
+    pub epoch: i64,
+    /// A heartbeat before the lease ends: the node stops acting on the session after this.
+    pub until: i64,
+}
+
 impl SessionManager {
     /// Makes this node the session's owner (or keeps it so), or says which node is.
     pub(super) async fn claim(&self, id: &SessionId) -> Result<(), SessionError> {
@@ -41,8 +49,8 @@ impl SessionManager {
             .await?;
         match lease {
             Some(held) => {
-                let taken_over =
-                    self.held().insert(id.clone(), held.expires_at - cluster.heartbeat_ms()).is_none();
+                let holding = Holding { epoch: held.epoch, until: held.expires_at - cluster.heartbeat_ms() };
+                let taken_over = self.held().insert(id.clone(), holding).is_none();
                 if taken_over {
                     // Whoever ran the session before (another node, or this one before it lost
                     // the lease or restarted) stopped sending before its lease ended.
@@ -66,6 +74,25 @@ impl SessionManager {
             Some(node) => Err(SessionError::OnOtherNode(node)),
             None => Ok(()),
         }
+    }
+
+    /// What this node writes on the session's behalf (claims of its messages, what it
+    /// receives) carries this: the database refuses it once the lease is lost. `None` when this
+    /// node does not hold the session.
+    pub(super) fn fence(&self, id: &SessionId) -> Option<Fence> {
+        let holding = *self.held().get(id)?;
+        Some(Fence {
+            lease: lease_name(id),
+            holder: self.inner.cluster.node_id().to_owned(),
+            epoch: holding.epoch,
+        })
+    }
+
+    /// After the database refused a write on the session's behalf: another node runs it now,
+    /// or the lease ran out. The session is closed here at once.
+    pub(super) async fn fenced_off(&self, id: &SessionId) {
+        let runtime = self.live_runtime(id);
+        self.abandon(id, runtime, "the database refused a write under its lost lease").await;
     }
 
     /// The other node that runs the session, if one does.
@@ -128,7 +155,7 @@ impl SessionManager {
     async fn renew(&self) {
         let cluster = &self.inner.cluster;
         let held: Vec<(SessionId, i64)> =
-            self.held().iter().map(|(id, until)| (id.clone(), *until)).collect();
+            self.held().iter().map(|(id, holding)| (id.clone(), holding.until)).collect();
         for (id, until) in held {
             let runtime = self.live_runtime(&id);
             if let Some(runtime) = &runtime {
@@ -145,7 +172,9 @@ impl SessionManager {
                 .await
             {
                 Ok(Some(lease)) => {
-                    self.held().insert(id, lease.expires_at - cluster.heartbeat_ms());
+                    let holding =
+                        Holding { epoch: lease.epoch, until: lease.expires_at - cluster.heartbeat_ms() };
+                    self.held().insert(id, holding);
                 }
                 Ok(None) => self.abandon(&id, runtime, "another node runs the session now").await,
                 Err(err) if now_ms() >= until => {
@@ -260,7 +289,7 @@ impl SessionManager {
         failed.contains_key(id)
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, i64>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Holding>> {
         self.inner.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -5,17 +5,19 @@ use wagate_core::{MessageStatus, SessionId};
 
 use super::{COLUMNS, Claim, MessageRecord, from_row};
 use crate::batch::InList;
-use crate::{Result, Store, now_ms};
+use crate::{Fence, Result, Store, now_ms};
 
 impl Store {
     /// Takes the session's next messages in order (highest priority first, then oldest), at
     /// most `limit`, leasing them until `lease_until`. Messages are never overtaken: a head that
     /// must wait holds the rest, and a batch ends before the first message that must wait. Only
     /// the head may be a retry; the others are first attempts, so a batch released unsent (see
-    /// [`Store::release_messages`]) leaves no trace in their history.
+    /// [`Store::release_messages`]) leaves no trace in their history. `fence`: the session's
+    /// lease as the claiming node holds it; nothing is claimed once it lost it.
     pub async fn claim_next_messages(
         &self,
         session: &SessionId,
+        fence: &Fence,
         now: i64,
         lease_until: i64,
         limit: usize,
@@ -64,6 +66,7 @@ impl Store {
         let claim = ids.bind(claim).bind(now);
         let mut connection = self.writer().await?;
         let mut tx = connection.begin().await?;
+        self.check_fence(&mut tx, fence, now).await?;
         if claim.execute(&mut *tx).await?.rows_affected() != batch.len() as u64 {
             return Ok(Claim::InFlight); // another worker was faster (the transaction rolls back)
         }

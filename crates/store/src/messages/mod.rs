@@ -87,6 +87,7 @@ pub enum Inserted {
 }
 
 /// What the dispatcher of a session should do next.
+#[derive(Debug)]
 pub enum Claim {
     /// These messages (the session's next ones, in order) are now `sending`, leased until the
     /// given time.
