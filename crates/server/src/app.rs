@@ -211,7 +211,7 @@ impl App {
             tokio::spawn(alerts.run(cluster.clone(), shutdown.clone()));
         }
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
-        let quota = ApiQuota::new(&config.api_limits);
+        let quota = ApiQuota::new(&store, &config.api_limits);
         let phones = PhoneReader::new(store.clone(), config.default_region.clone());
         let messages = Messages::new(sessions.clone(), store.clone(), phones.clone());
         let activity = Activity::new(store.clone());

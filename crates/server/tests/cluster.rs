@@ -240,11 +240,12 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_failures_count_across_nodes_on_a_shared_database_server() {
+async fn login_failures_and_api_quotas_count_across_nodes_on_a_shared_database_server() {
     let limits = |id: &'static str| {
         move |config: &mut Config| {
             node(id)(config);
             config.login_limits.failures_per_user = 4;
+            config.api_limits.per_key_per_minute = 3;
         }
     };
     let a = TestApp::spawn_with(limits("node-a")).await;
@@ -270,6 +271,23 @@ async fn login_failures_count_across_nodes_on_a_shared_database_server() {
         }
         // On SQLite (one machine) each process counts its own, as documented.
         DatabaseKind::Sqlite => assert_eq!(answer.status(), StatusCode::OK),
+    }
+
+    // An API key's requests per minute, through both nodes.
+    let (status, key) =
+        a.post("/api/v1/api-keys", &admin, json!({ "name": "both", "scopes": ["read"] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+    for app in [&a, &b, &a] {
+        assert_eq!(app.get("/api/v1/sessions", &key).await.0, StatusCode::OK);
+    }
+    let fourth = b.request(reqwest::Method::GET, "/api/v1/sessions", Some(&key)).send().await.unwrap();
+    match DatabaseKind::selected() {
+        DatabaseKind::Postgres | DatabaseKind::Mysql => {
+            assert_eq!(fourth.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert!(fourth.headers().contains_key("retry-after"));
+        }
+        DatabaseKind::Sqlite => assert_eq!(fourth.status(), StatusCode::OK),
     }
 }
 

@@ -175,7 +175,7 @@ impl FromRequestParts<AppState> for StreamAuth {
             )),
             Some(token) => {
                 let principal = state.accounts.authenticate_token(&token).await?;
-                super::quota::admit(state, parts, &principal)?;
+                super::quota::admit(state, parts, &principal).await?;
                 Ok(StreamAuth(principal))
             }
             None => Err(ApiError::unauthorized(
@@ -228,7 +228,7 @@ async fn authenticate(state: &AppState, parts: &Parts, credential: &str) -> Resu
     let mut principal = principal;
     principal.ip = Some(client_ip(state, parts));
     super::audit::remember(&principal);
-    super::quota::admit(state, parts, &principal)?;
+    super::quota::admit(state, parts, &principal).await?;
     Ok(principal)
 }
 

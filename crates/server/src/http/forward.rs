@@ -35,6 +35,10 @@ const MARK_VALID_MS: i64 = 60_000;
 /// which go through the outbox and never need the live connection.
 const KEPT_BODY_BYTES: usize = JSON_BODY_LIMIT;
 
+/// Marks a request another node carried here (its per-credential quota was counted there).
+#[derive(Debug, Clone, Copy)]
+pub struct Carried;
+
 /// Set on an answer by the error mapping: the node that runs the session the request needs.
 #[derive(Debug, Clone)]
 pub struct RunsOn(pub String);
@@ -114,6 +118,7 @@ pub(crate) async fn to_owner(State(state): State<AppState>, request: Request, ne
         };
         // Answered here, never carried on: the sending node found that this one runs it.
         parts.extensions.insert(ConnectInfo(caller));
+        parts.extensions.insert(Carried);
         return next.run(Request::from_parts(parts, body)).await;
     }
     carry_if_needed(state, parts, body, next).await
@@ -161,7 +166,15 @@ async fn carry_if_needed(state: AppState, parts: Parts, body: Body, next: Next) 
         _ => state.forwarder.carry(&address, &parts, body, caller).await,
     };
     match carried {
-        Ok(answer) => answer,
+        Ok(mut answer) => {
+            // The caller's quota was counted here: its standing goes with the answer.
+            for (name, value) in response.headers() {
+                if name.as_str().starts_with("ratelimit") {
+                    answer.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+            answer
+        }
         Err(err) => {
             tracing::warn!(%node, %address, error = %err, "cannot carry the request to the node that runs the session");
             response

@@ -13,6 +13,7 @@ use wagate_service::auth::{Principal, Quota};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::http::forward::Carried;
 
 /// Where authentication leaves the request's standing for the answer's headers. Its presence
 /// also marks a request as counted, so a handler that authenticates twice counts once.
@@ -42,13 +43,14 @@ pub(crate) async fn rate_limit_headers(mut request: Request, next: Next) -> Resp
     response
 }
 
-/// Counts the request against its credential's allowance (once per request).
-pub(crate) fn admit(state: &AppState, parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
+/// Counts the request against its credential's allowance (once per request, on the node it
+/// reached first: a request carried here from another node was counted there).
+pub(crate) async fn admit(state: &AppState, parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
     let slot = parts.extensions.get::<QuotaSlot>();
-    if slot.is_some_and(|slot| slot.lock().is_some()) {
+    if slot.is_some_and(|slot| slot.lock().is_some()) || parts.extensions.get::<Carried>().is_some() {
         return Ok(());
     }
-    let (quota, refused) = match state.quota.admit(principal) {
+    let (quota, refused) = match state.quota.admit(principal).await? {
         Ok(None) => return Ok(()),
         Ok(Some(quota)) => (quota, None),
         Err(exceeded) => {

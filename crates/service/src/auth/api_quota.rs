@@ -1,12 +1,15 @@
 //! Requests per minute per credential: each API key has its own allowance, and each user
-//! signed in with a login token has one. Off unless the operator sets a limit.
+//! signed in with a login token has one. Off unless the operator sets a limit. Counted in the
+//! database on PostgreSQL and MariaDB/MySQL, so that every node of a cluster counts the same.
 
 use std::time::Duration;
 
 use serde::Deserialize;
+use wagate_store::{Store, StoreError};
 
 use super::Principal;
-use super::rate_limit::{Allowance, RateLimiter};
+use super::limit::Limit;
+use super::rate_limit::Allowance;
 
 /// Requests allowed per minute; 0 means no limit.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -37,34 +40,37 @@ pub struct QuotaExceeded {
 }
 
 pub struct ApiQuota {
-    per_key: Option<(u32, RateLimiter)>,
-    per_user: Option<(u32, RateLimiter)>,
+    per_key: Option<(u32, Limit)>,
+    per_user: Option<(u32, Limit)>,
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 impl ApiQuota {
-    pub fn new(limits: &ApiLimits) -> Self {
-        let limiter = |limit: u32| (limit > 0).then(|| (limit, RateLimiter::new(limit, MINUTE)));
+    pub fn new(store: &Store, limits: &ApiLimits) -> Self {
+        let limiter = |name, limit: u32| (limit > 0).then(|| (limit, Limit::new(store, name, limit, MINUTE)));
         ApiQuota {
-            per_key: limiter(limits.per_key_per_minute),
-            per_user: limiter(limits.per_user_per_minute),
+            per_key: limiter("api.key", limits.per_key_per_minute),
+            per_user: limiter("api.user", limits.per_user_per_minute),
         }
     }
 
     /// Counts one request of `principal`. `Ok(None)`: its credential has no limit.
-    pub fn admit(&self, principal: &Principal) -> Result<Option<Quota>, QuotaExceeded> {
+    pub async fn admit(
+        &self,
+        principal: &Principal,
+    ) -> Result<Result<Option<Quota>, QuotaExceeded>, StoreError> {
         let (limited, key) = match &principal.api_key_id {
             Some(key_id) => (&self.per_key, key_id.as_str()),
             None => (&self.per_user, principal.user_id.as_str()),
         };
-        let Some((limit, limiter)) = limited else { return Ok(None) };
-        match limiter.take(key) {
+        let Some((limit, limiter)) = limited else { return Ok(Ok(None)) };
+        Ok(match limiter.take(key).await? {
             Ok(Allowance { remaining, full_again_in }) => {
                 Ok(Some(Quota { limit: *limit, remaining, reset_secs: ceil_secs(full_again_in) }))
             }
             Err(wait) => Err(QuotaExceeded { limit: *limit, retry_after_secs: ceil_secs(wait) }),
-        }
+        })
     }
 }
 
@@ -75,6 +81,7 @@ fn ceil_secs(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use wagate_core::{Role, ScopeSet};
+    use wagate_testkit::{DatabaseKind, TestDatabase};
 
     use super::*;
 
@@ -90,29 +97,45 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_and_users_have_their_own_allowances() {
-        let quota = ApiQuota::new(&ApiLimits { per_key_per_minute: 2, per_user_per_minute: 3 });
-        let key = caller("u1", Some("k1"));
-        assert_eq!(quota.admit(&key).unwrap().map(|q| (q.limit, q.remaining)), Some((2, 1)));
-        assert_eq!(quota.admit(&key).unwrap().map(|q| q.remaining), Some(0));
-        let refused = quota.admit(&key).unwrap_err();
-        assert_eq!(refused.limit, 2);
-        assert!((29..=30).contains(&refused.retry_after_secs), "{refused:?}");
-        assert!(quota.admit(&caller("u1", Some("k2"))).is_ok(), "another key of the same user");
-        let user = caller("u1", None);
-        for left in [2, 1, 0] {
-            assert_eq!(quota.admit(&user).unwrap().map(|q| q.remaining), Some(left));
-        }
-        assert!(quota.admit(&user).is_err());
-        assert!(quota.admit(&caller("u2", None)).is_ok(), "another user");
+    /// A store on `kind`, kept alive by the returned guards.
+    async fn store(kind: DatabaseKind) -> (Store, Option<TestDatabase>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(kind).await;
+        let url = database.as_ref().map_or_else(|| Store::sqlite_url(dir.path()), |db| db.url().to_owned());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        (store, database, dir)
     }
 
-    #[test]
-    fn no_limit_by_default() {
-        let quota = ApiQuota::new(&ApiLimits::default());
+    /// The same allowances counted in the process (SQLite) and in the database (the others).
+    #[tokio::test]
+    async fn keys_and_users_have_their_own_allowances() {
+        for kind in [DatabaseKind::Sqlite, DatabaseKind::Postgres, DatabaseKind::Mysql] {
+            let (store, _database, _dir) = store(kind).await;
+            let quota = ApiQuota::new(&store, &ApiLimits { per_key_per_minute: 2, per_user_per_minute: 3 });
+            let admit = async |principal: &Principal| quota.admit(principal).await.unwrap();
+            let key = caller("u1", Some("k1"));
+            assert_eq!(admit(&key).await.unwrap().map(|q| (q.limit, q.remaining)), Some((2, 1)), "{kind:?}");
+            assert_eq!(admit(&key).await.unwrap().map(|q| q.remaining), Some(0));
+            let refused = admit(&key).await.unwrap_err();
+            assert_eq!(refused.limit, 2);
+            assert!((29..=30).contains(&refused.retry_after_secs), "{kind:?}: {refused:?}");
+            assert!(admit(&caller("u1", Some("k2"))).await.is_ok(), "another key of the same user");
+            let user = caller("u1", None);
+            for left in [2, 1, 0] {
+                assert_eq!(admit(&user).await.unwrap().map(|q| q.remaining), Some(left), "{kind:?}");
+            }
+            assert!(admit(&user).await.is_err());
+            assert!(admit(&caller("u2", None)).await.is_ok(), "another user");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_limit_by_default() {
+        let (store, _database, _dir) = store(DatabaseKind::Sqlite).await;
+        let quota = ApiQuota::new(&store, &ApiLimits::default());
         for _ in 0..1000 {
-            assert_eq!(quota.admit(&caller("u1", Some("k1"))), Ok(None));
+            assert_eq!(quota.admit(&caller("u1", Some("k1"))).await.unwrap(), Ok(None));
         }
     }
 }

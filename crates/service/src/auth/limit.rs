@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wagate_store::{Dialect, Store, StoreError};
 
-use super::rate_limit::RateLimiter;
+use super::rate_limit::{Allowance, RateLimiter};
 use crate::time::now_ms;
 
 pub enum Limit {
@@ -53,6 +53,29 @@ impl Limit {
                 })
             }
         }
+    }
+
+    /// Counts a hit of `key` when its allowance has room: then what is left, else how long to
+    /// wait. In the database the check and the count are two statements: nodes hitting one key
+    /// at the same instant may both pass, and both count.
+    pub async fn take(&self, key: &str) -> Result<Result<Allowance, Duration>, StoreError> {
+        let limit = match self {
+            Limit::Process(limiter) => return Ok(limiter.take(key)),
+            Limit::Cluster(limit) => limit,
+        };
+        let key = limit.key(key);
+        let now = now_ms();
+        let arrival = limit.store.rate_arrival(&key).await?.unwrap_or(now).max(now);
+        let allowed_until = now + limit.window_ms - limit.emission_ms;
+        if arrival > allowed_until {
+            return Ok(Err(Duration::from_millis((arrival - allowed_until) as u64)));
+        }
+        limit.store.rate_record(&key, now, limit.emission_ms, limit.window_ms).await?;
+        let next = (arrival + limit.emission_ms).min(now + limit.window_ms);
+        Ok(Ok(Allowance {
+            remaining: ((now + limit.window_ms - next) / limit.emission_ms) as u32,
+            full_again_in: Duration::from_millis((next - now) as u64),
+        }))
     }
 
     /// Counts a hit of `key`.
