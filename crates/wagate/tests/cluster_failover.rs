@@ -1,10 +1,11 @@
-//! Two `wagate` processes on one PostgreSQL or MariaDB database: `kill -9` of the node that
-//! runs the sessions in the middle of a burst sent through the other one. The survivor connects
-//! every session within 30 s and sends every accepted message.
+//! Three `wagate` processes on one PostgreSQL or MariaDB database: the node that runs the
+//! sessions stops in the middle of a burst sent through the other two, once with `kill -9` and
+//! once gracefully (SIGTERM). The survivors share its sessions evenly, connect every one within
+//! 30 s and send every accepted message, in order.
 //!
 //! The sessions' WhatsApp state is on the nodes' disks (it is not in the database yet): the
-//! survivor gets a copy of the dead node's session directories, as a shared data directory
-//! would give it.
+//! survivors get a copy of the stopped node's session directories, as a shared data directory
+//! would give them.
 
 mod common;
 
@@ -71,57 +72,90 @@ async fn submit(
     accepted
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Kill,
+    Graceful,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_minus_nine_of_a_node_moves_its_sessions_and_loses_no_message() {
+    stop_in_a_burst(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_stop_of_a_node_moves_its_sessions_and_loses_no_message() {
+    stop_in_a_burst(Stop::Graceful).await;
+}
+
+async fn stop_in_a_burst(stop: Stop) {
     let kind = match DatabaseKind::selected() {
         DatabaseKind::Sqlite => DatabaseKind::Postgres,
         server => server,
     };
     let database = TestDatabase::create(kind).await.unwrap();
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    let a = start_node(dir_a.path(), database.url(), "node-a").await;
-    let b = start_node(dir_b.path(), database.url(), "node-b").await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start_node(dirs[0].path(), database.url(), "node-a").await;
     let client = reqwest::Client::new();
     let token = login(&client, &a.base, "admin", PASSWORD).await;
+    // Linked while node-a is alone, so that it runs them all.
     for n in 0..SESSIONS {
         link_sandbox_session(&client, &a.base, &token, &format!("s{n}"), &format!("+62812000008{n:02}"))
             .await;
     }
+    let b = start_node(dirs[1].path(), database.url(), "node-b").await;
+    let c = start_node(dirs[2].path(), database.url(), "node-c").await;
     let (_, sessions) =
         call(&client, Method::GET, format!("{}/api/v1/sessions", b.base), &token, Value::Null).await;
     assert!(sessions["sessions"].as_array().unwrap().iter().all(|s| s["node"] == "node-a"), "{sessions}");
-    copy_dir(&dir_a.path().join("sessions"), &dir_b.path().join("sessions"));
+    for survivor in &dirs[1..] {
+        copy_dir(&dirs[0].path().join("sessions"), &survivor.path().join("sessions"));
+    }
 
-    // A burst through node-b, sent by node-a, which dies in the middle of it.
+    // A burst through node-b and node-c, sent by node-a, which stops in the middle of it.
     let accepted_total = Arc::new(AtomicUsize::new(0));
     let submitters: Vec<_> = (0..SESSIONS)
-        .map(|n| tokio::spawn(submit(b.base.clone(), token.clone(), n, accepted_total.clone())))
+        .map(|n| {
+            let base = if n % 2 == 0 { &b.base } else { &c.base };
+            tokio::spawn(submit(base.clone(), token.clone(), n, accepted_total.clone()))
+        })
         .collect();
     while accepted_total.load(Ordering::SeqCst) < SESSIONS * PER_SESSION / 3 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    a.kill().await;
-    let killed_at = Instant::now();
+    let stopped_at = Instant::now();
+    match stop {
+        Stop::Kill => a.kill().await,
+        Stop::Graceful => {
+            a.terminate().await;
+        }
+    }
 
-    // Every session is connected on node-b within 30 s.
-    loop {
+    // Every session is connected on node-b or node-c within 30 s, half on each.
+    let sessions = loop {
         let (_, sessions) =
-            call(&client, Method::GET, format!("{}/api/v1/sessions", b.base), &token, Value::Null).await;
+            call(&client, Method::GET, format!("{}/api/v1/sessions", c.base), &token, Value::Null).await;
         let sessions = sessions["sessions"].as_array().unwrap().clone();
-        if sessions.iter().all(|s| s["node"] == "node-b" && s["status"] == "connected") {
-            break;
+        if sessions
+            .iter()
+            .all(|s| s["node"] != "node-a" && !s["node"].is_null() && s["status"] == "connected")
+        {
+            break sessions;
         }
         assert!(
-            killed_at.elapsed() < Duration::from_secs(30),
-            "not all sessions moved in 30 s: {sessions:?}"
+            stopped_at.elapsed() < Duration::from_secs(30),
+            "not all sessions moved in 30 s ({stop:?}): {sessions:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     println!(
-        "failover: every session connected on the surviving node {:?} after kill -9",
-        killed_at.elapsed()
+        "failover ({stop:?}): every session connected on a survivor {:?} after the stop",
+        stopped_at.elapsed()
     );
+    for node in ["node-b", "node-c"] {
+        let runs = sessions.iter().filter(|s| s["node"] == node).count();
+        assert_eq!(runs, SESSIONS / 2, "{node} runs its share ({stop:?}): {sessions:?}");
+    }
 
     // Every accepted message goes out, in order per session.
     let mut accepted = Vec::new();
@@ -153,4 +187,5 @@ async fn kill_minus_nine_of_a_node_moves_its_sessions_and_loses_no_message() {
         assert!(sent_at.windows(2).all(|w| w[0] <= w[1]), "sent in the order accepted: {sent_at:?}");
     }
     b.terminate().await;
+    c.terminate().await;
 }
