@@ -21,8 +21,9 @@ use wagate_testkit::DatabaseKind;
 fn node(id: &'static str) -> impl FnOnce(&mut Config) {
     move |config| {
         config.node_id = Some(id.into());
-        config.cluster.heartbeat_ms = 50;
-        config.cluster.lease_ms = 400;
+        // Short, but long enough that a node slowed down by a busy machine keeps its leases.
+        config.cluster.heartbeat_ms = 100;
+        config.cluster.lease_ms = 1_500;
         // QR codes that last the whole test: sessions waiting for a scan move between nodes.
         config.sandbox_timings.qr_first_timeout_ms = 60_000;
         config.sandbox_timings.qr_timeout_ms = 60_000;
@@ -442,4 +443,38 @@ async fn what_a_node_does_for_a_session_after_losing_its_lease_is_refused() {
     let (status, chat) = a.get("/api/v1/sessions/receives/chats/+6281234560022/messages", &admin).await;
     assert_eq!(status, StatusCode::OK, "{chat}");
     assert_eq!(chat["messages"].as_array().map(Vec::len), Some(0), "nothing stored: {chat}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queued_on_one_node_wakes_the_node_that_runs_the_session() {
+    // On PostgreSQL the nodes look for each other's work only once a minute here: the database's
+    // wake-up must carry it. Elsewhere they look four times a second, as by default.
+    let slow_poll = |id: &'static str| {
+        move |config: &mut Config| {
+            node(id)(config);
+            if DatabaseKind::selected() == DatabaseKind::Postgres {
+                config.cluster.idle_poll_ms = 60_000;
+            }
+        }
+    };
+    let a = TestApp::spawn_with(slow_poll("node-a")).await;
+    let b = a.spawn_beside(slow_poll("node-b")).await;
+    let admin = a.admin().await;
+    cluster_until(&b, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+    a.linked(&admin, "woken", "+6281200000601").await;
+    for n in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await; // node-a's dispatcher is idle
+        let (status, accepted) = b
+            .post(
+                "/api/v1/sessions/woken/messages",
+                &admin,
+                json!({ "to": "+6281234560031", "text": format!("wake {n}") }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        b.wait_for_message(&admin, accepted["id"].as_str().unwrap(), |m| {
+            matches!(m["status"].as_str(), Some("sent" | "delivered" | "read"))
+        })
+        .await;
+    }
 }

@@ -26,6 +26,11 @@ pub struct ClusterConfig {
     /// How long a lease (and a node's sign of life) lasts without renewal: a node that stops
     /// without saying so loses its duties after at most this long.
     pub lease_ms: u64,
+    /// While other nodes are alive, how often an idle session looks for messages they queued
+    /// for it, where the database cannot wake it (MariaDB/MySQL) or while its wake-ups are
+    /// lost. On PostgreSQL, whose wake-ups reach it at once, it looks every 5 s (or this, if
+    /// longer).
+    pub idle_poll_ms: u64,
     /// The base URL at which the other nodes reach this one (e.g. `http://10.0.0.5:8080`).
     /// Default: the listening address, or the host name when listening on all addresses.
     pub advertise_url: Option<String>,
@@ -33,7 +38,7 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { heartbeat_ms: 2_000, lease_ms: 10_000, advertise_url: None }
+        ClusterConfig { heartbeat_ms: 2_000, lease_ms: 10_000, idle_poll_ms: 250, advertise_url: None }
     }
 }
 
@@ -171,6 +176,11 @@ impl Cluster {
     /// How long a lease lasts without renewal, in milliseconds.
     pub fn lease_ms(&self) -> i64 {
         self.config.lease_ms as i64
+    }
+
+    /// See [`ClusterConfig::idle_poll_ms`].
+    pub fn idle_poll_ms(&self) -> u64 {
+        self.config.idle_poll_ms.max(10)
     }
 
     /// How often this node renews its leases, in milliseconds.

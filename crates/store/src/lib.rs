@@ -24,6 +24,7 @@ mod settings;
 mod snapshot;
 mod stats;
 mod users;
+mod wakeups;
 mod webhooks;
 
 use std::path::Path;
@@ -47,6 +48,7 @@ pub use retention::Retained;
 pub use sessions::{LinkedAccount, NewSession, SessionRecord};
 pub use snapshot::{is_sqlite_file, snapshot_sqlite};
 pub use users::{NewUser, UserRecord};
+pub use wakeups::WorkListener;
 pub use webhooks::{AttemptRecord, DeliveryRecord, NewWebhook, WebhookEventRecord, WebhookRecord};
 
 /// Read-only SQLite connections beside the writer.
@@ -65,6 +67,8 @@ pub struct Store {
     readers: Connections,
     dialect: Dialect,
     session_lists: Arc<session_lists::SessionLists>,
+    /// Where the database is, for connections of their own (PostgreSQL's listeners).
+    url: Option<Arc<str>>,
 }
 
 impl Store {
@@ -79,6 +83,7 @@ impl Store {
                 writers: pool,
                 dialect,
                 session_lists: Default::default(),
+                url: Some(url.into()),
             });
         }
         let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
@@ -97,6 +102,7 @@ impl Store {
             readers: Connections::held(readers, &url, true),
             dialect,
             session_lists: Default::default(),
+            url: None,
         })
     }
 

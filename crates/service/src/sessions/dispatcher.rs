@@ -23,13 +23,6 @@ use super::runtime::Runtime;
 use crate::outbox::{Outbox, Requeue, Retried, Sender};
 use crate::time::now_ms;
 
-/// How long an idle dispatcher sleeps before looking again, even without a wake-up: messages
-/// accepted by this process wake it at once.
-const IDLE_RECHECK: Duration = Duration::from_secs(5);
-
-/// The same with other nodes on the database, whose accepted messages wake nobody here.
-const IDLE_RECHECK_IN_CLUSTER: Duration = Duration::from_millis(250);
-
 /// At most this many messages per claim when nothing paces the session.
 const BATCH: usize = 32;
 
@@ -72,14 +65,14 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
         let limit = if pacing.is_unpaced() { BATCH } else { 1 };
         // The claim sees every one-time password queued until now.
         runtime.urgent.store(false, Ordering::SeqCst);
-        let idle_recheck = if manager.has_company() { IDLE_RECHECK_IN_CLUSTER } else { IDLE_RECHECK };
+        let idle_recheck = manager.idle_recheck();
         let Some(fence) = manager.fence(&runtime.id) else {
             // Not (or no longer) this node's to run: closed here by the lease's keeper.
             tokio::select! {
                 _ = online.changed() => {}
                 _ = shutdown.changed() => {}
                 () = runtime.deleted.notified() => {}
-                () = sleep(IDLE_RECHECK) => {}
+                () = sleep(manager.idle_recheck()) => {}
             }
             continue;
         };

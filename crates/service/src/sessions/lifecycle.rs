@@ -275,6 +275,10 @@ impl SessionManager {
         }
         let restored = self.claim_share().await?;
         tokio::spawn(self.clone().keep_share());
+        let announced = self.inner.announced.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(announced) = announced {
+            tokio::spawn(self.clone().carry_wakeups(announced));
+        }
         Ok(restored)
     }
 

@@ -19,6 +19,7 @@ mod ownership;
 mod pools;
 mod runtime;
 mod stream;
+mod wakeups;
 
 pub use error::SessionError;
 pub use observer::MessageObserver;
@@ -28,10 +29,10 @@ pub use stream::{AccountView, StreamEvent, Subscription};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use wagate_core::{EngineKind, OtpCode, Pacing, Phone, SessionId};
 use wagate_engine::{Capabilities, Connection, EngineError, SessionSpec};
 use wagate_store::{SessionRecord, Store};
@@ -71,6 +72,11 @@ struct Inner {
     pipeline: Pipeline,
     pacing: SessionPacing,
     shutdown: watch::Receiver<bool>,
+    /// Sessions with new work, for the other nodes (see [`wakeups`]).
+    wakeups: mpsc::UnboundedSender<SessionId>,
+    announced: Mutex<Option<mpsc::UnboundedReceiver<SessionId>>>,
+    /// Whether the database's wake-ups reach this node.
+    listening: AtomicBool,
 }
 
 /// The services a session's messages flow through.
@@ -112,6 +118,7 @@ impl SessionManager {
         cluster: Arc<Cluster>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let (wakeups, announced) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             engines,
@@ -124,6 +131,9 @@ impl SessionManager {
             pipeline,
             pacing,
             shutdown,
+            wakeups,
+            announced: Mutex::new(Some(announced)),
+            listening: AtomicBool::new(false),
         });
         inner.pipeline.outbox.set_listener(Arc::new(Announcer(Arc::downgrade(&inner))));
         SessionManager { inner }
@@ -191,6 +201,7 @@ impl SessionManager {
     /// Wakes the session's dispatcher after a message was queued for it.
     pub fn notify_work(&self, record: &SessionRecord) {
         self.runtime(record).work.notify_one();
+        self.announce_work(&record.id);
     }
 
     /// Wakes the session's dispatcher after a one-time password was queued for it.
@@ -198,6 +209,7 @@ impl SessionManager {
         let runtime = self.runtime(record);
         runtime.urgent.store(true, Ordering::SeqCst);
         runtime.work.notify_one();
+        self.announce_work(&record.id);
     }
 
     /// The pacing of the session's ordinary messages: its own policy, or its engine's default.
