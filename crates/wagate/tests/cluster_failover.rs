@@ -27,7 +27,7 @@ const PER_SESSION: usize = 60;
 async fn start_node(data_dir: &Path, database_url: &str, node: &str) -> Server {
     let config = data_dir.join("wagate.toml");
     std::fs::create_dir_all(data_dir).unwrap();
-    std::fs::write(&config, "[cluster]\nheartbeat_ms = 200\nlease_ms = 1500\n").unwrap();
+    std::fs::write(&config, "[cluster]\nheartbeat_ms = 300\nlease_ms = 3000\n").unwrap();
     let env = [
         ("WAGATE_ADMIN_PASSWORD", PASSWORD),
         ("WAGATE_SECRET", SECRET),
