@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod address;
+pub mod engine_state;
 pub mod message;
 pub mod otp;
 pub mod pacing;
@@ -14,6 +15,7 @@ pub mod user;
 
 pub use access::{Role, Scope, ScopeSet};
 pub use address::{GroupJid, Recipient};
+pub use engine_state::{STATE_KEY_MAX, StateChange, StateEntry, StateRows};
 pub use message::{MessageContent, MessageStatus};
 pub use otp::{OtpCode, OtpMode, OtpStatus};
 pub use pacing::Pacing;

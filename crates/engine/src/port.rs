@@ -14,7 +14,11 @@ use crate::PendingAck;
 #[derive(Debug, Clone)]
 pub struct SessionSpec {
     pub id: SessionId,
-    /// A directory owned by this session alone, for the engine's credentials and keys.
+    /// Where the engine keeps the session's credentials and keys: in the shared database, so
+    /// that any node can run the session.
+    pub state: Arc<dyn crate::state::SessionState>,
+    /// A directory on this node owned by this session alone, for what need not follow it to
+    /// another node (and where earlier versions kept its credentials).
     pub store_dir: PathBuf,
 }
 
@@ -348,8 +352,18 @@ pub trait Engine: Send + Sync {
     /// Opens a session: with stored credentials it logs in, otherwise it starts showing QR codes.
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError>;
 
+    /// Whether a session's state is all in its [`SessionSpec::state`], so that any node can run
+    /// it; otherwise only the node with its `store_dir` can.
+    fn state_is_shared(&self) -> bool {
+        false
+    }
+
     /// Deletes whatever the engine stored for a session.
     async fn forget(&self, spec: &SessionSpec) -> Result<(), EngineError> {
+        spec.state
+            .forget()
+            .await
+            .map_err(|err| EngineError::Other(format!("cannot forget the session's state: {err}")))?;
         match tokio::fs::remove_dir_all(&spec.store_dir).await {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -17,6 +17,9 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A value the database cannot hold (e.g. a key longer than its column).
+    #[error("{0}")]
+    Invalid(String),
     /// A write on behalf of a lease that the writer no longer holds (another node took it, or
     /// it ran out): refused, so that a node cut off from the cluster cannot act for it.
     #[error("the lease `{lease}` is no longer held by this node")]

@@ -10,6 +10,7 @@ mod batch;
 mod cluster;
 mod connections;
 mod dialect;
+mod engine_state;
 mod error;
 mod events;
 mod filter;
@@ -142,12 +143,15 @@ impl Store {
 
     /// Applies the embedded migrations that have not run yet.
     pub async fn migrate(&self) -> Result<()> {
-        // The schema uses only types and statements all three databases share.
+        // The migrations use only types and statements all three databases share; the one table
+        // that needs a type they spell differently is made after them.
         let mut connection = self.writer().await?;
         sqlx::migrate!("./migrations").run(&mut *connection).await.map_err(|err| match err {
             sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
             other => StoreError::Migrate(other),
-        })
+        })?;
+        drop(connection);
+        self.create_engine_state_table().await
     }
 
     /// Checks that the database answers.

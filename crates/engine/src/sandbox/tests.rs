@@ -42,7 +42,11 @@ struct Opened {
 }
 
 async fn open(engine: &SandboxEngine, dir: &tempfile::TempDir, id: &str) -> Opened {
-    let spec = SessionSpec { id: SessionId::parse(id).unwrap(), store_dir: dir.path().join(id) };
+    let spec = SessionSpec {
+        id: SessionId::parse(id).unwrap(),
+        state: std::sync::Arc::new(crate::state::MemoryState::default()),
+        store_dir: dir.path().join(id),
+    };
     let (sink, events) = EventSink::channel();
     let connection = engine.open(spec.clone(), sink).await.unwrap();
     Opened { connection, events, spec }

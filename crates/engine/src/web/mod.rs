@@ -1,15 +1,21 @@
 //! The `web` engine: each session is a linked device on the real WhatsApp network, driven by
 //! the `whatsapp-rust` client.
 //!
-//! A session's credentials and Signal keys live in `whatsapp.db` inside its store directory.
+//! A session's credentials and Signal keys live in its [`SessionState`](crate::state::SessionState)
+//! (wagate's database; see [`backend`]); a `whatsapp.db` that an earlier version kept in the
+//! session's directory is imported into it on the first start (see [`import`]).
 //! A [`supervisor`] task per session owns the client: it rebuilds it when it stops on its
 //! own, and turns the client's events into [`EngineEvent`](crate::EngineEvent)s.
 
 mod acks;
 mod attempts;
+pub mod backend;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod content;
 mod durable;
 mod events;
+mod import;
 mod inbound;
 mod jids;
 mod session;
@@ -66,10 +72,11 @@ impl Engine for WebEngine {
         Capabilities::LINKED_DEVICE
     }
 
+    fn state_is_shared(&self) -> bool {
+        true
+    }
+
     async fn open(&self, spec: SessionSpec, events: EventSink) -> Result<Arc<dyn Connection>, EngineError> {
-        tokio::fs::create_dir_all(&spec.store_dir).await.map_err(|err| {
-            EngineError::Other(format!("cannot create {}: {err}", spec.store_dir.display()))
-        })?;
         Ok(Arc::new(session::WebSession::open(spec, events, self.config.clone())))
     }
 }

@@ -1,7 +1,6 @@
 //! One `web` session: the [`Connection`] the rest of wagate holds, and the state its
 //! supervisor shares with it.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,10 +43,6 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn database_path(&self) -> PathBuf {
-        self.spec.store_dir.join("whatsapp.db")
-    }
-
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -88,6 +83,7 @@ impl Shared {
     pub fn detached(events: EventSink) -> Arc<Shared> {
         let spec = SessionSpec {
             id: wagate_core::SessionId::parse("test").expect("a valid id"),
+            state: Arc::new(crate::state::MemoryState::default()),
             store_dir: std::env::temp_dir().join("wagate-web-engine-unit-tests"),
         };
         Arc::new(Shared {
@@ -288,6 +284,12 @@ impl Connection for WebSession {
 }
 
 pub(super) async fn remove_credentials(shared: &Shared) -> Result<(), EngineError> {
+    shared
+        .spec
+        .state
+        .forget()
+        .await
+        .map_err(|err| EngineError::Other(format!("cannot remove the credentials: {err}")))?;
     let dir = &shared.spec.store_dir;
     match tokio::fs::remove_dir_all(dir).await {
         Ok(()) => Ok(()),

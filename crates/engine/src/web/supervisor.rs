@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use whatsapp_rust::async_channel;
 use whatsapp_rust::bot::Bot;
-use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::transport::{TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory};
 use whatsapp_rust::types::events::{Event, EventHandler};
 
 use super::attempts::{FailedAttempt, retry_delay};
+use super::backend::StateBackend;
 use super::durable::StoreBeforeAck;
 use super::events::{Ending, Translator};
 use super::session::{Shared, remove_credentials};
@@ -61,11 +61,10 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
 
 /// Runs one client until it stops, and says why it stopped.
 async fn run_client(shared: &Arc<Shared>) -> Ending {
-    let path = shared.database_path();
-    let store = match SqliteStore::new(&path.to_string_lossy()).await {
-        Ok(store) => store,
-        Err(err) => return Ending::Final { reason: format!("cannot open the session store: {err}") },
-    };
+    let store = StateBackend::new(shared.spec.state.clone());
+    if let Err(err) = super::import::import_local_store(&shared.spec.store_dir, &store).await {
+        return Ending::Final { reason: format!("cannot import the session's local store: {err}") };
+    }
     let (forwarder, mut events) = EventForwarder::new();
     let transport = AttemptCounter { inner: transport_factory(shared), shared: shared.clone() };
     let mut builder = Bot::builder()

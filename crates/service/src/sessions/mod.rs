@@ -9,6 +9,7 @@
 
 mod announce;
 mod dispatcher;
+mod engine_state;
 mod error;
 mod events;
 mod inbound;
@@ -242,7 +243,11 @@ impl SessionManager {
     }
 
     fn spec(&self, id: &SessionId) -> SessionSpec {
-        SessionSpec { id: id.clone(), store_dir: self.inner.sessions_dir.join(id.as_str()) }
+        SessionSpec {
+            id: id.clone(),
+            state: engine_state::DatabaseState::new(self, id),
+            store_dir: self.inner.sessions_dir.join(id.as_str()),
+        }
     }
 
     /// The session's runtime; a new one starts its dispatcher.

@@ -250,7 +250,7 @@ impl SessionManager {
             if self.inner.engines.get(record.engine).is_err() || self.retry_later(&record.id) {
                 continue;
             }
-            if !self.runnable_here(&record) {
+            if !self.runnable_here(&record).await {
                 if record.status.is_active() {
                     let reason =
                         "no node runs it: its WhatsApp state is on the disk of the node that linked it";
@@ -276,10 +276,15 @@ impl SessionManager {
         Ok(connected)
     }
 
-    /// Whether this node has what the session needs: nothing, before it is linked; its
-    /// directory of WhatsApp state, after.
-    fn runnable_here(&self, record: &SessionRecord) -> bool {
-        record.account.is_none() || self.spec(&record.id).store_dir.exists()
+    /// Whether this node has what the session needs: nothing, before it is linked; after, its
+    /// state in the database (for an engine that keeps it there), or its directory (which holds
+    /// it for other engines, and, until imported, what an earlier version kept).
+    async fn runnable_here(&self, record: &SessionRecord) -> bool {
+        if record.account.is_none() || self.spec(&record.id).store_dir.exists() {
+            return true;
+        }
+        let shared = self.inner.engines.get(record.engine).is_ok_and(|engine| engine.state_is_shared());
+        shared && self.store().state_exists(&record.id).await.unwrap_or(false)
     }
 
     /// Whether connecting the session failed here within the last [`RETRY_CONNECT_MS`].
