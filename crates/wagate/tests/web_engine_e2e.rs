@@ -313,9 +313,12 @@ async fn a_web_session_links_sends_receives_restarts_and_logs_out() {
     let chat = api.get("/api/v1/sessions/shop/chats/6281300000002@s.whatsapp.net/messages").await;
     assert!(chat.to_string().contains("Thanks, got it!"), "{chat}");
 
-    // Restart the server: the session logs in again with its stored keys, without a QR code,
-    // and what arrived while wagate was down is delivered then.
+    // Restart the server: the session logs in again with its keys from the database, without
+    // a QR code, and what arrived while wagate was down is delivered then. Nothing of the
+    // session is needed on this node's disk.
     server.terminate().await;
+    assert!(!dir.path().join("sessions/shop/whatsapp.db").exists(), "the keys are in the database");
+    let _ = std::fs::remove_dir_all(dir.path().join("sessions"));
     mock.send_text(&contact.phone, &me.phone, "Sent while you were away").await.unwrap();
     let (server, api) = started(dir.path(), &mock).await;
     let mut events = api.events("shop").await;
@@ -443,9 +446,12 @@ async fn restricted_numbers_fail_clearly_and_a_dropped_connection_loses_nothing(
     assert_eq!(quoted, Some(ids[1].as_str()));
 
     // Logging out from wagate unlinks the device and deletes its keys.
+    let store = wagate_store::Store::connect(&wagate_store::Store::sqlite_url(dir.path())).await.unwrap();
+    let bulk = wagate_core::SessionId::parse("bulk").unwrap();
+    assert!(store.state_exists(&bulk).await.unwrap(), "the linked device's keys are in the database");
     let (status, record) = api.call(Method::POST, "/api/v1/sessions/bulk/logout", Value::Null).await;
     assert_eq!((status, record["status"].as_str()), (200, Some("logged_out")), "{record}");
-    assert!(!dir.path().join("sessions/bulk/whatsapp.db").exists(), "the keys are gone");
+    assert!(!store.state_exists(&bulk).await.unwrap(), "the keys are gone");
     server.terminate().await;
 }
 

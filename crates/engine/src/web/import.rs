@@ -306,3 +306,135 @@ impl Keys {
         Ok(keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use whatsapp_rust::bytes::Bytes;
+    use whatsapp_rust::wacore::store::traits::{
+        AppStateSyncKey, DeviceInfo, DeviceListRecord, LidPnMappingEntry, TcTokenEntry,
+    };
+
+    use super::*;
+    use crate::state::MemoryState;
+
+    /// A `whatsapp.db` as an earlier version left it, with one of everything.
+    async fn earlier_store(dir: &Path) {
+        let path = dir.join(LOCAL_STORE);
+        let old = SqliteStore::new(&path.to_string_lossy()).await.unwrap();
+        old.create().await.unwrap();
+        let mut device = old.load().await.unwrap().expect("created");
+        device.push_name = "Front desk".into();
+        device.pn = Some("5511987650001@s.whatsapp.net".parse().unwrap());
+        old.save(&device).await.unwrap();
+        old.put_identity("5522:1@s.whatsapp.net", [5; 32]).await.unwrap();
+        old.put_session("5522.1", b"ratchet").await.unwrap();
+        old.store_prekeys_batch(
+            &[(7, Bytes::from_static(b"seven")), (8, Bytes::from_static(b"eight"))],
+            true,
+        )
+        .await
+        .unwrap();
+        old.store_prekey(9, b"nine", false).await.unwrap();
+        old.store_signed_prekey(1, b"signed").await.unwrap();
+        old.put_sender_key("g@g.us::5522.1", b"sender").await.unwrap();
+        let key = |n: u8| AppStateSyncKey { key_data: vec![n; 32], fingerprint: vec![n], timestamp: 5 };
+        old.set_sync_key(&[2], key(2)).await.unwrap();
+        old.set_sync_key(&[1], key(1)).await.unwrap();
+        let mut version = old.get_version("regular").await.unwrap();
+        version.version = 3;
+        old.set_version("regular", version).await.unwrap();
+        let mac = AppStateMutationMAC { index_mac: vec![4; 32], value_mac: vec![6; 8] };
+        old.put_mutation_macs("regular", 3, &[mac]).await.unwrap();
+        old.set_sender_key_status("g@g.us", &[("5522:1@s.whatsapp.net", true)]).await.unwrap();
+        let mapping = LidPnMappingEntry {
+            lid: "100".into(),
+            phone_number: "5522".into(),
+            created_at: 1,
+            updated_at: 1,
+            learning_source: "usync".into(),
+        };
+        old.put_lid_mapping(&mapping).await.unwrap();
+        old.save_base_key("5522.1", "M1", &[3; 33]).await.unwrap();
+        let devices = DeviceListRecord {
+            user: "5522".into(),
+            devices: vec![DeviceInfo::new(1, Some(1))],
+            timestamp: 10,
+            phash: None,
+            raw_id: None,
+        };
+        old.update_device_list(devices).await.unwrap();
+        old.put_group_metadata("g@g.us", b"meta").await.unwrap();
+        let token = TcTokenEntry { token: b"tc".to_vec(), token_timestamp: 11, sender_timestamp: Some(12) };
+        old.put_tc_token("5522@s.whatsapp.net", &token).await.unwrap();
+        old.store_sent_message("5522@s.whatsapp.net", "S1", b"sent").await.unwrap();
+        old.store_pending_inbound("c", "5522@s.whatsapp.net", "P1", b"pending").await.unwrap();
+        let secret = MsgSecretEntry {
+            chat: "c".into(),
+            sender: "5522@s.whatsapp.net".into(),
+            msg_id: "M1".into(),
+            secret: [8; 32],
+            expires_at: 0,
+            message_ts: 77,
+        };
+        old.put_msg_secrets(vec![secret]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_earlier_local_store_is_imported_whole_once() {
+        let dir = tempfile::tempdir().unwrap();
+        earlier_store(dir.path()).await;
+        let to = StateBackend::new(Arc::new(MemoryState::default()));
+        import_local_store(dir.path(), &to).await.unwrap();
+
+        assert!(!dir.path().join(LOCAL_STORE).exists(), "renamed once imported");
+        assert!(dir.path().join(IMPORTED).exists(), "kept as it was, under another name");
+        let device = to.load().await.unwrap().expect("the device");
+        assert_eq!(device.push_name, "Front desk");
+        assert_eq!(device.pn.map(|pn| pn.to_string()).as_deref(), Some("5511987650001@s.whatsapp.net"));
+        assert_eq!(to.load_identity("5522:1@s.whatsapp.net").await.unwrap(), Some([5; 32]));
+        assert_eq!(to.get_session("5522.1").await.unwrap().as_deref(), Some(&b"ratchet"[..]));
+        assert_eq!(to.get_max_prekey_id().await.unwrap(), 9);
+        assert_eq!(to.load_prekey(7).await.unwrap().as_deref(), Some(&b"seven"[..]));
+        assert_eq!(to.load_signed_prekey(1).await.unwrap(), Some(b"signed".to_vec()));
+        assert_eq!(to.get_sender_key("g@g.us::5522.1").await.unwrap(), Some(b"sender".to_vec()));
+        assert_eq!(to.get_sync_key(&[2]).await.unwrap().map(|key| key.key_data), Some(vec![2; 32]));
+        // The earlier store calls the greatest key id the latest; it stays the latest here.
+        assert_eq!(to.get_latest_sync_key_id().await.unwrap(), Some(vec![2]));
+        assert_eq!(to.get_version("regular").await.unwrap().version, 3);
+        assert_eq!(to.get_mutation_mac("regular", &[4; 32]).await.unwrap(), Some(vec![6; 8]));
+        assert_eq!(
+            to.get_sender_key_devices("g@g.us").await.unwrap(),
+            vec![("5522:1@s.whatsapp.net".to_owned(), true)]
+        );
+        assert_eq!(to.get_pn_mapping("5522").await.unwrap().map(|m| m.lid), Some("100".into()));
+        assert!(to.has_same_base_key("5522.1", "M1", &[3; 33]).await.unwrap());
+        assert_eq!(to.get_devices("5522").await.unwrap().map(|d| d.timestamp), Some(10));
+        assert_eq!(to.get_group_metadata("g@g.us").await.unwrap(), Some(b"meta".to_vec()));
+        assert_eq!(
+            to.get_tc_token("5522@s.whatsapp.net").await.unwrap().map(|t| t.sender_timestamp),
+            Some(Some(12))
+        );
+        assert_eq!(to.take_sent_message("5522@s.whatsapp.net", "S1").await.unwrap(), Some(b"sent".to_vec()));
+        assert_eq!(
+            to.get_pending_inbound("c", "5522@s.whatsapp.net", "P1").await.unwrap(),
+            Some(b"pending".to_vec())
+        );
+        let secret = to.get_msg_secret_with_ts("c", "5522@s.whatsapp.net", "M1").await.unwrap();
+        assert_eq!(secret, Some((vec![8; 32], 77)));
+
+        // A second start finds nothing to import, and changes nothing.
+        to.put_session("5522.1", b"advanced").await.unwrap();
+        import_local_store(dir.path(), &to).await.unwrap();
+        assert_eq!(to.get_session("5522.1").await.unwrap().as_deref(), Some(&b"advanced"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_directory_without_a_local_store_imports_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let to = StateBackend::new(Arc::new(MemoryState::default()));
+        import_local_store(&dir.path().join("never-created"), &to).await.unwrap();
+        assert!(!DeviceStore::exists(&to).await.unwrap());
+    }
+}
