@@ -3,9 +3,10 @@
 //! once gracefully (SIGTERM). The survivors share its sessions evenly, connect every one within
 //! 30 s and send every accepted message, in order.
 //!
-//! The sessions' WhatsApp state is on the nodes' disks (it is not in the database yet): the
-//! survivors get a copy of the stopped node's session directories, as a shared data directory
-//! would give them.
+//! Sandbox sessions keep their simulated network on the nodes' disks: the survivors get a copy
+//! of the stopped node's session directories. `web` sessions keep their WhatsApp keys in the
+//! database: linked on one node through the fake WhatsApp server, they log in on the survivors
+//! with nothing copied, without a QR code, and never twice at once.
 
 mod common;
 
@@ -18,6 +19,7 @@ use common::{Server, call, link_sandbox_session, login};
 use reqwest::Method;
 use serde_json::{Value, json};
 use wagate_testkit::{DatabaseKind, TestDatabase};
+use wamock::{MockAccount, MockConfig, WaMock};
 
 const PASSWORD: &str = "cluster-test-password";
 const SECRET: &str = "one-secret-for-both-nodes-of-this-test";
@@ -25,16 +27,21 @@ const SESSIONS: usize = 4;
 const PER_SESSION: usize = 60;
 
 async fn start_node(data_dir: &Path, database_url: &str, node: &str) -> Server {
+    start_node_with(data_dir, database_url, node, &[]).await
+}
+
+async fn start_node_with(data_dir: &Path, database_url: &str, node: &str, extra: &[(&str, &str)]) -> Server {
     let config = data_dir.join("wagate.toml");
     std::fs::create_dir_all(data_dir).unwrap();
     std::fs::write(&config, "[cluster]\nheartbeat_ms = 300\nlease_ms = 3000\n").unwrap();
-    let env = [
+    let mut env = vec![
         ("WAGATE_ADMIN_PASSWORD", PASSWORD),
         ("WAGATE_SECRET", SECRET),
         ("WAGATE_DATABASE_URL", database_url),
         ("WAGATE_NODE_ID", node),
         ("WAGATE_CONFIG", config.to_str().unwrap()),
     ];
+    env.extend_from_slice(extra);
     Server::start(data_dir, &env).await
 }
 
@@ -57,12 +64,26 @@ async fn submit(
     session: usize,
     accepted_total: Arc<AtomicUsize>,
 ) -> Vec<String> {
+    let to = format!("+62812345088{session:02}");
+    submit_to(base, token, format!("s{session}"), to, PER_SESSION, accepted_total).await
+}
+
+/// Posts `count` texts (`"<session> #<n>"`) from `session` to `to` through `base`, in order;
+/// returns their ids.
+async fn submit_to(
+    base: String,
+    token: String,
+    session: String,
+    to: String,
+    count: usize,
+    accepted_total: Arc<AtomicUsize>,
+) -> Vec<String> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let mut accepted = Vec::new();
-    for n in 0..PER_SESSION {
-        let body = json!({ "to": format!("+62812345088{session:02}"), "text": format!("s{session} #{n}") });
+    for n in 0..count {
+        let body = json!({ "to": to, "text": format!("{session} #{n}") });
         let (status, answer) =
-            call(&client, Method::POST, format!("{base}/api/v1/sessions/s{session}/messages"), &token, body)
+            call(&client, Method::POST, format!("{base}/api/v1/sessions/{session}/messages"), &token, body)
                 .await;
         assert_eq!(status, 202, "the surviving node takes every message: {answer}");
         accepted.push(answer["id"].as_str().unwrap().to_owned());
@@ -186,6 +207,168 @@ async fn stop_in_a_burst(stop: Stop) {
         }
         assert!(sent_at.windows(2).all(|w| w[0] <= w[1]), "sent in the order accepted: {sent_at:?}");
     }
+    b.terminate().await;
+    c.terminate().await;
+}
+
+const WEB_SESSIONS: usize = 6;
+const WEB_PER_SESSION: usize = 25;
+/// Any version works against the fake server; pinning it keeps the client off the network.
+const WEB_VERSION: &str = "2.3000.1029384756";
+
+/// Links a `web` session through `base`: its QR code, scanned by the fake phone of `account`.
+async fn link_web_session(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    mock: &WaMock,
+    account: &MockAccount,
+) {
+    let body = json!({ "id": id, "engine": "web", "connect": true });
+    let (status, created) = call(client, Method::POST, format!("{base}/api/v1/sessions"), token, body).await;
+    assert_eq!(status, 201, "{created}");
+    let qr = loop {
+        let (status, qr) =
+            call(client, Method::GET, format!("{base}/api/v1/sessions/{id}/qr"), token, Value::Null).await;
+        if status == 200 {
+            break qr["qr"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    mock.scan(&qr, account).await.expect("the fake phone scans the QR code");
+    let started = Instant::now();
+    loop {
+        let (_, record) =
+            call(client, Method::GET, format!("{base}/api/v1/sessions/{id}"), token, Value::Null).await;
+        if record["status"] == "connected" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{id} never connected: {record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pacing = json!({ "pacing": { "min_delay_ms": 0, "max_delay_ms": 0, "typing": false } });
+    let (status, answer) =
+        call(client, Method::PATCH, format!("{base}/api/v1/sessions/{id}"), token, pacing).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// `web` sessions linked on node-a move to node-b and node-c when node-a is killed in the middle
+/// of a burst: their keys come from the database (nothing is copied between the nodes' disks),
+/// they log in without a QR code within 30 s, WhatsApp never sees one device logged in twice at
+/// once, and every accepted message reaches WhatsApp under its own id, in order per chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn web_sessions_move_with_their_keys_from_the_database_when_a_node_is_killed() {
+    let kind = match DatabaseKind::selected() {
+        DatabaseKind::Sqlite => DatabaseKind::Postgres,
+        server => server,
+    };
+    let database = TestDatabase::create(kind).await.unwrap();
+    let mock = WaMock::start(MockConfig::default()).await.unwrap();
+    let url = mock.url();
+    let web = [("WAGATE_WEB_SERVER_URL", url.as_str()), ("WAGATE_WEB_VERSION", WEB_VERSION)];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = start_node_with(dirs[0].path(), database.url(), "node-a", &web).await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &a.base, "admin", PASSWORD).await;
+    let accounts: Vec<MockAccount> = (0..WEB_SESSIONS)
+        .map(|n| MockAccount {
+            phone: format!("628130001{n:02}"),
+            lid: format!("7700000001{n:02}"),
+            push_name: format!("Desk {n}"),
+        })
+        .collect();
+    let contacts: Vec<String> =
+        (0..WEB_SESSIONS).map(|n| mock.add_contact(&format!("628130002{n:02}")).phone).collect();
+    // Linked at once (a fresh link takes the client ~10 s), while node-a is alone.
+    let links: Vec<_> = accounts
+        .iter()
+        .enumerate()
+        .map(|(n, account)| {
+            let (client, base, token, mock, account) =
+                (client.clone(), a.base.clone(), token.clone(), mock.clone(), account.clone());
+            tokio::spawn(async move {
+                link_web_session(&client, &base, &token, &format!("w{n}"), &mock, &account).await
+            })
+        })
+        .collect();
+    for link in links {
+        link.await.unwrap();
+    }
+    let b = start_node_with(dirs[1].path(), database.url(), "node-b", &web).await;
+    let c = start_node_with(dirs[2].path(), database.url(), "node-c", &web).await;
+
+    let accepted_total = Arc::new(AtomicUsize::new(0));
+    let submitters: Vec<_> = (0..WEB_SESSIONS)
+        .map(|n| {
+            let base = if n % 2 == 0 { &b.base } else { &c.base };
+            let to = format!("+{}", contacts[n]);
+            tokio::spawn(submit_to(
+                base.clone(),
+                token.clone(),
+                format!("w{n}"),
+                to,
+                WEB_PER_SESSION,
+                accepted_total.clone(),
+            ))
+        })
+        .collect();
+    while accepted_total.load(Ordering::SeqCst) < WEB_SESSIONS * WEB_PER_SESSION / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopped_at = Instant::now();
+    a.kill().await;
+
+    loop {
+        let (_, sessions) =
+            call(&client, Method::GET, format!("{}/api/v1/sessions", b.base), &token, Value::Null).await;
+        let sessions = sessions["sessions"].as_array().unwrap().clone();
+        let moved = |s: &Value| s["node"] != "node-a" && !s["node"].is_null() && s["status"] == "connected";
+        if sessions.iter().all(moved) {
+            break;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(30),
+            "not all web sessions moved in 30 s: {sessions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "failover of web sessions: every one logged in on a survivor {:?} after kill -9",
+        stopped_at.elapsed()
+    );
+
+    let mut accepted: Vec<Vec<String>> = Vec::new();
+    for submitter in submitters {
+        accepted.push(submitter.await.unwrap());
+    }
+    let expected: usize = accepted.iter().map(Vec::len).sum();
+    // What WhatsApp received: each id once (a resend under the same id is what WhatsApp drops),
+    // in order per chat.
+    let mut first_seen: Vec<String> = Vec::new();
+    let mut text_of: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    while text_of.len() < expected {
+        let received = mock
+            .next_message(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("only {} of {expected} messages reached WhatsApp", text_of.len()));
+        let text = received.text.unwrap_or_default();
+        match text_of.get(&received.id) {
+            Some(earlier) => assert_eq!(earlier, &text, "one id, one message"),
+            None => {
+                text_of.insert(received.id.clone(), text);
+                first_seen.push(received.id);
+            }
+        }
+    }
+    for (n, ids) in accepted.iter().enumerate() {
+        let arrived: Vec<&String> = first_seen.iter().filter(|id| ids.contains(id)).collect();
+        assert_eq!(arrived, ids.iter().collect::<Vec<_>>(), "w{n}: every message, in the order accepted");
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(text_of[id], format!("w{n} #{i}"), "under its own id");
+        }
+    }
+    assert_eq!(mock.overlapping_logins(), Vec::<String>::new(), "a device was logged in twice at once");
     b.terminate().await;
     c.terminate().await;
 }

@@ -311,6 +311,12 @@ impl WaMock {
         self.hub.world().connections.len()
     }
 
+    /// Phones of devices that logged in while another connection of the same device was still
+    /// logged in, one entry per such login.
+    pub fn overlapping_logins(&self) -> Vec<String> {
+        self.hub.world().overlapping_logins.clone()
+    }
+
     /// Phone numbers of accounts with a logged-in connection, sorted.
     pub fn online_accounts(&self) -> Vec<String> {
         let world = self.hub.world();

@@ -56,6 +56,12 @@ fn log_in(hub: &Hub, connection: u64, phone: &str, device: u16, noise_key: [u8; 
         (known.noise_key == noise_key).then(|| account.lid.clone())
     });
     let refusal = world.refusals.get(phone).copied();
+    let logged_in_elsewhere = world.connections.iter().any(|(other, entry)| {
+        *other != connection && entry.session.as_ref().is_some_and(|(p, d)| p == phone && *d == device)
+    });
+    if lid.is_some() && refusal.is_none() && logged_in_elsewhere {
+        world.overlapping_logins.push(phone.to_owned());
+    }
     let Some(entry) = world.connections.get_mut(&connection) else {
         return;
     };

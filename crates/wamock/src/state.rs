@@ -110,6 +110,9 @@ pub(crate) struct World {
     /// Accounts whose logins are refused, and with what `<failure>`.
     pub(crate) refusals: HashMap<String, LoginRefusal>,
     pub(crate) connections: HashMap<u64, ConnectionEntry>,
+    /// Phones of devices that logged in while another connection of the same device was still
+    /// logged in (WhatsApp would replace the older one, and may log the device out).
+    pub(crate) overlapping_logins: Vec<String>,
 }
 
 /// Why the server refuses an account's logins.
