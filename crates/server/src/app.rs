@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use wagate_store::Store;
+use wagate_store::{CacheTopic, Store};
 
 use crate::config::Config;
 use crate::http::forward::Forwarder;
@@ -31,6 +31,7 @@ use wagate_service::phones::PhoneReader;
 use wagate_service::retention::Retention;
 use wagate_service::seal::Sealer;
 use wagate_service::sessions::{Pipeline, SessionManager, SessionPacing};
+use wagate_service::shared_caches::CacheFollower;
 use wagate_service::url_guard::UrlGuard;
 use wagate_service::webhooks::Webhooks;
 
@@ -210,6 +211,13 @@ impl App {
                 .map_err(StartError::Alerts)?;
             tokio::spawn(alerts.run(cluster.clone(), shutdown.clone()));
         }
+        let follower = CacheFollower::new(store.clone())
+            .on_change(CacheTopic::Users, accounts.users_dropper())
+            .on_change(CacheTopic::Webhooks, {
+                let webhooks = sessions.webhooks().clone();
+                move || webhooks.invalidate()
+            });
+        tokio::spawn(follower.run(cluster.clone(), shutdown.clone()));
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));
         let quota = ApiQuota::new(&store, &config.api_limits);
         let phones = PhoneReader::new(store.clone(), config.default_region.clone());

@@ -478,3 +478,49 @@ async fn work_queued_on_one_node_wakes_the_node_that_runs_the_session() {
         .await;
     }
 }
+
+/// What one node changes, the copies the others keep follow within a poll, long before those
+/// copies would have expired: a user disabled through one node is refused by the other, and an
+/// endpoint added through one node gets the events of a session the other runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copies_a_node_keeps_follow_what_another_node_changes() {
+    let a = TestApp::spawn_with(node("node-a")).await;
+    let b = a.spawn_beside(node("node-b")).await;
+    let admin = a.admin().await;
+    cluster_until(&a, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+    // node-a keeps the tenant (signed in) and its list of endpoints (none) in memory.
+    let tenant = a.create_user(&admin, "tenant").await;
+    assert_eq!(a.get("/api/v1/sessions", &tenant).await.0, StatusCode::OK);
+    a.linked(&admin, "on-a", "+6281200000301").await;
+    let (status, first) = a
+        .post("/api/v1/sessions/on-a/messages", &admin, json!({ "to": "+6281200000302", "text": "first" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    a.wait_for_message(&admin, first["id"].as_str().unwrap(), |m| m["status"] == "read").await;
+
+    let (receiver, url) = SlowReceiver::start().await;
+    let (status, hook) =
+        b.post("/api/v1/webhooks", &admin, json!({ "url": url, "events": ["message.status"] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
+    let (_, users) = b.get("/api/v1/users", &admin).await;
+    let users = users.get("users").unwrap_or(&users).as_array().unwrap().clone();
+    let id =
+        users.iter().find(|user| user["username"] == "tenant").unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, body) = b
+        .call(reqwest::Method::PATCH, &format!("/api/v1/users/{id}"), &admin, json!({ "disabled": true }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let changed_at = std::time::Instant::now();
+    // node-a's copy of the user would last 5 s.
+    loop {
+        let status = a.get("/api/v1/sessions", &tenant).await.0;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            break;
+        }
+        assert!(changed_at.elapsed() < Duration::from_secs(2), "node-a still lets the disabled user in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // node-a saw the users change, made after the endpoint: its events now go there too.
+    send(&a, &admin, "on-a", 2).await;
+    receiver.until(1).await;
+}

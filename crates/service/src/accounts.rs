@@ -318,6 +318,12 @@ impl Accounts {
         Ok(())
     }
 
+    /// Forgets every signed-in user this node keeps (another node changed users).
+    pub fn users_dropper(&self) -> impl Fn() + Send + Sync + 'static {
+        let signed_in = self.signed_in.clone();
+        move || signed_in.invalidate_all()
+    }
+
     pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<(), AccountError> {
         let found = self.store.set_user_disabled(user_id, disabled).await?;
         self.signed_in.invalidate(user_id);

@@ -25,6 +25,7 @@ pub mod retention;
 pub mod round_robin;
 pub mod seal;
 pub mod sessions;
+pub mod shared_caches;
 pub mod time;
 pub mod url_guard;
 pub mod webhooks;

@@ -7,6 +7,7 @@
 mod activity_log;
 mod api_keys;
 mod batch;
+mod cache_versions;
 mod cluster;
 mod connections;
 mod dialect;
@@ -37,6 +38,7 @@ use sqlx::{AnyConnection, Row};
 
 pub use activity_log::{ActivityFilter, ActivityRecord};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
+pub use cache_versions::CacheTopic;
 pub use cluster::{Fence, Held, NodeRecord};
 use connections::{ACQUIRE_TIMEOUT, Connections, Lent};
 pub use dialect::Dialect;

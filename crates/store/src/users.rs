@@ -2,7 +2,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::Role;
 
-use crate::{Result, Store, StoreError, now_ms, parse_column};
+use crate::{CacheTopic, Result, Store, StoreError, now_ms, parse_column};
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -96,6 +96,7 @@ impl Store {
             .bind(id)
             .execute(&mut *self.writer().await?)
             .await?;
+        self.changed(CacheTopic::Users).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -107,6 +108,7 @@ impl Store {
             .bind(id)
             .execute(&mut *self.writer().await?)
             .await?;
+        self.changed(CacheTopic::Users).await?;
         Ok(done.rows_affected() > 0)
     }
 }

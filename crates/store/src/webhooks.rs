@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::SessionId;
 
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{CacheTopic, Result, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct WebhookRecord {
@@ -147,6 +147,7 @@ impl Store {
         .bind(now)
         .execute(&mut *self.writer().await?)
         .await?;
+        self.changed(CacheTopic::Webhooks).await?;
         Ok(self.webhook(&id).await?.expect("just inserted"))
     }
 
@@ -189,6 +190,7 @@ impl Store {
         .bind(id)
         .execute(&mut *self.writer().await?)
         .await?;
+        self.changed(CacheTopic::Webhooks).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -203,6 +205,8 @@ impl Store {
         let done =
             sqlx::query(self.sql("DELETE FROM webhooks WHERE id = ?")).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
+        drop(connection);
+        self.changed(CacheTopic::Webhooks).await?;
         Ok(done.rows_affected() > 0)
     }
 
