@@ -187,6 +187,17 @@ impl Store {
     ) -> Result<u64> {
         match change {
             StateChange::Put(entries) => {
+                // One row per key, the last written: PostgreSQL refuses to update a row twice
+                // in one statement.
+                let mut last = std::collections::HashMap::with_capacity(entries.len());
+                for (at, entry) in entries.iter().enumerate() {
+                    last.insert((&entry.space, &entry.scope, &entry.name), at);
+                }
+                let deduplicated: Option<Vec<StateEntry>> = (last.len() < entries.len()).then(|| {
+                    let kept = |(at, e): &(usize, &StateEntry)| last[&(&e.space, &e.scope, &e.name)] == *at;
+                    entries.iter().enumerate().filter(kept).map(|(_, e)| e.clone()).collect()
+                });
+                let entries = deduplicated.as_deref().unwrap_or(entries);
                 let mut changed = 0;
                 for chunk in entries.chunks(CHUNK) {
                     changed += self.put_rows(tx, session, chunk).await?;

@@ -59,13 +59,14 @@ async fn identities<B: Backend>(b: &B) {
 async fn sessions<B: Backend>(b: &B) {
     assert!(!b.has_session("333.0").await.unwrap());
     b.put_session("333.0", b"first").await.unwrap();
-    b.put_sessions_batch(&[
+    // One address twice in a batch: the later record stands.
+    let batch = [
         (Arc::from("333.0"), Bytes::from_static(b"second")),
         (Arc::from("444.1"), Bytes::from_static(b"x")),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(b.get_session("333.0").await.unwrap().as_deref(), Some(&b"second"[..]));
+        (Arc::from("333.0"), Bytes::from_static(b"third")),
+    ];
+    b.put_sessions_batch(&batch).await.unwrap();
+    assert_eq!(b.get_session("333.0").await.unwrap().as_deref(), Some(&b"third"[..]));
     assert!(b.has_session("444.1").await.unwrap());
     b.delete_session("333.0").await.unwrap();
     assert_eq!(b.get_session("333.0").await.unwrap(), None);
