@@ -176,6 +176,45 @@ impl Store {
             .then(|| Held { epoch: row.try_get("epoch").unwrap_or_default(), expires_at: until }))
     }
 
+    /// Renews, in two statements whatever their number, the leases of `names` that `node` holds
+    /// and that have not expired at `now`: they now run until `expires_at`, under the same
+    /// epoch. Returns those renewed, with their epoch; the others (expired, or taken by another
+    /// node) are for [`Store::take_lease`] to settle one by one.
+    pub async fn renew_leases(
+        &self,
+        names: &[String],
+        node: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Vec<(String, Held)>> {
+        let mut renewed = Vec::with_capacity(names.len());
+        for chunk in names.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut update = sqlx::query(self.sql(&format!(
+                "UPDATE leases SET expires_at = ? WHERE holder = ? AND expires_at > ? AND name IN ({marks})"
+            )))
+            .bind(expires_at)
+            .bind(node)
+            .bind(now);
+            for name in chunk {
+                update = update.bind(name);
+            }
+            update.execute(&mut *self.writer().await?).await?;
+            let mut read = sqlx::query(self.sql(&format!(
+                "SELECT name, epoch FROM leases WHERE holder = ? AND expires_at = ? AND name IN ({marks})"
+            )))
+            .bind(node)
+            .bind(expires_at);
+            for name in chunk {
+                read = read.bind(name);
+            }
+            for row in read.fetch_all(&mut *self.writer().await?).await? {
+                renewed.push((row.try_get("name")?, Held { epoch: row.try_get("epoch")?, expires_at }));
+            }
+        }
+        Ok(renewed)
+    }
+
     /// Gives the lease up at once (a node that stops), when `node` holds it.
     pub async fn release_lease(&self, name: &str, node: &str) -> Result<()> {
         sqlx::query(self.sql("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?"))

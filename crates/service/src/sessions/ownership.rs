@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use wagate_core::{SessionId, SessionStatus};
-use wagate_store::{Fence, SessionRecord};
+use wagate_store::{Fence, Held, SessionRecord};
 
 use super::runtime::{Runtime, View};
 use super::{SessionError, SessionManager};
@@ -25,6 +25,14 @@ const LEASE_PREFIX: &str = "session:";
 
 /// A session that could not be connected is not tried again by this node for this long.
 const RETRY_CONNECT_MS: i64 = 30_000;
+
+/// Where a session comes in a node's claiming order: fixed per node and session.
+fn claim_order(node: &str, id: &SessionId) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (node, id.as_str()).hash(&mut hasher);
+    hasher.finish()
+}
 
 fn lease_name(id: &SessionId) -> String {
     format!("{LEASE_PREFIX}{id}")
@@ -127,16 +135,17 @@ impl SessionManager {
     }
 
     /// Renews, lets go, claims: once at start-up, then with every heartbeat until shutdown.
+    /// Renewals have a task of their own, so that connecting many sessions at once (which
+    /// waits on the database and on the engines) never holds up the leases of those already
+    /// running.
     pub(super) async fn keep_share(self) {
+        tokio::spawn(self.clone().keep_leases());
         let mut shutdown = self.inner.shutdown.clone();
-        let mut every =
-            tokio::time::interval(Duration::from_millis(self.inner.cluster.heartbeat_ms().max(10) as u64));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every = self.every_heartbeat();
         every.tick().await;
         loop {
             tokio::select! {
                 _ = every.tick() => {
-                    self.renew().await;
                     if let Err(err) = self.claim_share().await {
                         tracing::warn!(error = %err, "cannot look for sessions to run");
                     }
@@ -149,13 +158,38 @@ impl SessionManager {
         }
     }
 
+    fn every_heartbeat(&self) -> tokio::time::Interval {
+        let mut every =
+            tokio::time::interval(Duration::from_millis(self.inner.cluster.heartbeat_ms().max(10) as u64));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    }
+
+    /// Renews the leases held here with every heartbeat. After shutdown began, while sessions
+    /// close (and their engines write their last state), renewals go on but no lapsed lease is
+    /// taken again; the task ends once every lease was handed over.
+    async fn keep_leases(self) {
+        let shutdown = self.inner.shutdown.clone();
+        let mut every = self.every_heartbeat();
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let stopping = *shutdown.borrow();
+            if stopping && self.held().is_empty() {
+                return;
+            }
+            self.renew(!stopping).await;
+        }
+    }
+
     /// Renews every lease this node holds. A session whose lease another node took, or that
     /// could not be renewed before its end, is closed here at once without a word (its status
     /// is the new owner's to tell); one that is no longer connected here is let go.
-    async fn renew(&self) {
+    async fn renew(&self, retake: bool) {
         let cluster = &self.inner.cluster;
         let held: Vec<(SessionId, i64)> =
             self.held().iter().map(|(id, holding)| (id.clone(), holding.until)).collect();
+        let mut to_renew = Vec::with_capacity(held.len());
         for (id, until) in held {
             let runtime = self.live_runtime(&id);
             if let Some(runtime) = &runtime {
@@ -164,6 +198,32 @@ impl SessionManager {
                     self.release(&id).await;
                     continue;
                 }
+            }
+            to_renew.push((id, until, runtime));
+        }
+        // All at once: a node running hundreds of sessions renews them in two statements, so
+        // that its renewals never fall behind its leases when the database is busy.
+        let now = now_ms();
+        let names: Vec<String> = to_renew.iter().map(|(id, _, _)| lease_name(id)).collect();
+        let renewed: HashMap<String, Held> =
+            match self.store().renew_leases(&names, cluster.node_id(), now, now + cluster.lease_ms()).await {
+                Ok(renewed) => renewed.into_iter().collect(),
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot renew the session leases at once; one by one");
+                    HashMap::new()
+                }
+            };
+        for (id, until, runtime) in to_renew {
+            if let Some(lease) = renewed.get(&lease_name(&id)) {
+                // Let go in the meantime (closed, released): not held here again.
+                if let Some(holding) = self.held().get_mut(&id) {
+                    *holding =
+                        Holding { epoch: lease.epoch, until: lease.expires_at - cluster.heartbeat_ms() };
+                }
+                continue;
+            }
+            if !retake || !self.held().contains_key(&id) {
+                continue;
             }
             let now = now_ms();
             match self
@@ -238,6 +298,10 @@ impl SessionManager {
         let mut running = self.nodes_of_sessions().await?;
         running.retain(|_, node| node != cluster.node_id());
         let share = wanted.len().div_ceil(nodes);
+        // Each node goes through them in an order of its own, so that nodes claiming at the
+        // same moment (after one went away) mostly reach for different sessions.
+        let mut wanted = wanted;
+        wanted.sort_by_cached_key(|record| claim_order(cluster.node_id(), &record.id));
         let mut mine = self.held().len();
         let mut connected = 0;
         for record in wanted {
