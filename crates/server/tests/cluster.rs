@@ -488,6 +488,8 @@ async fn the_copies_a_node_keeps_follow_what_another_node_changes() {
     let b = a.spawn_beside(node("node-b")).await;
     let admin = a.admin().await;
     cluster_until(&a, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+    // Past the first look of each node at the others' changes (which drops everything once).
+    tokio::time::sleep(Duration::from_millis(800)).await;
     // node-a keeps the tenant (signed in) and its list of endpoints (none) in memory.
     let tenant = a.create_user(&admin, "tenant").await;
     assert_eq!(a.get("/api/v1/sessions", &tenant).await.0, StatusCode::OK);

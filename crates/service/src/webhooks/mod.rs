@@ -90,7 +90,10 @@ pub struct Webhooks {
     sealer: Arc<Sealer>,
     client: reqwest::Client,
     url_guard: UrlGuard,
+    /// Every endpoint as last read, with the generation it was read under.
     endpoints: RwLock<Option<Arc<Vec<WebhookRecord>>>>,
+    /// Raised by every invalidation, so that a read which overlapped one is not kept.
+    endpoints_generation: std::sync::atomic::AtomicU64,
     wake: Notify,
     seq: Sequence,
     metrics: Arc<Metrics>,
@@ -111,6 +114,7 @@ impl Webhooks {
             sealer,
             client,
             endpoints: RwLock::new(None),
+            endpoints_generation: std::sync::atomic::AtomicU64::new(0),
             wake: Notify::new(),
             seq: Sequence::default(),
             metrics,
@@ -193,15 +197,22 @@ impl Webhooks {
 
     /// Forgets the cached endpoint list after a change.
     pub fn invalidate(&self) {
-        *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut endpoints = self.endpoints.write().unwrap_or_else(|p| p.into_inner());
+        self.endpoints_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        *endpoints = None;
     }
 
     async fn endpoints(&self) -> Result<Arc<Vec<WebhookRecord>>, StoreError> {
         if let Some(cached) = self.endpoints.read().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(cached);
         }
+        let generation = self.endpoints_generation.load(std::sync::atomic::Ordering::Acquire);
         let all = Arc::new(self.store.webhooks(None).await?);
-        *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = Some(all.clone());
+        let mut endpoints = self.endpoints.write().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock: an invalidation during the read leaves nothing stale behind.
+        if self.endpoints_generation.load(std::sync::atomic::Ordering::Acquire) == generation {
+            *endpoints = Some(all.clone());
+        }
         Ok(all)
     }
 
