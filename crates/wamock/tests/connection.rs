@@ -43,3 +43,33 @@ async fn dropped_connections_reconnect_and_logout_is_final() {
     assert!(on_connect);
     again.stop().await;
 }
+
+/// Two copies of one linked device logged in at once are counted; one client logging in again
+/// after it stopped is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_logged_in_twice_at_once_is_counted() {
+    let mock = WaMock::start(MockConfig::default()).await.expect("mock");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("bob.db");
+    let bob = account("15550002222");
+    let client = paired_client(&mock, &db, &bob).await;
+    client.stop().await;
+    let mut again = TestClient::start(&mock, &db).await;
+    again.connected().await;
+    assert!(mock.overlapping_logins().is_empty(), "one connection at a time");
+
+    // A copy of the device's store, as a second process with the same keys would have.
+    let copy = dir.path().join("bob-copy.db");
+    std::fs::copy(&db, &copy).expect("copy the store");
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.path().join(format!("bob.db{suffix}"));
+        if side.exists() {
+            std::fs::copy(&side, dir.path().join(format!("bob-copy.db{suffix}"))).expect("copy");
+        }
+    }
+    let mut twin = TestClient::start(&mock, &copy).await;
+    twin.connected().await;
+    assert_eq!(mock.overlapping_logins(), vec![bob.phone.clone()]);
+    twin.stop().await;
+    again.stop().await;
+}
