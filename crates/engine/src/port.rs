@@ -360,15 +360,20 @@ pub trait Engine: Send + Sync {
 
     /// Deletes whatever the engine stored for a session.
     async fn forget(&self, spec: &SessionSpec) -> Result<(), EngineError> {
-        spec.state
-            .forget()
-            .await
-            .map_err(|err| EngineError::Other(format!("cannot forget the session's state: {err}")))?;
-        match tokio::fs::remove_dir_all(&spec.store_dir).await {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(EngineError::Other(format!("cannot remove {}: {err}", spec.store_dir.display()))),
-        }
+        forget_session(spec).await
+    }
+}
+
+/// Deletes what is kept for a session: its state and its directory.
+pub async fn forget_session(spec: &SessionSpec) -> Result<(), EngineError> {
+    spec.state
+        .forget()
+        .await
+        .map_err(|err| EngineError::Other(format!("cannot forget the session's state: {err}")))?;
+    match tokio::fs::remove_dir_all(&spec.store_dir).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(EngineError::Other(format!("cannot remove {}: {err}", spec.store_dir.display()))),
     }
 }
 

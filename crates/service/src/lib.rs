@@ -26,6 +26,8 @@ pub mod round_robin;
 pub mod seal;
 pub mod sessions;
 pub mod shared_caches;
+#[cfg(test)]
+mod test_store;
 pub mod time;
 pub mod url_guard;
 pub mod webhooks;

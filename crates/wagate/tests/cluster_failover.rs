@@ -97,6 +97,15 @@ async fn submit_to(
     accepted
 }
 
+/// A database the nodes share: the run's own, or PostgreSQL when the run is on SQLite.
+async fn shared_database() -> TestDatabase {
+    let kind = match DatabaseKind::selected() {
+        DatabaseKind::Sqlite => DatabaseKind::Postgres,
+        server => server,
+    };
+    TestDatabase::create(kind).await.unwrap()
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Stop {
     Kill,
@@ -115,11 +124,7 @@ async fn a_graceful_stop_of_a_node_moves_its_sessions_and_loses_no_message() {
 
 async fn stop_in_a_burst(stop: Stop) {
     let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let kind = match DatabaseKind::selected() {
-        DatabaseKind::Sqlite => DatabaseKind::Postgres,
-        server => server,
-    };
-    let database = TestDatabase::create(kind).await.unwrap();
+    let database = shared_database().await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = start_node(dirs[0].path(), database.url(), "node-a").await;
     let client = reqwest::Client::new();
@@ -285,11 +290,7 @@ async fn web_sessions_move_with_their_keys_from_the_database_when_a_node_stops_g
 
 async fn web_sessions_move_when_a_node_stops(stop: Stop) {
     let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let kind = match DatabaseKind::selected() {
-        DatabaseKind::Sqlite => DatabaseKind::Postgres,
-        server => server,
-    };
-    let database = TestDatabase::create(kind).await.unwrap();
+    let database = shared_database().await;
     let mock = WaMock::start(MockConfig::default()).await.unwrap();
     let url = mock.url();
     let web = [("WAGATE_WEB_SERVER_URL", url.as_str()), ("WAGATE_WEB_VERSION", WEB_VERSION)];

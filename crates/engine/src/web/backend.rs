@@ -22,6 +22,7 @@ use whatsapp_rust::wacore::store::traits::{
     MsgSecretStore, ProtocolStore, SignalStore, TcTokenEntry, merge_msg_secret_expiry,
     merge_msg_secret_message_ts,
 };
+use whatsapp_rust::wacore::time::now_secs;
 
 use crate::state::{SessionState, StateChange, StateEntry, StateError, StateRows};
 
@@ -127,13 +128,6 @@ fn parse_number(name: &str) -> Result<u32> {
 /// The name of an entry keyed by two strings within a scope.
 fn pair(first: &str, second: &str) -> String {
     format!("{first}|{second}")
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|since| since.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 #[async_trait]

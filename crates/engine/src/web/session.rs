@@ -284,16 +284,5 @@ impl Connection for WebSession {
 }
 
 pub(super) async fn remove_credentials(shared: &Shared) -> Result<(), EngineError> {
-    shared
-        .spec
-        .state
-        .forget()
-        .await
-        .map_err(|err| EngineError::Other(format!("cannot remove the credentials: {err}")))?;
-    let dir = &shared.spec.store_dir;
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(EngineError::Other(format!("cannot remove {}: {err}", dir.display()))),
-    }
+    crate::forget_session(&shared.spec).await
 }

@@ -81,7 +81,9 @@ fn ceil_secs(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use wagate_core::{Role, ScopeSet};
-    use wagate_testkit::{DatabaseKind, TestDatabase};
+    use wagate_testkit::DatabaseKind;
+
+    use crate::test_store::store_on;
 
     use super::*;
 
@@ -97,21 +99,11 @@ mod tests {
         }
     }
 
-    /// A store on `kind`, kept alive by the returned guards.
-    async fn store(kind: DatabaseKind) -> (Store, Option<TestDatabase>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let database = TestDatabase::create(kind).await;
-        let url = database.as_ref().map_or_else(|| Store::sqlite_url(dir.path()), |db| db.url().to_owned());
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        (store, database, dir)
-    }
-
     /// The same allowances counted in the process (SQLite) and in the database (the others).
     #[tokio::test]
     async fn keys_and_users_have_their_own_allowances() {
         for kind in [DatabaseKind::Sqlite, DatabaseKind::Postgres, DatabaseKind::Mysql] {
-            let (store, _database, _dir) = store(kind).await;
+            let (store, _database, _dir) = store_on(kind).await;
             let quota = ApiQuota::new(&store, &ApiLimits { per_key_per_minute: 2, per_user_per_minute: 3 });
             let admit = async |principal: &Principal| quota.admit(principal).await.unwrap();
             let key = caller("u1", Some("k1"));
@@ -132,7 +124,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_limit_by_default() {
-        let (store, _database, _dir) = store(DatabaseKind::Sqlite).await;
+        let (store, _database, _dir) = store_on(DatabaseKind::Sqlite).await;
         let quota = ApiQuota::new(&store, &ApiLimits::default());
         for _ in 0..1000 {
             assert_eq!(quota.admit(&caller("u1", Some("k1"))).await.unwrap(), Ok(None));

@@ -111,7 +111,9 @@ mod tests {
     use std::sync::Mutex;
 
     use wagate_engine::web::backend::StateBackend;
-    use wagate_testkit::{DatabaseKind, TestDatabase};
+    use wagate_testkit::DatabaseKind;
+
+    use crate::test_store::store_on;
 
     use super::*;
 
@@ -132,15 +134,6 @@ mod tests {
         }
     }
 
-    async fn store(kind: DatabaseKind) -> (Store, Option<TestDatabase>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let database = TestDatabase::create(kind).await;
-        let url = database.as_ref().map_or_else(|| Store::sqlite_url(dir.path()), |db| db.url().to_owned());
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        (store, database, dir)
-    }
-
     const KINDS: [DatabaseKind; 3] = [DatabaseKind::Sqlite, DatabaseKind::Postgres, DatabaseKind::Mysql];
 
     /// A session whose lease `node` holds until far in the future.
@@ -158,7 +151,7 @@ mod tests {
     #[tokio::test]
     async fn the_clients_storage_conformance_cases_pass_on_every_database() {
         for kind in KINDS {
-            let (store, _database, _dir) = store(kind).await;
+            let (store, _database, _dir) = store_on(kind).await;
             let sessions = std::sync::atomic::AtomicUsize::new(0);
             wagate_engine::web::conformance::run(|| async {
                 // Every case on a session of its own: nothing of one is seen by another.
@@ -175,7 +168,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_that_lost_the_lease_cannot_write_the_sessions_keys() {
         for kind in KINDS {
-            let (store, _database, _dir) = store(kind).await;
+            let (store, _database, _dir) = store_on(kind).await;
             let (state, holder) = held_state(&store, "s1", "node-a").await;
             let written = StateEntry::new("session", "", "555.0", b"ratchet".to_vec(), 0);
             state.change(vec![StateChange::Put(vec![written.clone()])]).await.unwrap();
@@ -200,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_keep_their_own_state_and_forget_it() {
         for kind in KINDS {
-            let (store, _database, _dir) = store(kind).await;
+            let (store, _database, _dir) = store_on(kind).await;
             let (a, _) = held_state(&store, "a", "node").await;
             let (b, _) = held_state(&store, "b", "node").await;
             let big = vec![7u8; 300_000]; // an app-state collection's hash state can be large

@@ -308,13 +308,10 @@ impl SessionManager {
 
     async fn forget_credentials(&self, record: &SessionRecord) -> Result<(), SessionError> {
         let spec = self.spec(&record.id);
+        // Without its engine here, its state is forgotten all the same (in the database too).
         match self.inner.engines.get(record.engine) {
             Ok(engine) => engine.forget(&spec).await?,
-            Err(_) => match tokio::fs::remove_dir_all(&spec.store_dir).await {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(SessionError::Engine(EngineError::Other(err.to_string()))),
-            },
+            Err(_) => wagate_engine::forget_session(&spec).await?,
         }
         Ok(())
     }
