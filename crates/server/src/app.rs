@@ -216,6 +216,14 @@ impl App {
             .on_change(CacheTopic::Webhooks, {
                 let webhooks = sessions.webhooks().clone();
                 move || webhooks.invalidate()
+            })
+            .on_change(CacheTopic::Sessions, {
+                let store = store.clone();
+                move || store.forget_session_lists()
+            })
+            .on_change(CacheTopic::OtpSettings, {
+                let otp = otp.clone();
+                move || otp.forget_cached_settings()
             });
         tokio::spawn(follower.run(cluster.clone(), shutdown.clone()));
         let numbers = Arc::new(NumberCache::new(Duration::from_secs(config.numbers_cache_ttl_secs)));

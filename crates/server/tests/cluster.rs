@@ -525,4 +525,38 @@ async fn the_copies_a_node_keeps_follow_what_another_node_changes() {
     // node-a saw the users change, made after the endpoint: its events now go there too.
     send(&a, &admin, "on-a", 2).await;
     receiver.until(1).await;
+
+    // node-a keeps the admin's OTP settings (no code in answers) and sessions (none in a pool),
+    // with no expiry worth waiting for (settings: none; session lists: 30 s).
+    let (status, sent) = a.post("/api/v1/otp/send", &admin, json!({ "phone": "+6281200000310" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert!(sent["code"].is_null(), "{sent}");
+    let to_pool = json!({ "pool": "blue", "to": "+6281200000311", "text": "pooled" });
+    let (status, refused) = a.post("/api/v1/messages", &admin, to_pool.clone()).await;
+    assert_eq!((status, refused["code"].as_str()), (StatusCode::NOT_FOUND, Some("pool_not_found")));
+    let (status, body) = b
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/otp/settings",
+            &admin,
+            json!({ "return_code_in_response": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        b.call(reqwest::Method::PATCH, "/api/v1/sessions/on-a", &admin, json!({ "pool": "blue" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let changed_at = std::time::Instant::now();
+    for n in 12.. {
+        let phone = format!("+62812000003{n:02}");
+        let (status, sent) = a.post("/api/v1/otp/send", &admin, json!({ "phone": phone })).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+        if sent["code"].is_string() {
+            break;
+        }
+        assert!(changed_at.elapsed() < Duration::from_secs(2), "node-a still uses the old OTP settings");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, accepted) = a.post("/api/v1/messages", &admin, to_pool).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "node-a still routes with the old list of sessions: {accepted}");
 }

@@ -1,9 +1,10 @@
 //! A version per kind of data that nodes keep in memory (see [`CacheTopic`]): every change of it
-//! raises the version, and each node drops its copy when it sees a version it has not seen.
+//! raises the version in the same transaction, and each node drops its copy when it sees a
+//! version it has not seen.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 /// Kinds of data that nodes keep copies of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,15 +13,22 @@ pub enum CacheTopic {
     Users,
     /// The webhook endpoints events are queued for.
     Webhooks,
+    /// Each owner's sessions as routing sees them (pools, status).
+    Sessions,
+    /// Each owner's OTP settings and message templates.
+    OtpSettings,
 }
 
 impl CacheTopic {
-    pub const ALL: [CacheTopic; 2] = [CacheTopic::Users, CacheTopic::Webhooks];
+    pub const ALL: [CacheTopic; 4] =
+        [CacheTopic::Users, CacheTopic::Webhooks, CacheTopic::Sessions, CacheTopic::OtpSettings];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CacheTopic::Users => "users",
             CacheTopic::Webhooks => "webhooks",
+            CacheTopic::Sessions => "sessions",
+            CacheTopic::OtpSettings => "otp_settings",
         }
     }
 
@@ -30,33 +38,18 @@ impl CacheTopic {
 }
 
 impl Store {
-    /// Raises the topic's version after a change of its data.
-    pub(crate) async fn changed(&self, topic: CacheTopic) -> Result<()> {
-        let mut connection = self.writer().await?;
-        let raised = sqlx::query(self.sql("UPDATE cache_versions SET version = version + 1 WHERE topic = ?"))
+    /// Raises the topic's version, inside the transaction that changes its data (so no node
+    /// can see the change without the new version, nor the version without the change).
+    pub(crate) async fn raise_version(
+        &self,
+        connection: &mut AnyConnection,
+        topic: CacheTopic,
+    ) -> Result<()> {
+        sqlx::query(self.sql("UPDATE cache_versions SET version = version + 1 WHERE topic = ?"))
             .bind(topic.as_str())
-            .execute(&mut *connection)
+            .execute(connection)
             .await?;
-        if raised.rows_affected() > 0 {
-            return Ok(());
-        }
-        let inserted = sqlx::query(self.sql("INSERT INTO cache_versions (topic, version) VALUES (?, 1)"))
-            .bind(topic.as_str())
-            .execute(&mut *connection)
-            .await
-            .map_err(StoreError::conflict_on_unique("cache version"));
-        match inserted {
-            Ok(_) => Ok(()),
-            // Another node inserted it at the same moment: raise it past that.
-            Err(StoreError::Conflict { .. }) => {
-                sqlx::query(self.sql("UPDATE cache_versions SET version = version + 1 WHERE topic = ?"))
-                    .bind(topic.as_str())
-                    .execute(&mut *connection)
-                    .await?;
-                Ok(())
-            }
-            Err(other) => Err(other),
-        }
+        Ok(())
     }
 
     /// Every topic's version (topics never changed are absent).

@@ -3,7 +3,9 @@
 //! time cost a round trip per request.
 //!
 //! Exact within the process: every write to the sessions table goes through [`Store`] and
-//! clears the lists. Another process writing to the same database is seen within [`FRESH_FOR`].
+//! clears the lists. Such a write also raises [`CacheTopic::Sessions`](crate::CacheTopic), so
+//! nodes sharing the database clear theirs through [`Store::forget_session_lists`] when they
+//! see it move; [`FRESH_FOR`] only bounds how long a list lives should that signal be missed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Result, SessionRecord, Store};
 
-const FRESH_FOR: Duration = Duration::from_secs(1);
+const FRESH_FOR: Duration = Duration::from_secs(30);
 /// Owners remembered at most (the map is emptied when it grows past this).
 const MAX_OWNERS: usize = 10_000;
 
@@ -55,7 +57,12 @@ impl SessionLists {
 }
 
 impl Store {
-    /// The owner's sessions, oldest first, as read at most a second ago (see the module's
+    /// Drops every owner's list (another node changed the sessions table).
+    pub fn forget_session_lists(&self) {
+        self.session_lists.forget();
+    }
+
+    /// The owner's sessions, oldest first, as last read (see the module's
     /// documentation). For routing; pages that show sessions read them with [`Store::sessions`].
     pub async fn owner_sessions(&self, owner_id: &str) -> Result<Vec<SessionRecord>> {
         if let Some(sessions) = self.session_lists.fresh(owner_id) {

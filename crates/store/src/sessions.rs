@@ -2,7 +2,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::{EngineKind, Pacing, SessionId, SessionStatus};
 
-use crate::{Result, Store, StoreError, now_ms, parse_column};
+use crate::{CacheTopic, Result, Store, StoreError, now_ms, parse_column};
 
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
@@ -80,6 +80,8 @@ impl Store {
     /// Fails with [`StoreError::Conflict`] when the id is taken.
     pub async fn insert_session(&self, new: NewSession<'_>) -> Result<SessionRecord> {
         let now = now_ms();
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql(
             "INSERT INTO sessions (id, owner_id, name, engine, status, auto_connect, webhook_url, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
@@ -92,9 +94,11 @@ impl Store {
         .bind(new.webhook_url)
         .bind(now)
         .bind(now)
-        .execute(&mut *self.writer().await?)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::conflict_on_unique("session"))?;
+        self.raise_version(&mut tx, CacheTopic::Sessions).await?;
+        tx.commit().await?;
         self.session_lists.forget();
         Ok(SessionRecord {
             id: new.id.clone(),
@@ -229,6 +233,7 @@ impl Store {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        self.raise_version(&mut tx, CacheTopic::Sessions).await?;
         tx.commit().await?;
         self.session_lists.forget();
         Ok(done.rows_affected() > 0)
@@ -242,11 +247,11 @@ impl Store {
     ) -> Result<bool> {
         let sql = format!("UPDATE sessions SET {assignments}, updated_at = ? WHERE id = ?");
         let query = sqlx::query(self.sql(&sql));
-        let done = bind(query)
-            .bind(now_ms())
-            .bind(id.as_str().to_owned())
-            .execute(&mut *self.writer().await?)
-            .await?;
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
+        let done = bind(query).bind(now_ms()).bind(id.as_str().to_owned()).execute(&mut *tx).await?;
+        self.raise_version(&mut tx, CacheTopic::Sessions).await?;
+        tx.commit().await?;
         self.session_lists.forget();
         Ok(done.rows_affected() > 0)
     }

@@ -90,25 +90,31 @@ impl Store {
 
     /// Returns false when no such user exists.
     pub async fn set_user_password(&self, id: &str, password_hash: &str) -> Result<bool> {
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let done = sqlx::query(self.sql("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?"))
             .bind(password_hash)
             .bind(now_ms())
             .bind(id)
-            .execute(&mut *self.writer().await?)
+            .execute(&mut *tx)
             .await?;
-        self.changed(CacheTopic::Users).await?;
+        self.raise_version(&mut tx, CacheTopic::Users).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Returns false when no such user exists.
     pub async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool> {
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let done = sqlx::query(self.sql("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?"))
             .bind(i64::from(disabled))
             .bind(now_ms())
             .bind(id)
-            .execute(&mut *self.writer().await?)
+            .execute(&mut *tx)
             .await?;
-        self.changed(CacheTopic::Users).await?;
+        self.raise_version(&mut tx, CacheTopic::Users).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }

@@ -132,6 +132,8 @@ impl Store {
     pub async fn insert_webhook(&self, new: NewWebhook<'_>) -> Result<WebhookRecord> {
         let id = wagate_core::new_id();
         let now = now_ms();
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         sqlx::query(self.sql(
             "INSERT INTO webhooks (id, owner_id, session_id, url, events, secret, enabled, from_session_url, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
@@ -145,9 +147,11 @@ impl Store {
         .bind(i64::from(new.from_session_url))
         .bind(now)
         .bind(now)
-        .execute(&mut *self.writer().await?)
+        .execute(&mut *tx)
         .await?;
-        self.changed(CacheTopic::Webhooks).await?;
+        self.raise_version(&mut tx, CacheTopic::Webhooks).await?;
+        tx.commit().await?;
+        drop(connection);
         Ok(self.webhook(&id).await?.expect("just inserted"))
     }
 
@@ -180,6 +184,8 @@ impl Store {
         events: &[String],
         enabled: bool,
     ) -> Result<bool> {
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let done = sqlx::query(
             self.sql("UPDATE webhooks SET url = ?, events = ?, enabled = ?, updated_at = ? WHERE id = ?"),
         )
@@ -188,9 +194,10 @@ impl Store {
         .bind(i64::from(enabled))
         .bind(now_ms())
         .bind(id)
-        .execute(&mut *self.writer().await?)
+        .execute(&mut *tx)
         .await?;
-        self.changed(CacheTopic::Webhooks).await?;
+        self.raise_version(&mut tx, CacheTopic::Webhooks).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -204,9 +211,8 @@ impl Store {
             .await?;
         let done =
             sqlx::query(self.sql("DELETE FROM webhooks WHERE id = ?")).bind(id).execute(&mut *tx).await?;
+        self.raise_version(&mut tx, CacheTopic::Webhooks).await?;
         tx.commit().await?;
-        drop(connection);
-        self.changed(CacheTopic::Webhooks).await?;
         Ok(done.rows_affected() > 0)
     }
 

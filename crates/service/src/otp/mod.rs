@@ -100,4 +100,10 @@ impl OtpService {
     pub fn config(&self) -> &OtpConfig {
         &self.config
     }
+
+    /// Drops this node's copies of every tenant's settings and templates (another node
+    /// changed some).
+    pub fn forget_cached_settings(&self) {
+        self.settings.forget_all();
+    }
 }

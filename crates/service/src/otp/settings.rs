@@ -1,6 +1,7 @@
 //! Each tenant's OTP settings and message templates, cached (every send reads them).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -70,26 +71,36 @@ impl OtpSettings {
     }
 }
 
+/// Every tenant's settings and templates as last read. Exact within the process (changes go
+/// through it); another node's changes are dropped through [`SettingsCache::forget_all`].
 pub(super) struct SettingsCache {
     store: Store,
+    /// Raised by every drop, so that a read which overlapped one is not kept.
+    generation: AtomicU64,
     settings: RwLock<HashMap<String, Arc<OtpSettings>>>,
     templates: RwLock<HashMap<String, Arc<Vec<OtpTemplateRecord>>>>,
 }
 
 impl SettingsCache {
     pub(super) fn new(store: Store) -> Self {
-        SettingsCache { store, settings: RwLock::default(), templates: RwLock::default() }
+        SettingsCache {
+            store,
+            generation: AtomicU64::new(0),
+            settings: RwLock::default(),
+            templates: RwLock::default(),
+        }
     }
 
     pub(super) async fn get(&self, owner_id: &str) -> Result<Arc<OtpSettings>, SettingsError> {
         if let Some(cached) = self.settings.read().unwrap_or_else(|p| p.into_inner()).get(owner_id) {
             return Ok(cached.clone());
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let settings = match self.store.otp_settings(owner_id).await? {
             Some(json) => serde_json::from_str(&json).map_err(|e| SettingsError::Invalid(e.to_string()))?,
             None => OtpSettings::default(),
         };
-        Ok(remember(&self.settings, owner_id, settings))
+        Ok(self.remember(&self.settings, owner_id, settings, generation))
     }
 
     /// Applies the fields present in `patch` (`null` clears one).
@@ -110,8 +121,9 @@ impl SettingsCache {
         let settings: OtpSettings =
             serde_json::from_value(merged).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         settings.validate()?;
+        let generation = self.generation.load(Ordering::Acquire);
         self.store.put_otp_settings(owner_id, &serde_json::to_string(&settings).expect("serializes")).await?;
-        Ok(remember(&self.settings, owner_id, settings))
+        Ok(self.remember(&self.settings, owner_id, settings, generation))
     }
 
     /// The tenant's own body of template `name` for `locale` (or its language), if any.
@@ -124,7 +136,11 @@ impl SettingsCache {
         let cached = self.templates.read().unwrap_or_else(|p| p.into_inner()).get(owner_id).cloned();
         let templates = match cached {
             Some(templates) => templates,
-            None => remember(&self.templates, owner_id, self.store.otp_templates(owner_id).await?),
+            None => {
+                let generation = self.generation.load(Ordering::Acquire);
+                let templates = self.store.otp_templates(owner_id).await?;
+                self.remember(&self.templates, owner_id, templates, generation)
+            }
         };
         let find =
             |l: &str| templates.iter().find(|t| t.name == name && t.locale == l).map(|t| t.body.clone());
@@ -134,11 +150,31 @@ impl SettingsCache {
     pub(super) fn forget_templates(&self, owner_id: &str) {
         self.templates.write().unwrap_or_else(|p| p.into_inner()).remove(owner_id);
     }
-}
 
-/// Caches `value` for the tenant and returns the shared copy.
-fn remember<T>(cache: &RwLock<HashMap<String, Arc<T>>>, owner_id: &str, value: T) -> Arc<T> {
-    let value = Arc::new(value);
-    cache.write().unwrap_or_else(|p| p.into_inner()).insert(owner_id.to_owned(), value.clone());
-    value
+    /// Drops every tenant's settings and templates (another node changed some).
+    pub(super) fn forget_all(&self) {
+        let mut settings = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        let mut templates = self.templates.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        settings.clear();
+        templates.clear();
+    }
+
+    /// Keeps `value`, read when the generation was `generation`, unless a drop happened since
+    /// (it may be older than what that drop was for); returns the shared copy either way.
+    fn remember<T>(
+        &self,
+        cache: &RwLock<HashMap<String, Arc<T>>>,
+        owner_id: &str,
+        value: T,
+        generation: u64,
+    ) -> Arc<T> {
+        let value = Arc::new(value);
+        let mut cache = cache.write().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock: `forget_all` raises the generation while holding it.
+        if self.generation.load(Ordering::Acquire) == generation {
+            cache.insert(owner_id.to_owned(), value.clone());
+        }
+        value
+    }
 }

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::OtpTemplateRecord;
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{CacheTopic, Result, Store, StoreError, now_ms};
 
 impl Store {
     pub async fn otp_templates(&self, owner_id: &str) -> Result<Vec<OtpTemplateRecord>> {
@@ -46,18 +46,23 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::conflict_on_unique("template"))?;
+        self.raise_version(&mut tx, CacheTopic::OtpSettings).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn delete_otp_template(&self, owner_id: &str, name: &str, locale: &str) -> Result<bool> {
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let done =
             sqlx::query(self.sql("DELETE FROM otp_templates WHERE owner_id = ? AND name = ? AND locale = ?"))
                 .bind(owner_id)
                 .bind(name)
                 .bind(locale)
-                .execute(&mut *self.writer().await?)
+                .execute(&mut *tx)
                 .await?;
+        self.raise_version(&mut tx, CacheTopic::OtpSettings).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -84,6 +89,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::conflict_on_unique("settings"))?;
+        self.raise_version(&mut tx, CacheTopic::OtpSettings).await?;
         tx.commit().await?;
         Ok(())
     }
