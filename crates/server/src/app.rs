@@ -165,7 +165,7 @@ impl App {
                 tracing::info!(released, "messages of the previous run are queued again");
             }
         }
-        let engines = engines(&config);
+        let engines = engines(&config, &store);
         let (stop, shutdown) = watch::channel(false);
         tokio::spawn(cluster.clone().run(shutdown.clone()));
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
@@ -321,14 +321,22 @@ fn advertised_address(config: &Config, listener: &TcpListener) -> String {
     }
 }
 
-fn engines(config: &Config) -> Engines {
+/// The engines this build offers, as configured. The sandbox's network lives in the database
+/// when nodes can share it (PostgreSQL, MariaDB/MySQL), else in this process.
+fn engines(
+    config: &Config,
+    #[cfg_attr(not(feature = "sandbox"), allow(unused_variables))] store: &Store,
+) -> Engines {
     #[allow(unused_mut)]
     let mut engines = Engines::new();
     #[cfg(feature = "sandbox")]
     if config.sandbox {
         use std::time::Duration;
+
+        use wagate_engine::sandbox::{SandboxConfig, SandboxEngine};
         let t = &config.sandbox_timings;
-        let sandbox = wagate_engine::sandbox::SandboxEngine::new(wagate_engine::sandbox::SandboxConfig {
+        let shared = store.dialect() != wagate_store::Dialect::Sqlite;
+        let sandbox_config = SandboxConfig {
             qr_first_timeout: Duration::from_millis(t.qr_first_timeout_ms),
             qr_timeout: Duration::from_millis(t.qr_timeout_ms),
             qr_codes: t.qr_codes,
@@ -336,9 +344,15 @@ fn engines(config: &Config) -> Engines {
             delivery_delay: Duration::from_millis(t.delivery_delay_ms),
             read_delay: Duration::from_millis(t.read_delay_ms),
             slow_delivery: Duration::from_millis(t.slow_delivery_ms),
-            state_dir: Some(config.data_dir.join("sandbox")),
+            state_dir: (!shared).then(|| config.data_dir.join("sandbox")),
             inbox_capacity: t.inbox_capacity,
-        });
+        };
+        let sandbox = if shared {
+            let ledger = wagate_service::sandbox_ledger::StoreLedger::new(store.clone());
+            SandboxEngine::shared(sandbox_config, std::sync::Arc::new(ledger))
+        } else {
+            SandboxEngine::new(sandbox_config)
+        };
         engines = engines.with_sandbox(sandbox);
     }
     #[cfg(feature = "web")]

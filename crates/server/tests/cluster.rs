@@ -170,21 +170,13 @@ async fn session_until(app: &TestApp, token: &str, id: &str, done: impl Fn(&Valu
     panic!("session {id} never reached the expected state: {last}");
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     let a = TestApp::spawn_with(node("node-a")).await;
     let b = a.spawn_beside(node("node-b")).await;
     let admin = a.admin().await;
     a.linked(&admin, "moves", "+6281200000301").await;
-    a.linked(&admin, "stays", "+6281200000302").await;
+    a.linked(&admin, "also", "+6281200000302").await;
     a.create_session(&admin, "waits").await;
     let (status, body) = a.post("/api/v1/sessions/waits/connect", &admin, Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -211,20 +203,15 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     let id = accepted["id"].as_str().unwrap();
     b.wait_for_message(&admin, id, |m| m["status"] == "delivered" || m["status"] == "read").await;
 
-    // `moves` has its WhatsApp state on storage both nodes share (here: a copy); `stays` only
-    // on node-a's disk. A graceful stop of node-a hands over what can move, at once.
-    copy_dir(&a.data_dir.join("sessions/moves"), &b.data_dir.join("sessions/moves"));
+    // The linked accounts are in the database, nothing on node-a's disk is needed: a graceful
+    // stop of node-a hands every session over at once.
     let stopped = a.stop().await;
-    let moved =
-        session_until(&b, &admin, "moves", |s| s["node"] == "node-b" && s["status"] == "connected").await;
-    assert_eq!(moved["account"]["phone"], "+6281200000301", "the same linked account: {moved}");
+    for (id, phone) in [("moves", "+6281200000301"), ("also", "+6281200000302")] {
+        let moved =
+            session_until(&b, &admin, id, |s| s["node"] == "node-b" && s["status"] == "connected").await;
+        assert_eq!(moved["account"]["phone"], phone, "the same linked account: {moved}");
+    }
     session_until(&b, &admin, "waits", |s| s["node"] == "node-b" && s["status"] == "qr").await;
-    // node-a records the status of each session it closes, then gives all their leases up.
-    let stays =
-        session_until(&b, &admin, "stays", |s| s["status"] == "disconnected" && s["node"].is_null()).await;
-    assert!(stays["node"].is_null(), "nobody runs a session whose state it does not have: {stays}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(b.session_status("stays", &admin).await["node"].is_null());
     let (status, accepted) = b
         .post("/api/v1/sessions/moves/messages", &admin, json!({ "to": "+6281234560011", "text": "after" }))
         .await;
@@ -234,10 +221,13 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     })
     .await;
 
-    // node-a comes back and runs what only it can; what moved stays where it is.
+    // node-a comes back; what moved stays where it is (running sessions are not moved).
     let a = stopped.restart(node("node-a")).await;
-    session_until(&a, &admin, "stays", |s| s["node"] == "node-a" && s["status"] == "connected").await;
-    assert_eq!(a.session_status("moves", &admin).await["node"], "node-b");
+    cluster_until(&a, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in ["moves", "also", "waits"] {
+        assert_eq!(a.session_status(id, &admin).await["node"], "node-b", "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,4 +549,66 @@ async fn the_copies_a_node_keeps_follow_what_another_node_changes() {
     }
     let (status, accepted) = a.post("/api/v1/messages", &admin, to_pool).await;
     assert_eq!(status, StatusCode::ACCEPTED, "node-a still routes with the old list of sessions: {accepted}");
+}
+
+/// The sandbox's network on a shared database: sessions on different nodes message each other,
+/// in groups too, and every node shows every inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_sessions_on_different_nodes_share_one_simulated_network() {
+    let a = TestApp::spawn_on_shared_database(node("node-a")).await;
+    let b = a.spawn_beside(node("node-b")).await;
+    let admin = a.admin().await;
+    cluster_until(&a, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
+    a.linked(&admin, "alice", "+6281200000501").await;
+    b.linked(&admin, "bob", "+6281200000502").await;
+    let node_of = async |id: &str| a.get(&format!("/api/v1/sessions/{id}"), &admin).await.1["node"].clone();
+    assert_eq!((node_of("alice").await, node_of("bob").await), (json!("node-a"), json!("node-b")));
+
+    // alice, on node-a, writes to bob, on node-b: bob receives it, and node-b's inbox shows it.
+    let mut bob_events = b.events("bob", &admin).await;
+    let (status, sent) = a
+        .post("/api/v1/sessions/alice/messages", &admin, json!({ "to": "+6281200000502", "text": "hi bob" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let received = bob_events.until("message_received").await;
+    assert_eq!(
+        (received["message_id"].as_str(), received["from"].as_str()),
+        (sent["id"].as_str(), Some("+6281200000501"))
+    );
+    let (status, inbox) = b.get("/api/v1/sandbox/inbox/+6281200000502?wait_ms=5000", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    let messages = inbox["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{inbox}");
+    assert_eq!(
+        (messages[0]["session_id"].as_str(), messages[0]["content"]["body"].as_str()),
+        (Some("alice"), Some("hi bob"))
+    );
+
+    // A group alice makes on node-a is bob's on node-b; what alice says in it reaches bob.
+    let (status, group) = a
+        .post(
+            "/api/v1/sandbox/sessions/alice/groups",
+            &admin,
+            json!({ "subject": "Across", "participants": ["+6281200000502"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let jid = group["jid"].as_str().unwrap();
+    let (status, groups) = b.get("/api/v1/sessions/bob/groups", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{groups}");
+    assert_eq!(groups["groups"][0]["jid"].as_str(), Some(jid), "{groups}");
+    let (status, sent) =
+        a.post("/api/v1/sessions/alice/messages", &admin, json!({ "to": jid, "text": "hi all" })).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let received = bob_events.until("message_received").await;
+    assert_eq!(received["message_id"], sent["id"]);
+
+    // Replies go the other way, and node-a's inbox of alice shows them.
+    let (status, reply) = b
+        .post("/api/v1/sessions/bob/messages", &admin, json!({ "to": "+6281200000501", "text": "hi alice" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    let (status, inbox) = a.get("/api/v1/sandbox/inbox/+6281200000501?wait_ms=5000", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{inbox}");
+    assert_eq!(inbox["messages"][0]["id"], reply["id"], "{inbox}");
 }

@@ -207,13 +207,13 @@ async fn disconnect_keeps_the_link_and_delete_removes_everything() {
     assert_eq!(body["auto_connect"], true);
     events.until_status("connected").await;
 
-    let credentials = app.data_dir.join("sessions").join("temp");
-    assert!(credentials.exists());
+    assert!(app.engine_state_exists("temp").await, "the linked account is kept");
     let response = app.request(Method::DELETE, "/api/v1/sessions/temp", Some(&admin)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     events.until("deleted").await;
     assert!(events.next().await.is_none(), "the stream ends when the session is deleted");
-    assert!(!credentials.exists(), "stored credentials are removed");
+    assert!(!app.engine_state_exists("temp").await, "stored credentials are removed");
+    assert!(!app.data_dir.join("sessions").join("temp").exists(), "and the session's directory");
     let (status, problem) = app.post("/api/v1/sessions/temp/connect", &admin, Value::Null).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("session_not_found")));
     let (status, body) = app.get("/api/v1/sessions/temp/activity", &admin).await;

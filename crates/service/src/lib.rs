@@ -23,6 +23,8 @@ pub mod outbox;
 pub mod phones;
 pub mod retention;
 pub mod round_robin;
+#[cfg(feature = "sandbox")]
+pub mod sandbox_ledger;
 pub mod seal;
 pub mod sessions;
 pub mod shared_caches;

@@ -317,27 +317,7 @@ impl Store {
                stamp BIGINT NOT NULL, \
                PRIMARY KEY (session_id, space, scope, name))"
         );
-        let created = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *self.writer().await?).await;
-        match created {
-            Ok(_) => Ok(()),
-            // Another node starting at the same moment created it first (PostgreSQL reports
-            // the race as a duplicate type even with IF NOT EXISTS).
-            Err(err) if self.engine_state_table_exists().await => {
-                tracing::debug!(error = %err, "engine_state was created by another node");
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    async fn engine_state_table_exists(&self) -> bool {
-        match self.reader().await {
-            Ok(mut connection) => sqlx::query("SELECT 1 FROM engine_state WHERE 1 = 0")
-                .fetch_optional(&mut *connection)
-                .await
-                .is_ok(),
-            Err(_) => false,
-        }
+        self.create_table("engine_state", sql).await
     }
 }
 

@@ -20,6 +20,7 @@ mod messages;
 mod otp;
 mod rate_limits;
 mod retention;
+mod sandbox;
 mod session_lists;
 mod sessions;
 mod settings;
@@ -145,15 +146,42 @@ impl Store {
 
     /// Applies the embedded migrations that have not run yet.
     pub async fn migrate(&self) -> Result<()> {
-        // The migrations use only types and statements all three databases share; the one table
-        // that needs a type they spell differently is made after them.
+        // The migrations use only types and statements all three databases share; the tables
+        // that need a type they spell differently are made after them.
         let mut connection = self.writer().await?;
         sqlx::migrate!("./migrations").run(&mut *connection).await.map_err(|err| match err {
             sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema { version },
             other => StoreError::Migrate(other),
         })?;
         drop(connection);
-        self.create_engine_state_table().await
+        self.create_engine_state_table().await?;
+        self.create_sandbox_tables().await
+    }
+
+    /// Runs `sql`, a `CREATE TABLE IF NOT EXISTS` of `table`, for a table the migrations leave
+    /// out because the three databases spell part of it differently.
+    async fn create_table(&self, table: &str, sql: String) -> Result<()> {
+        let created = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *self.writer().await?).await;
+        match created {
+            Ok(_) => Ok(()),
+            // Another node starting at the same moment created it first (PostgreSQL reports
+            // the race as a duplicate type even with IF NOT EXISTS).
+            Err(err) if self.table_exists(table).await => {
+                tracing::debug!(error = %err, table, "created by another node");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn table_exists(&self, table: &str) -> bool {
+        let sql = format!("SELECT 1 FROM {table} WHERE 1 = 0");
+        match self.reader().await {
+            Ok(mut connection) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(&mut *connection).await.is_ok()
+            }
+            Err(_) => false,
+        }
     }
 
     /// Checks that the database answers.

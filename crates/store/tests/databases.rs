@@ -123,7 +123,45 @@ async fn scenario(store: Store) {
 
     otp_scenario(&store, &admin.id, &one).await;
     activity_scenario(&store, &admin.id).await;
+    sandbox_network(&store).await;
     store.close().await;
+}
+
+/// The sandbox's shared network: deliveries once per number and id, in order, followed by
+/// cursor, trimmed to the latest; groups.
+async fn sandbox_network(store: &Store) {
+    assert_eq!(store.sandbox_latest().await.unwrap(), 0);
+    assert!(store.sandbox_record("+621", "m1", "{\"n\":1}").await.unwrap());
+    assert!(store.sandbox_record("+622", "m1", "{\"n\":2}").await.unwrap(), "the same id to another number");
+    assert!(
+        !store.sandbox_record("+621", "m1", "{\"n\":3}").await.unwrap(),
+        "the same id to the same number"
+    );
+    assert!(store.sandbox_record("+621", "m2", "{\"n\":4}").await.unwrap());
+    assert_eq!(store.sandbox_inbox("+621").await.unwrap(), ["{\"n\":1}", "{\"n\":4}"]);
+    let all = store.sandbox_since(0, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>(),
+        ["{\"n\":1}", "{\"n\":2}", "{\"n\":4}"]
+    );
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in order: {all:?}");
+    let latest = store.sandbox_latest().await.unwrap();
+    assert_eq!(latest, all[2].0);
+    assert_eq!(store.sandbox_since(all[0].0, 1).await.unwrap(), [all[1].clone()]);
+    assert_eq!(store.sandbox_keep_latest(1).await.unwrap(), 2, "all but the latest delivery");
+    assert_eq!(store.sandbox_inbox("+621").await.unwrap(), ["{\"n\":4}"]);
+    assert!(store.sandbox_inbox("+622").await.unwrap().is_empty());
+
+    store.sandbox_put_group("120363000000000001@g.us", "{\"v\":1}").await.unwrap();
+    store.sandbox_put_group("120363000000000001@g.us", "{\"v\":2}").await.unwrap();
+    store.sandbox_put_group("120363000000000000@g.us", "{\"v\":0}").await.unwrap();
+    assert_eq!(store.sandbox_group("120363000000000001@g.us").await.unwrap().as_deref(), Some("{\"v\":2}"));
+    assert_eq!(store.sandbox_group("missing@g.us").await.unwrap(), None);
+    let groups = store.sandbox_groups().await.unwrap();
+    assert_eq!(
+        groups.iter().map(|(jid, _)| &jid[..18]).collect::<Vec<_>>(),
+        ["120363000000000000", "120363000000000001"]
+    );
 }
 
 /// The activity and audit log: filters, levels, pages, retention.

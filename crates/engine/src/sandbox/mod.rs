@@ -17,6 +17,7 @@
 
 mod codes;
 mod device;
+mod ledger;
 mod magic;
 mod network;
 mod session;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use wagate_core::{EngineKind, Phone};
 
+pub use ledger::{Delivery, LedgerError, SandboxGroup, SharedLedger};
 pub use magic::MagicNumber;
 pub use network::{InboxEntry, SandboxError, SandboxNetwork};
 
@@ -49,9 +51,9 @@ pub struct SandboxConfig {
     pub read_delay: Duration,
     /// Time from "sent" to "delivered" for slow-delivery numbers.
     pub slow_delivery: Duration,
-    /// Where the simulated network keeps what it delivered, so that (like WhatsApp's servers)
-    /// it remembers across restarts of wagate: inboxes survive and a resent message id is not
-    /// delivered twice. `None`: in memory only.
+    /// Where a network of this process alone keeps what it delivered, so that (like
+    /// WhatsApp's servers) it remembers across restarts of wagate: inboxes survive and a resent
+    /// message id is not delivered twice. `None`: in memory only.
     pub state_dir: Option<std::path::PathBuf>,
     /// How many deliveries the network remembers (inboxes show these; older ones are gone).
     pub inbox_capacity: usize,
@@ -79,8 +81,15 @@ pub struct SandboxEngine {
 }
 
 impl SandboxEngine {
+    /// A network of this process alone (its memory on disk in `config.state_dir`).
     pub fn new(config: SandboxConfig) -> Self {
         SandboxEngine { network: Arc::new(SandboxNetwork::new(config)) }
+    }
+
+    /// A network shared with the other nodes of a database: its deliveries and groups are kept
+    /// in `ledger`. Call within a Tokio runtime.
+    pub fn shared(config: SandboxConfig, ledger: Arc<dyn SharedLedger>) -> Self {
+        SandboxEngine { network: SandboxNetwork::shared(config, ledger) }
     }
 
     /// Test actions: scan, confirm a pairing code, inject a message, read an inbox.
@@ -97,6 +106,11 @@ impl Engine for SandboxEngine {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities { simulated: true, ..Capabilities::LINKED_DEVICE }
+    }
+
+    /// A sandbox session keeps its linked account in its state.
+    fn state_is_shared(&self) -> bool {
+        true
     }
 
     fn fixed_test_code(&self, phone: &Phone, length: usize) -> Option<String> {

@@ -1,15 +1,16 @@
-//! The shared simulated network: which sandbox sessions are online, and every number's inbox.
+//! The simulated network: which sandbox sessions are online here, and (through its ledger)
+//! every number's inbox and every group.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use wagate_core::{Phone, SessionId};
 
 use super::SandboxConfig;
+use super::ledger::{Cursor, Delivery, MemoryLedger, SandboxGroup, SharedLedger};
 use super::session::Command;
 use crate::{Account, InboundMessage, MessageContent};
 
@@ -48,166 +49,146 @@ pub enum SandboxError {
     NotConnected,
     #[error("the gateway could not store the message (it would be delivered again)")]
     NotStored,
+    #[error("the simulated network cannot reach its database: {0}")]
+    Unavailable(String),
 }
+
+/// How often a node looks for deliveries other nodes recorded in a shared ledger.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+/// How many deliveries between two trims of a shared ledger (about).
+const TRIM_EVERY: u64 = 1_000;
 
 pub struct SandboxNetwork {
     pub(super) config: SandboxConfig,
-    state: Mutex<NetworkState>,
-    /// Log of deliveries (JSON lines), when the network keeps state on disk.
-    journal: Option<Mutex<Journal>>,
+    live: Mutex<Live>,
+    ledger: Ledger,
     /// Number → a count of its deliveries, while someone waits for one (a waiter is woken by
     /// deliveries to its number only).
     waiting: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
+/// The sessions this process runs.
 #[derive(Default)]
-struct NetworkState {
+struct Live {
     sessions: HashMap<SessionId, mpsc::UnboundedSender<Command>>,
     /// Phone (E.164) → the connected session linked to it.
     online: HashMap<String, SessionId>,
-    inboxes: Inboxes,
-    groups: HashMap<String, SandboxGroup>,
 }
 
-/// The most recent deliveries, per number; beyond the capacity the oldest are forgotten (a
-/// test network need not keep everything, and the gateway's own memory use stays measurable).
-#[derive(Default)]
-struct Inboxes {
-    by_phone: HashMap<String, VecDeque<InboxEntry>>,
-    /// The number of every kept delivery, oldest first.
-    order: VecDeque<String>,
-    capacity: usize,
-}
-
-impl Inboxes {
-    fn new(capacity: usize) -> Self {
-        Inboxes { capacity: capacity.max(1), ..Inboxes::default() }
-    }
-
-    fn contains(&self, phone: &str, id: &str) -> bool {
-        self.by_phone.get(phone).is_some_and(|inbox| inbox.iter().any(|m| m.id == id))
-    }
-
-    fn push(&mut self, entry: InboxEntry) {
-        self.order.push_back(entry.to.clone());
-        self.by_phone.entry(entry.to.clone()).or_default().push_back(entry);
-        while self.order.len() > self.capacity {
-            let Some(phone) = self.order.pop_front() else { break };
-            if let Some(inbox) = self.by_phone.get_mut(&phone) {
-                inbox.pop_front();
-                if inbox.is_empty() {
-                    self.by_phone.remove(&phone);
-                }
-            }
-        }
-    }
-
-    fn get(&self, phone: &str) -> Vec<InboxEntry> {
-        self.by_phone.get(phone).map(|inbox| inbox.iter().cloned().collect()).unwrap_or_default()
-    }
-
-    /// Every kept delivery, oldest first.
-    fn all(&self) -> Vec<&InboxEntry> {
-        let mut next: HashMap<&str, usize> = HashMap::new();
-        self.order
-            .iter()
-            .filter_map(|phone| {
-                let n = next.entry(phone.as_str()).or_default();
-                *n += 1;
-                self.by_phone.get(phone).and_then(|inbox| inbox.get(*n - 1))
-            })
-            .collect()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct SandboxGroup {
-    pub subject: String,
-    /// E.164 numbers; the first one created the group and is its super admin.
-    pub members: Vec<String>,
+enum Ledger {
+    Memory(Mutex<MemoryLedger>),
+    /// Deliveries reach this process's sessions and waiters through [`follow`] only, wherever
+    /// they were sent from.
+    Shared(Arc<dyn SharedLedger>),
 }
 
 impl SandboxNetwork {
     pub(super) fn new(config: SandboxConfig) -> Self {
-        let mut state =
-            NetworkState { inboxes: Inboxes::new(config.inbox_capacity), ..NetworkState::default() };
-        let journal = config.state_dir.as_ref().and_then(|dir| match Journal::open(dir, &mut state.inboxes) {
-            Ok(file) => Some(Mutex::new(file)),
-            Err(err) => {
-                tracing::error!(error = %err, "sandbox: cannot keep network state on disk; keeping it in memory");
-                None
-            }
-        });
-        SandboxNetwork { config, state: Mutex::new(state), journal, waiting: Mutex::default() }
+        let ledger = MemoryLedger::new(config.inbox_capacity, config.state_dir.as_deref());
+        Self::with(config, Ledger::Memory(Mutex::new(ledger)))
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, NetworkState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A network whose memory is `ledger`, shared with other nodes. Starts following it (call
+    /// within a Tokio runtime).
+    pub(super) fn shared(config: SandboxConfig, ledger: Arc<dyn SharedLedger>) -> Arc<Self> {
+        let network = Arc::new(Self::with(config, Ledger::Shared(ledger.clone())));
+        tokio::spawn(follow(Arc::downgrade(&network), ledger));
+        network
+    }
+
+    fn with(config: SandboxConfig, ledger: Ledger) -> Self {
+        SandboxNetwork { config, live: Mutex::default(), ledger, waiting: Mutex::default() }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(super) fn register(&self, id: &SessionId, commands: mpsc::UnboundedSender<Command>) {
-        self.state().sessions.insert(id.clone(), commands);
+        self.live().sessions.insert(id.clone(), commands);
     }
 
     /// Forgets a stopped session, unless a newer connection took its place.
     pub(super) fn unregister(&self, id: &SessionId, commands: &mpsc::UnboundedSender<Command>) {
-        let mut state = self.state();
-        if state.sessions.get(id).is_some_and(|current| current.same_channel(commands)) {
-            state.sessions.remove(id);
+        let mut live = self.live();
+        if live.sessions.get(id).is_some_and(|current| current.same_channel(commands)) {
+            live.sessions.remove(id);
         }
-        state.online.retain(|_, session| session != id);
+        live.online.retain(|_, session| session != id);
     }
 
     pub(super) fn set_online(&self, id: &SessionId, account: &Account) {
-        self.state().online.insert(account.phone.e164().to_owned(), id.clone());
+        self.live().online.insert(account.phone.e164().to_owned(), id.clone());
     }
 
     /// Puts a message into the recipient's inbox and, when the recipient is itself a connected
     /// sandbox session, hands it over as an inbound message. Like WhatsApp, a message id that
     /// already reached this recipient is not delivered twice.
-    pub(super) fn deliver(&self, entry: InboxEntry, inbound: InboundMessage) {
-        let mut state = self.state();
-        if state.inboxes.contains(&entry.to, &entry.id) {
-            return;
-        }
-        if let Some(session) = state.online.get(&entry.to)
-            && let Some(commands) = state.sessions.get(session)
-        {
-            let _ = commands.send(Command::Receive(inbound));
-        }
-        let to = entry.to.clone();
-        if let Some(journal) = &self.journal {
-            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(err) = journal.append(&entry, &state.inboxes) {
-                tracing::error!(error = %err, "sandbox: cannot record a delivery");
+    pub(super) async fn deliver(&self, delivery: Delivery) -> Result<(), SandboxError> {
+        match &self.ledger {
+            Ledger::Memory(ledger) => {
+                let recorded =
+                    ledger.lock().unwrap_or_else(|p| p.into_inner()).record(delivery.entry.clone());
+                if recorded {
+                    self.arrived(&delivery);
+                }
+                Ok(())
+            }
+            Ledger::Shared(ledger) => {
+                ledger.record(&delivery).await.map_err(|err| SandboxError::Unavailable(err.0))?;
+                Ok(())
             }
         }
-        state.inboxes.push(entry);
-        drop(state);
+    }
+
+    /// A new delivery: to the recipient's session if it runs here, and to whoever waits.
+    fn arrived(&self, delivery: &Delivery) {
+        let to = &delivery.entry.to;
+        {
+            let live = self.live();
+            if let Some(session) = live.online.get(to)
+                && let Some(commands) = live.sessions.get(session)
+                && let Some(inbound) = delivery.inbound()
+            {
+                let _ = commands.send(Command::Receive(inbound));
+            }
+        }
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(signal) = waiting.get(&to) {
+        if let Some(signal) = waiting.get(to) {
             if signal.receiver_count() == 0 {
-                waiting.remove(&to);
+                waiting.remove(to);
             } else {
                 signal.send_modify(|n| *n += 1);
             }
         }
     }
 
-    pub(super) fn group(&self, jid: &str) -> Option<SandboxGroup> {
-        self.state().groups.get(jid).cloned()
+    pub(super) async fn group(&self, jid: &str) -> Result<Option<SandboxGroup>, SandboxError> {
+        match &self.ledger {
+            Ledger::Memory(ledger) => {
+                Ok(ledger.lock().unwrap_or_else(|p| p.into_inner()).groups.get(jid).cloned())
+            }
+            Ledger::Shared(ledger) => ledger.group(jid).await.map_err(|err| SandboxError::Unavailable(err.0)),
+        }
     }
 
-    pub(super) fn groups_of(&self, phone: &str) -> Vec<(String, SandboxGroup)> {
-        let state = self.state();
-        let mut groups: Vec<_> = state
-            .groups
-            .iter()
-            .filter(|(_, g)| g.members.iter().any(|m| m == phone))
-            .map(|(jid, g)| (jid.clone(), g.clone()))
-            .collect();
+    pub(super) async fn groups_of(&self, phone: &str) -> Result<Vec<(String, SandboxGroup)>, SandboxError> {
+        let all = match &self.ledger {
+            Ledger::Memory(ledger) => ledger
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .groups
+                .iter()
+                .map(|(jid, group)| (jid.clone(), group.clone()))
+                .collect(),
+            Ledger::Shared(ledger) => {
+                ledger.groups().await.map_err(|err| SandboxError::Unavailable(err.0))?
+            }
+        };
+        let mut groups: Vec<_> =
+            all.into_iter().filter(|(_, g)| g.members.iter().any(|m| m == phone)).collect();
         groups.sort_by(|a, b| a.0.cmp(&b.0));
-        groups
+        Ok(groups)
     }
 
     /// Creates a group of the session's account and `members`; returns its JID.
@@ -222,12 +203,20 @@ impl SandboxNetwork {
         let owner = owner.phone.e164().to_owned();
         let mut all = vec![owner.clone()];
         all.extend(members.iter().map(|m| m.e164().to_owned()).filter(|m| *m != owner));
-        self.state().groups.insert(jid.clone(), SandboxGroup { subject, members: all });
+        let group = SandboxGroup { subject, members: all };
+        match &self.ledger {
+            Ledger::Memory(ledger) => {
+                ledger.lock().unwrap_or_else(|p| p.into_inner()).groups.insert(jid.clone(), group);
+            }
+            Ledger::Shared(ledger) => {
+                ledger.put_group(&jid, &group).await.map_err(|err| SandboxError::Unavailable(err.0))?
+            }
+        }
         Ok(jid)
     }
 
     fn commands(&self, id: &SessionId) -> Result<mpsc::UnboundedSender<Command>, SandboxError> {
-        self.state().sessions.get(id).cloned().ok_or(SandboxError::NotOpen)
+        self.live().sessions.get(id).cloned().ok_or(SandboxError::NotOpen)
     }
 
     async fn ask<T>(
@@ -280,8 +269,15 @@ impl SandboxNetwork {
     }
 
     /// What was sent to `phone`, oldest first.
-    pub fn inbox(&self, phone: &Phone) -> Vec<InboxEntry> {
-        self.state().inboxes.get(phone.e164())
+    pub async fn inbox(&self, phone: &Phone) -> Result<Vec<InboxEntry>, SandboxError> {
+        match &self.ledger {
+            Ledger::Memory(ledger) => {
+                Ok(ledger.lock().unwrap_or_else(|p| p.into_inner()).inbox(phone.e164()))
+            }
+            Ledger::Shared(ledger) => {
+                ledger.inbox(phone.e164()).await.map_err(|err| SandboxError::Unavailable(err.0))
+            }
+        }
     }
 
     /// Changes with every delivery to `phone`: subscribe, read the inbox, then wait on it for
@@ -295,75 +291,42 @@ impl SandboxNetwork {
     }
 }
 
-/// The deliveries on disk, one JSON line each. It holds the kept deliveries plus those
-/// appended since it was last rewritten; once it holds twice as many lines as the network
-/// keeps, it is rewritten with the kept ones, so the file stays within twice the memory's
-/// size however long the network runs, at the cost of one rewrite per `capacity` deliveries.
-struct Journal {
-    path: PathBuf,
-    file: std::fs::File,
-    lines: usize,
-}
-
-impl Journal {
-    /// Opens the journal in `dir` and replays it into `inboxes`; a journal that holds more
-    /// than the kept deliveries is rewritten with just those.
-    fn open(dir: &Path, inboxes: &mut Inboxes) -> std::io::Result<Journal> {
-        use std::io::BufRead;
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("sandbox-deliveries.jsonl");
-        let mut lines = 0;
-        if let Ok(file) = std::fs::File::open(&path) {
-            for line in std::io::BufReader::new(file).lines() {
-                lines += 1;
-                // A torn last line (a crash mid-write) is skipped.
-                if let Ok(entry) = serde_json::from_str::<InboxEntry>(&line?) {
-                    inboxes.push(entry);
-                }
+/// Hands the deliveries recorded in the shared ledger (by any node) to the sessions this node
+/// runs and to its waiters, and keeps the ledger to the configured size; ends with the network.
+async fn follow(network: Weak<SandboxNetwork>, ledger: Arc<dyn SharedLedger>) {
+    let mut cursor = loop {
+        match ledger.latest().await {
+            Ok(latest) => break Cursor::at(latest),
+            Err(err) => tracing::warn!(error = %err, "sandbox: cannot read the shared network; trying again"),
+        }
+        tokio::time::sleep(FOLLOW_EVERY * 10).await;
+        if network.strong_count() == 0 {
+            return;
+        }
+    };
+    let mut since_trim = 0;
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        let Some(network) = network.upgrade() else { return };
+        let deliveries = match ledger.since(cursor.from(), 1_000).await {
+            Ok(deliveries) => deliveries,
+            Err(err) => {
+                tracing::debug!(error = %err, "sandbox: cannot read new deliveries");
+                continue;
+            }
+        };
+        for (seq, delivery) in deliveries {
+            if cursor.admit(seq) {
+                network.arrived(&delivery);
+                since_trim += 1;
             }
         }
-        let file = Self::append_to(&path)?;
-        let mut journal = Journal { path, file, lines };
-        if lines > inboxes.order.len() {
-            journal.rewrite(inboxes)?;
+        cursor.settle(std::time::Instant::now());
+        if since_trim >= TRIM_EVERY {
+            since_trim = 0;
+            if let Err(err) = ledger.keep_latest(network.config.inbox_capacity).await {
+                tracing::debug!(error = %err, "sandbox: cannot trim the shared network");
+            }
         }
-        Ok(journal)
-    }
-
-    fn append_to(path: &Path) -> std::io::Result<std::fs::File> {
-        std::fs::OpenOptions::new().create(true).append(true).open(path)
-    }
-
-    /// Records `entry`, about to join `inboxes`.
-    fn append(&mut self, entry: &InboxEntry, inboxes: &Inboxes) -> std::io::Result<()> {
-        writeln!(self.file, "{}", serde_json::to_string(entry).expect("entries serialize"))?;
-        self.lines += 1;
-        if self.lines > 2 * inboxes.capacity {
-            // What the inboxes will keep once `entry` joined them: it, and all but the oldest.
-            let kept = inboxes.all();
-            let skip = (kept.len() + 1).saturating_sub(inboxes.capacity);
-            self.write_all(kept.into_iter().skip(skip).chain(std::iter::once(entry)))?;
-        }
-        Ok(())
-    }
-
-    /// Replaces the file with the deliveries `inboxes` keep.
-    fn rewrite(&mut self, inboxes: &Inboxes) -> std::io::Result<()> {
-        self.write_all(inboxes.all().into_iter())
-    }
-
-    fn write_all<'a>(&mut self, entries: impl Iterator<Item = &'a InboxEntry>) -> std::io::Result<()> {
-        let fresh = self.path.with_extension("jsonl.new");
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&fresh)?);
-        let mut lines = 0;
-        for entry in entries {
-            writeln!(file, "{}", serde_json::to_string(entry).expect("entries serialize"))?;
-            lines += 1;
-        }
-        file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()?;
-        std::fs::rename(&fresh, &self.path)?;
-        self.file = Self::append_to(&self.path)?;
-        self.lines = lines;
-        Ok(())
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use wagate_core::{Phone, SessionId};
 
+use super::ledger::Delivery;
 use super::network::{InboxEntry, SandboxError, SandboxNetwork};
 use super::{codes, device, magic::MagicNumber};
 use crate::{
@@ -100,7 +101,7 @@ pub(super) async fn open(
     spec: SessionSpec,
     events: EventSink,
 ) -> Result<Arc<dyn Connection>, EngineError> {
-    let stored = device::load(&spec.store_dir).await?;
+    let stored = device::load(&spec).await?;
     let (commands, inbox) = mpsc::unbounded_channel();
     network.register(&spec.id, commands.clone());
     let phase = match stored {
@@ -259,7 +260,7 @@ impl SandboxSession {
                     Phase::Connected(account) => {
                         let id = message.id.clone();
                         let ack = self.acks.expect(&id);
-                        let outcome = self.send(account.clone(), message);
+                        let outcome = self.send(account.clone(), message).await;
                         self.acks.resolve(&id, outcome);
                         Ok(ack)
                     }
@@ -276,13 +277,13 @@ impl SandboxSession {
             }
             Command::Groups { reply } => {
                 let result = match &self.phase {
-                    Phase::Connected(account) => Ok(self.groups(account)),
+                    Phase::Connected(account) => self.groups(account).await,
                     _ => Err(EngineError::NotConnected),
                 };
                 let _ = reply.send(result);
             }
             Command::Logout { reply } => {
-                let result = device::remove(&self.spec.store_dir).await;
+                let result = device::remove(&self.spec).await;
                 if result.is_ok() {
                     self.events.emit(EngineEvent::LoggedOut { reason: "logged out".into() });
                 }
@@ -298,7 +299,7 @@ impl SandboxSession {
                     let _ = reply.send(Err(SandboxError::NotConnected));
                     return Flow::Continue;
                 }
-                if let Err(err) = device::remove(&self.spec.store_dir).await {
+                if let Err(err) = device::remove(&self.spec).await {
                     tracing::error!(error = %err, "sandbox: cannot remove the device");
                 }
                 self.events.emit(EngineEvent::LoggedOut {
@@ -325,7 +326,7 @@ impl SandboxSession {
 
     async fn link(&mut self, phone: Phone, push_name: Option<String>) -> Result<Account, SandboxError> {
         let account = Account { phone, lid: Some(codes::lid()), push_name };
-        if let Err(err) = device::save(&self.spec.store_dir, &account).await {
+        if let Err(err) = device::save(&self.spec, &account).await {
             tracing::error!(session = %self.id, error = %err, "sandbox: cannot store the linked device");
             return Err(SandboxError::NotOpen);
         }
@@ -337,11 +338,12 @@ impl SandboxSession {
     }
 
     /// Delivers the message to its recipients' inboxes; the network's answer.
-    fn send(&self, account: Account, message: OutgoingMessage) -> SendOutcome {
+    async fn send(&self, account: Account, message: OutgoingMessage) -> SendOutcome {
         let id = message.id.clone();
+        let unavailable = |err: SandboxError| SendFailure::Transient { detail: err.to_string() };
         let (recipients, group) = match &message.to {
             Chat::Phone(phone) => (vec![phone.clone()], None),
-            Chat::Group(jid) => match self.network.group(jid) {
+            Chat::Group(jid) => match self.network.group(jid).await.map_err(unavailable)? {
                 Some(group) if group.members.contains(&account.phone.e164().to_owned()) => {
                     let members = group
                         .members
@@ -375,28 +377,19 @@ impl SandboxSession {
         let media_size = message.media.as_ref().map(|m| m.bytes.len());
         let received_at = now_ms();
         for to in recipients {
-            self.network.deliver(
-                InboxEntry {
-                    id: id.clone(),
-                    from: account.phone.e164().to_owned(),
-                    session_id: self.id.to_string(),
-                    to: to.e164().to_owned(),
-                    group: group.clone(),
-                    media_size,
-                    content: message.content.clone(),
-                    received_at,
-                },
-                InboundMessage {
-                    id: id.clone(),
-                    chat: group.clone().unwrap_or_else(|| account.phone.jid()),
-                    from: account.phone.clone(),
-                    from_lid: account.lid.clone(),
-                    push_name: account.push_name.clone(),
-                    content: message.content.clone(),
-                    quoted_id: None,
-                    timestamp: received_at,
-                },
-            );
+            let entry = InboxEntry {
+                id: id.clone(),
+                from: account.phone.e164().to_owned(),
+                session_id: self.id.to_string(),
+                to: to.e164().to_owned(),
+                group: group.clone(),
+                media_size,
+                content: message.content.clone(),
+                received_at,
+            };
+            let delivery =
+                Delivery { entry, from_lid: account.lid.clone(), push_name: account.push_name.clone() };
+            self.network.deliver(delivery).await.map_err(unavailable)?;
         }
         let events = self.events.clone();
         let read_after = config.read_delay;
@@ -404,9 +397,13 @@ impl SandboxSession {
         Ok(())
     }
 
-    fn groups(&self, account: &Account) -> Vec<GroupInfo> {
-        self.network
+    async fn groups(&self, account: &Account) -> Result<Vec<GroupInfo>, EngineError> {
+        let groups = self
+            .network
             .groups_of(account.phone.e164())
+            .await
+            .map_err(|err| EngineError::Other(err.to_string()))?;
+        Ok(groups
             .into_iter()
             .map(|(jid, group)| GroupInfo {
                 jid,
@@ -425,7 +422,7 @@ impl SandboxSession {
                     })
                     .collect(),
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -41,12 +41,18 @@ struct Opened {
     spec: SessionSpec,
 }
 
+/// One state per session directory, as the gateway gives one per session.
+fn state_of(store_dir: &std::path::Path) -> Arc<dyn crate::state::SessionState> {
+    static STATES: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Arc<crate::state::MemoryState>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut states = STATES.lock().unwrap();
+    states.entry(store_dir.to_owned()).or_default().clone()
+}
+
 async fn open(engine: &SandboxEngine, dir: &tempfile::TempDir, id: &str) -> Opened {
-    let spec = SessionSpec {
-        id: SessionId::parse(id).unwrap(),
-        state: std::sync::Arc::new(crate::state::MemoryState::default()),
-        store_dir: dir.path().join(id),
-    };
+    let store_dir = dir.path().join(id);
+    let spec = SessionSpec { id: SessionId::parse(id).unwrap(), state: state_of(&store_dir), store_dir };
     let (sink, events) = EventSink::channel();
     let connection = engine.open(spec.clone(), sink).await.unwrap();
     Opened { connection, events, spec }
@@ -170,7 +176,7 @@ async fn sends_reach_the_inbox_with_receipts() {
         next(&mut s.events).await,
         EngineEvent::Receipt { ids: vec!["MSG1".into()], kind: ReceiptKind::Read }
     );
-    let inbox = engine.network().inbox(&to);
+    let inbox = engine.network().inbox(&to).await.unwrap();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].from, "+6281234567890");
     assert_eq!(
@@ -198,7 +204,7 @@ async fn magic_numbers_fail_like_the_network() {
             media: None,
         };
         assert_eq!(s.connection.send(message).await.unwrap().await, Ok(Err(expected)));
-        assert!(engine.network().inbox(&phone(number)).is_empty());
+        assert!(engine.network().inbox(&phone(number)).await.unwrap().is_empty());
     }
     let checks =
         s.connection.check_numbers(&[phone("+6281234560000"), phone("+6281234567777")]).await.unwrap();
@@ -316,12 +322,12 @@ async fn the_network_remembers_deliveries_across_restarts() {
         s.connection.close().await;
     }
     let engine = SandboxEngine::new(config);
-    assert_eq!(engine.network().inbox(&to).len(), 1, "the inbox survived");
+    assert_eq!(engine.network().inbox(&to).await.unwrap().len(), 1, "the inbox survived");
     let mut s = open(&engine, &dir, "journal").await;
     assert!(matches!(next(&mut s.events).await, EngineEvent::Connected { .. }));
     assert_eq!(s.connection.send(text("ONE")).await.unwrap().await, Ok(Ok(())), "a resend is acknowledged…");
     assert_eq!(s.connection.send(text("TWO")).await.unwrap().await, Ok(Ok(())));
-    let ids: Vec<String> = engine.network().inbox(&to).into_iter().map(|m| m.id).collect();
+    let ids: Vec<String> = engine.network().inbox(&to).await.unwrap().into_iter().map(|m| m.id).collect();
     assert_eq!(ids, ["ONE", "TWO"], "…but not delivered twice");
 }
 
@@ -358,10 +364,12 @@ async fn the_network_remembers_only_the_latest_deliveries() {
             assert_eq!(s.connection.send(text(id, to)).await.unwrap().await, Ok(Ok(())));
         }
         let network = engine.network();
-        let ids = |to: &str| network.inbox(&phone(to)).into_iter().map(|m| m.id).collect::<Vec<_>>();
-        assert_eq!(ids("+6281234512001"), ["C"], "the oldest delivery (A) is forgotten");
+        let ids = async |to: &str| {
+            network.inbox(&phone(to)).await.unwrap().into_iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids("+6281234512001").await, ["C"], "the oldest delivery (A) is forgotten");
         assert_eq!(
-            (ids("+6281234512002"), ids("+6281234512003")),
+            (ids("+6281234512002").await, ids("+6281234512003").await),
             (vec!["B".to_owned()], vec!["D".to_owned()])
         );
         s.connection.close().await;
@@ -369,7 +377,7 @@ async fn the_network_remembers_only_the_latest_deliveries() {
     let journal = std::fs::read_to_string(dir.path().join("net/sandbox-deliveries.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 4, "appended while running");
     let engine = SandboxEngine::new(config);
-    assert_eq!(engine.network().inbox(&phone("+6281234512001")).len(), 1);
+    assert_eq!(engine.network().inbox(&phone("+6281234512001")).await.unwrap().len(), 1);
     let journal = std::fs::read_to_string(dir.path().join("net/sandbox-deliveries.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 3, "compacted to what is kept");
 }
@@ -396,11 +404,34 @@ async fn the_journal_stays_small_while_the_network_runs() {
     // What a restart reads back is what the network kept: the three newest deliveries.
     let engine = SandboxEngine::new(config);
     let network = engine.network();
-    let kept: Vec<String> = (0..7)
-        .flat_map(|n| network.inbox(&phone(&format!("+62812345140{n:02}"))))
-        .map(|m| m.id)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut kept = std::collections::BTreeSet::new();
+    for n in 0..7 {
+        kept.extend(
+            network.inbox(&phone(&format!("+62812345140{n:02}"))).await.unwrap().into_iter().map(|m| m.id),
+        );
+    }
+    let kept: Vec<String> = kept.into_iter().collect();
     assert_eq!(kept, ["M47", "M48", "M49"]);
+}
+
+#[tokio::test]
+async fn a_device_kept_in_a_file_by_an_earlier_version_moves_into_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(fast());
+    let store_dir = dir.path().join("older");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let file = store_dir.join("sandbox-device.json");
+    std::fs::write(&file, r#"{"phone":"+6281234500077","lid":"77@lid","push_name":"Old"}"#).unwrap();
+    let mut s = open(&engine, &dir, "older").await;
+    match next(&mut s.events).await {
+        EngineEvent::Connected { account } => {
+            assert_eq!((account.phone.e164(), account.push_name.as_deref()), ("+6281234500077", Some("Old")))
+        }
+        other => panic!("expected a login without a QR code, got {other:?}"),
+    }
+    assert!(!file.exists(), "the file is gone once imported");
+    assert!(s.spec.state.exists().await.unwrap(), "the account is in the session's state");
+    s.connection.close().await;
+    let mut again = open(&engine, &dir, "older").await;
+    assert!(matches!(next(&mut again.events).await, EngineEvent::Connected { .. }), "from the state alone");
 }

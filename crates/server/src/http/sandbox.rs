@@ -51,7 +51,7 @@ async fn sandbox_session(state: &AppState, principal: &Principal, id: &str) -> A
     Ok(record)
 }
 
-fn sandbox_error(err: SandboxError) -> ApiError {
+pub(crate) fn sandbox_error(err: SandboxError) -> ApiError {
     let code = match err {
         SandboxError::NotOpen => "session_not_open",
         SandboxError::NoQr => "qr_not_available",
@@ -61,6 +61,9 @@ fn sandbox_error(err: SandboxError) -> ApiError {
         SandboxError::NotConnected => "session_not_connected",
         SandboxError::NotStored => {
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "inbound_not_stored", err.to_string());
+        }
+        SandboxError::Unavailable(_) => {
+            return ApiError::unavailable("database_unavailable", err.to_string(), 1);
         }
     };
     ApiError::conflict(code, err.to_string())
@@ -252,20 +255,20 @@ pub async fn inbox(
     } else {
         Some(visible_sessions(&state, &principal).await?.into_iter().map(|s| s.id.to_string()).collect())
     };
-    let read = || -> Vec<InboxEntry> {
-        let all = network.inbox(&phone);
-        match &visible {
+    let read = async || -> ApiResult<Vec<InboxEntry>> {
+        let all = network.inbox(&phone).await.map_err(sandbox_error)?;
+        Ok(match &visible {
             None => all,
             Some(visible) => all.into_iter().filter(|m| visible.contains(&m.session_id)).collect(),
-        }
+        })
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut deliveries = network.deliveries_to(&phone);
-    let mut messages = read();
+    let mut messages = read().await?;
     while messages.len() <= query.after.unwrap_or(0)
         && tokio::time::timeout_at(deadline, deliveries.changed()).await.is_ok_and(|r| r.is_ok())
     {
-        messages = read();
+        messages = read().await?;
     }
     Ok(JsonResponse(Inbox { phone: phone.e164().to_owned(), messages }))
 }

@@ -11,7 +11,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use wagate_server::{App, Config};
-use wagate_testkit::TestDatabase;
+use wagate_testkit::{DatabaseKind, TestDatabase};
 pub use wagate_testkit::{Sse, read};
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -79,6 +79,20 @@ impl TestApp {
         app
     }
 
+    /// A server on a database server that several nodes can share: the one this run selected,
+    /// or PostgreSQL when the run is on SQLite (which one process uses alone).
+    pub async fn spawn_on_shared_database(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let kind = match DatabaseKind::selected() {
+            DatabaseKind::Sqlite => DatabaseKind::Postgres,
+            server => server,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::create(kind).await.map(Arc::new);
+        let mut app = Self::start(dir.path().to_path_buf(), database, adjust).await;
+        app._dir = Some(dir);
+        app
+    }
+
     /// Another node on this server's database, with a data directory of its own.
     pub async fn spawn_beside(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
@@ -129,6 +143,14 @@ impl TestApp {
             Some(database) => database.url().to_owned(),
             None => wagate_store::Store::sqlite_url(&self.data_dir),
         }
+    }
+
+    /// Whether the database keeps anything of the session's engine state (a linked account).
+    pub async fn engine_state_exists(&self, session: &str) -> bool {
+        let store = wagate_store::Store::connect(&self.database_url()).await.unwrap();
+        let exists = store.state_exists(&wagate_core::SessionId::parse(session).unwrap()).await.unwrap();
+        store.close().await;
+        exists
     }
 
     async fn wait_ready(&self) {

@@ -4,10 +4,9 @@
 //! them. A node that cannot renew a lease in time closes the session a heartbeat before the
 //! lease runs out, so two nodes never hold connections of one session at once.
 //!
-//! WhatsApp's state of a linked session is still kept on the disk of the node that linked it
-//! (`<data_dir>/sessions/<id>`), so a linked session is only claimed where that directory is
-//! (or by a node that is alone): with a data directory shared by the nodes, sessions fail over;
-//! without one, a node's linked sessions wait for it to come back.
+//! A linked session is claimed by a node that has what it needs: its state in the database
+//! (both engines keep it there), or, for an engine that keeps it on disk or a session not yet
+//! imported from an earlier version, its directory (`<data_dir>/sessions/<id>`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

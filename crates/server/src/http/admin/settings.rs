@@ -304,8 +304,11 @@ pub async fn sandbox(
             .iter()
             .map(|s| s.id.to_string())
             .collect();
-        inbox = network
-            .inbox(&parsed)
+        let delivered = match network.inbox(&parsed).await {
+            Ok(delivered) => delivered,
+            Err(err) => return failed(crate::http::sandbox::sandbox_error(err)),
+        };
+        inbox = delivered
             .into_iter()
             .filter(|m| visible.contains(&m.session_id))
             .map(|m| {
