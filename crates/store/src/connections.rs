@@ -85,14 +85,24 @@ impl Connections {
 }
 
 impl Lent<'_> {
+    /// Begins a transaction. On SQLite's writer it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a transaction that reads first and writes later (a fence check, then the
+    /// write) would otherwise fail at once with `SQLITE_BUSY` when another process sharing the
+    /// file wrote in between, where waiting for the lock is what is wanted.
     pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+        let mut immediate = false;
         if let Lent::Held { connection, from, .. } = self {
             let connection = connection.as_mut().expect("a lent connection is present until dropped");
             if sqlx::Connection::is_in_transaction(connection) {
                 Held::repair(connection, from).await?;
             }
+            immediate = !from.read_only;
         }
-        sqlx::Connection::begin(&mut **self).await
+        if immediate {
+            sqlx::Connection::begin_with(&mut **self, "BEGIN IMMEDIATE").await
+        } else {
+            sqlx::Connection::begin(&mut **self).await
+        }
     }
 }
 
