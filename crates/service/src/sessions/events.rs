@@ -83,17 +83,17 @@ impl SessionManager {
 
     async fn on_qr(&self, runtime: &Runtime, code: String, valid_for: Duration) -> AfterEvent {
         let expires_at = now_ms() + valid_for.as_millis() as i64;
-        let first = {
-            let mut view = runtime.view();
-            let first = view.qr.is_none();
-            view.qr = Some(LiveCode { code: code.clone(), expires_at });
-            view.pair_code = None;
-            first
-        };
+        // The status is stored before the code is shown: whoever sees the code sees `qr`.
+        let first = runtime.view().qr.is_none();
         if first {
             self.write_status(runtime, SessionStatus::Qr, None).await;
             let detail = serde_json::json!({ "valid_for_ms": valid_for.as_millis() as u64 });
             self.log(&runtime.id, "qr", detail).await;
+        }
+        {
+            let mut view = runtime.view();
+            view.qr = Some(LiveCode { code: code.clone(), expires_at });
+            view.pair_code = None;
         }
         let event =
             StreamEvent::Qr { session_id: runtime.id.to_string(), qr: code, expires_at: rfc3339(expires_at) };
