@@ -175,20 +175,32 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     let a = TestApp::spawn_with(node("node-a")).await;
     let b = a.spawn_beside(node("node-b")).await;
     let admin = a.admin().await;
+    // Two on node-a, one on node-b: each node runs its share (3 over 2 nodes: 2 at most).
     a.linked(&admin, "moves", "+6281200000301").await;
-    a.linked(&admin, "also", "+6281200000302").await;
+    b.linked(&admin, "also", "+6281200000302").await;
     a.create_session(&admin, "waits").await;
     let (status, body) = a.post("/api/v1/sessions/waits/connect", &admin, Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["node"], "node-a", "{body}");
 
-    // Every node tells which node runs a session; what needs its connection is refused elsewhere.
+    // Every node tells which node runs a session; what needs its connection is carried there.
     for app in [&a, &b] {
         assert_eq!(app.session_status("moves", &admin).await["node"], "node-a");
+        assert_eq!(app.session_status("also", &admin).await["node"], "node-b");
     }
     let (status, list) = b.get("/api/v1/sessions", &admin).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(list["sessions"].as_array().unwrap().iter().all(|s| s["node"] == "node-a"), "{list}");
+    let nodes: HashMap<&str, &str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["node"].as_str().unwrap_or("none")))
+        .collect();
+    assert_eq!(
+        nodes,
+        HashMap::from([("moves", "node-a"), ("waits", "node-a"), ("also", "node-b")]),
+        "{list}"
+    );
     session_until(&a, &admin, "waits", |s| s["status"] == "qr").await;
     let (status, qr) = a.get("/api/v1/sessions/waits/qr", &admin).await;
     assert_eq!(status, StatusCode::OK, "the node that runs it shows the QR code: {qr}");
@@ -203,14 +215,12 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     let id = accepted["id"].as_str().unwrap();
     b.wait_for_message(&admin, id, |m| m["status"] == "delivered" || m["status"] == "read").await;
 
-    // The linked accounts are in the database, nothing on node-a's disk is needed: a graceful
-    // stop of node-a hands every session over at once.
+    // The linked account is in the database, nothing on node-a's disk is needed: a graceful
+    // stop of node-a hands its sessions over at once.
     let stopped = a.stop().await;
-    for (id, phone) in [("moves", "+6281200000301"), ("also", "+6281200000302")] {
-        let moved =
-            session_until(&b, &admin, id, |s| s["node"] == "node-b" && s["status"] == "connected").await;
-        assert_eq!(moved["account"]["phone"], phone, "the same linked account: {moved}");
-    }
+    let moved =
+        session_until(&b, &admin, "moves", |s| s["node"] == "node-b" && s["status"] == "connected").await;
+    assert_eq!(moved["account"]["phone"], "+6281200000301", "the same linked account: {moved}");
     session_until(&b, &admin, "waits", |s| s["node"] == "node-b" && s["status"] == "qr").await;
     let (status, accepted) = b
         .post("/api/v1/sessions/moves/messages", &admin, json!({ "to": "+6281234560011", "text": "after" }))
@@ -221,12 +231,20 @@ async fn a_session_runs_on_one_node_and_moves_when_that_node_stops() {
     })
     .await;
 
-    // node-a comes back; what moved stays where it is (running sessions are not moved).
+    // node-a comes back and node-b, running all three, hands one over to it.
     let a = stopped.restart(node("node-a")).await;
-    cluster_until(&a, &admin, |view| view["nodes"].as_array().unwrap().len() == 2).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for id in ["moves", "also", "waits"] {
-        assert_eq!(a.session_status(id, &admin).await["node"], "node-b", "{id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, list) = a.get("/api/v1/sessions", &admin).await;
+        let sessions = list["sessions"].as_array().unwrap();
+        let on = |node: &str| sessions.iter().filter(|s| s["node"] == node).count();
+        let linked_connected =
+            sessions.iter().filter(|s| s["id"] != "waits").all(|s| s["status"] == "connected");
+        if on("node-a") == 1 && on("node-b") == 2 && linked_connected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not evened out after node-a came back: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -611,4 +629,59 @@ async fn sandbox_sessions_on_different_nodes_share_one_simulated_network() {
     let (status, inbox) = a.get("/api/v1/sandbox/inbox/+6281200000501?wait_ms=5000", &admin).await;
     assert_eq!(status, StatusCode::OK, "{inbox}");
     assert_eq!(inbox["messages"][0]["id"], reply["id"], "{inbox}");
+}
+
+/// Counts of the sessions each node runs connected, as `app` lists them.
+async fn connected_per_node(app: &TestApp, token: &str) -> HashMap<String, usize> {
+    let (status, list) = app.get("/api/v1/sessions", token).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let mut counts = HashMap::new();
+    for session in list["sessions"].as_array().unwrap() {
+        if session["status"] == "connected" {
+            *counts.entry(session["node"].as_str().unwrap_or("none").to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_takes_its_share_of_the_running_sessions() {
+    let a = TestApp::spawn_with(node("node-a")).await;
+    let admin = a.admin().await;
+    for n in 1..=4 {
+        a.linked(&admin, &format!("even-{n}"), &format!("+62812000006{n:02}")).await;
+    }
+    assert_eq!(connected_per_node(&a, &admin).await, HashMap::from([("node-a".to_owned(), 4)]));
+
+    let b = a.spawn_beside(node("node-b")).await;
+    let even = HashMap::from([("node-a".to_owned(), 2), ("node-b".to_owned(), 2)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts = connected_per_node(&b, &admin).await;
+        if counts == even {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not evened out: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It stays so (nothing moves back and forth), and every session still sends, as itself.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(connected_per_node(&a, &admin).await, even);
+    for n in 1..=4 {
+        let id = format!("even-{n}");
+        let session = a.session_status(&id, &admin).await;
+        assert_eq!(session["account"]["phone"], format!("+62812000006{n:02}"), "{session}");
+        let (status, accepted) = b
+            .post(
+                &format!("/api/v1/sessions/{id}/messages"),
+                &admin,
+                json!({ "to": "+6281234560099", "text": "hi" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        a.wait_for_message(&admin, accepted["id"].as_str().unwrap(), |m| {
+            m["status"] == "delivered" || m["status"] == "read"
+        })
+        .await;
+    }
 }

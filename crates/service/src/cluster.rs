@@ -188,10 +188,10 @@ impl Cluster {
         self.config.heartbeat_ms as i64
     }
 
-    /// How many nodes were heard from within a lease (this one included, once it has beaten).
-    pub async fn live_node_count(&self) -> Result<usize, StoreError> {
+    /// The nodes heard from within a lease (this one included, once it has beaten).
+    pub async fn live_node_ids(&self) -> Result<Vec<String>, StoreError> {
         let since = now_ms() - self.config.lease_ms as i64;
-        Ok(self.store.live_nodes(since).await?.len())
+        Ok(self.store.live_nodes(since).await?.into_iter().map(|node| node.id).collect())
     }
 
     /// Whether other nodes were alive at the last heartbeat: work another node queues for this

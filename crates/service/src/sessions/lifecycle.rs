@@ -296,7 +296,7 @@ impl SessionManager {
         }
     }
 
-    async fn close(&self, runtime: &Runtime, reason: &str) {
+    pub(super) async fn close(&self, runtime: &Runtime, reason: &str) {
         let mut live = runtime.live.lock().await;
         runtime.generation.fetch_add(1, Ordering::SeqCst);
         let Some(connection) = live.connection.take() else { return };

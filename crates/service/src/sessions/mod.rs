@@ -8,6 +8,7 @@
 //! "disconnected" that closed it.
 
 mod announce;
+mod balance;
 mod dispatcher;
 mod engine_state;
 mod error;
@@ -68,6 +69,8 @@ struct Inner {
     held: Mutex<HashMap<SessionId, Holding>>,
     /// Sessions this node failed to connect, and when (not tried again at once).
     failed_connects: Mutex<HashMap<SessionId, i64>>,
+    /// What evening out the sessions over the nodes remembers.
+    balance: Mutex<balance::Balance>,
     /// Round-robin position per pool.
     pool_turns: Turns,
     pipeline: Pipeline,
@@ -128,6 +131,7 @@ impl SessionManager {
             cluster,
             held: Mutex::new(HashMap::new()),
             failed_connects: Mutex::new(HashMap::new()),
+            balance: Mutex::default(),
             pool_turns: Turns::default(),
             pipeline,
             pacing,

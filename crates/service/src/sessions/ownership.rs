@@ -16,6 +16,7 @@ use std::time::Duration;
 use wagate_core::{SessionId, SessionStatus};
 use wagate_store::{Fence, Held, SessionRecord};
 
+use super::balance;
 use super::runtime::{Runtime, View};
 use super::{SessionError, SessionManager};
 use crate::time::now_ms;
@@ -286,17 +287,28 @@ impl SessionManager {
     }
 
     /// Connects sessions that should be online and that no node runs, up to this node's share
-    /// of them. Returns how many it connected.
+    /// of them (beyond it, those no node took for a while), then hands over what it runs beyond
+    /// its share while other nodes have room (see [`balance`](super::balance)). Returns how
+    /// many it connected.
     pub(super) async fn claim_share(&self) -> Result<usize, SessionError> {
         let cluster = &self.inner.cluster;
-        let nodes = cluster.live_node_count().await?.max(1);
+        let live_nodes = cluster.live_node_ids().await?;
         let wanted: Vec<SessionRecord> =
             self.store().sessions(None).await?.into_iter().filter(|record| record.auto_connect).collect();
         // Leases under this node's id that it does not hold in memory are a previous run's
         // (a restart after a crash): taken back at once rather than after they expire.
         let mut running = self.nodes_of_sessions().await?;
         running.retain(|_, node| node != cluster.node_id());
-        let share = wanted.len().div_ceil(nodes);
+        let share = wanted.len().div_ceil(live_nodes.len().max(1));
+        let now = now_ms();
+        let stranded_after = balance::stranded_after(cluster.lease_ms(), cluster.heartbeat_ms());
+        {
+            let held = self.held();
+            let unowned = wanted
+                .iter()
+                .filter(|record| !running.contains_key(record.id.as_str()) && !held.contains_key(&record.id));
+            self.balance().observe(unowned.map(|record| &record.id), now);
+        }
         // Each node goes through them in an order of its own, so that nodes claiming at the
         // same moment (after one went away) mostly reach for different sessions.
         let mut wanted = wanted;
@@ -304,10 +316,10 @@ impl SessionManager {
         let mut mine = self.held().len();
         let mut connected = 0;
         for record in wanted {
-            if mine >= share {
-                break;
-            }
             if running.contains_key(record.id.as_str()) || self.held().contains_key(&record.id) {
+                continue;
+            }
+            if mine >= share && !self.balance().stranded(&record.id, now, stranded_after) {
                 continue;
             }
             if self.inner.engines.get(record.engine).is_err() || self.retry_later(&record.id) {
@@ -336,7 +348,39 @@ impl SessionManager {
                 }
             }
         }
+        let others: Vec<usize> = live_nodes
+            .iter()
+            .filter(|node| *node != cluster.node_id())
+            .map(|node| running.values().filter(|runs| *runs == node).count())
+            .collect();
+        let surplus = balance::to_hand_over(self.held().len(), share, &others);
+        if surplus > 0 {
+            self.hand_over(surplus).await;
+        }
         Ok(connected)
+    }
+
+    /// Closes `count` of the sessions this node runs and gives their leases up, for nodes with
+    /// room to claim: those last in this node's claiming order, not one that came back to it.
+    async fn hand_over(&self, count: usize) {
+        let node = self.inner.cluster.node_id();
+        let now = now_ms();
+        let mut held: Vec<SessionId> = self.held().keys().cloned().collect();
+        held.sort_by_cached_key(|id| std::cmp::Reverse(claim_order(node, id)));
+        let chosen: Vec<SessionId> =
+            held.into_iter().filter(|id| self.balance().may_hand_over(id, now)).take(count).collect();
+        for id in chosen {
+            tracing::info!(session = %id, node, "handing the session over to even out the load");
+            if let Some(runtime) = self.live_runtime(&id) {
+                self.close(&runtime, "moved to another node to even out the load").await;
+            }
+            self.release(&id).await;
+            self.balance().handed_over(&id, now);
+        }
+    }
+
+    fn balance(&self) -> std::sync::MutexGuard<'_, balance::Balance> {
+        self.inner.balance.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether this node has what the session needs: nothing, before it is linked; after, its
