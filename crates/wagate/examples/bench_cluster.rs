@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +29,6 @@ const CLIENTS: usize = 64;
 struct Node {
     id: String,
     base: String,
-    dir: PathBuf,
     process: Child,
 }
 
@@ -61,7 +60,7 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .expect("the release wagate binary beside this program");
-        Node { id: id.into(), base: format!("http://127.0.0.1:{port}"), dir: dir.into(), process }
+        Node { id: id.into(), base: format!("http://127.0.0.1:{port}"), process }
     }
 
     async fn ready(&self, client: &reqwest::Client) {
@@ -327,10 +326,6 @@ async fn failover(api: &Api, mut nodes: Vec<Node>) {
         .filter(|s| s["node"] == victim.id.as_str())
         .map(|s| s["id"].as_str().unwrap().to_owned())
         .collect();
-    // Their WhatsApp state, as a shared data directory would give it to the survivors.
-    for node in &nodes {
-        copy_dir(&victim.dir.join("sessions"), &node.dir.join("sessions"));
-    }
     let mut victim = victim;
     victim.process.kill().unwrap();
     let killed = Instant::now();
@@ -359,18 +354,6 @@ async fn failover(api: &Api, mut nodes: Vec<Node>) {
         percentile(&times, 0.5),
         times.last().copied().unwrap_or_default()
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 fn flag(args: &[String], name: &str, default: usize) -> usize {
