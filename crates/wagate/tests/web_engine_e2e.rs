@@ -488,6 +488,17 @@ async fn whatsapp_ending_a_session_is_reported_with_its_reason() {
     for (n, (session, phone, _)) in cases.iter().enumerate() {
         link(&api, &mock, session, &account(phone, &format!("10000000000004{n}"))).await;
     }
+    // WhatsApp ends what is logged in: wait until each device's login is live on the server
+    // (the client may still be between its pairing connection and its login).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cases.iter().all(|(_, phone, _)| mock.online_accounts().iter().any(|online| online == phone)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every device logged in: {:?}",
+            mock.online_accounts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     mock.replace_stream(cases[0].1);
     mock.ban(cases[1].1, 101, Duration::from_secs(7200));
     mock.outdate(cases[2].1);
