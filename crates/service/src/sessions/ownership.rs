@@ -326,10 +326,16 @@ impl SessionManager {
                 continue;
             }
             if !self.runnable_here(&record).await {
-                if record.status.is_active() {
-                    let reason =
-                        "no node runs it: its WhatsApp state is on the disk of the node that linked it";
-                    self.set_status(&self.runtime(&record), SessionStatus::Disconnected, Some(reason)).await;
+                // Read again: the list may be older than a logout or a connect that happened
+                // meanwhile (the session then needs nothing, or runs), whose status must stand.
+                let fresh = self.store().session(&record.id).await.ok().flatten();
+                let still = match &fresh {
+                    Some(fresh) => !self.held().contains_key(&fresh.id) && !self.runnable_here(fresh).await,
+                    None => false,
+                };
+                if let Some(fresh) = fresh.filter(|fresh| still && fresh.status.is_active()) {
+                    let reason = "no node runs it: its WhatsApp state is neither in the database nor on this node's disk";
+                    self.set_status(&self.runtime(&fresh), SessionStatus::Disconnected, Some(reason)).await;
                 }
                 continue;
             }
