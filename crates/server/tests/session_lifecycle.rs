@@ -156,6 +156,33 @@ async fn qr_codes_run_out_with_a_clear_status() {
     events.until("qr").await;
 }
 
+#[tokio::test]
+async fn a_session_that_ended_for_good_is_not_brought_back_by_itself() {
+    let app = TestApp::spawn_with(|c| {
+        c.sandbox_timings.pair_code_timeout_ms = 200;
+        c.cluster.heartbeat_ms = 100;
+    })
+    .await;
+    let admin = app.admin().await;
+    app.create_session(&admin, "unpaired").await;
+    let mut events = app.events("unpaired", &admin).await;
+    let (status, pair) =
+        app.post("/api/v1/sessions/unpaired/pair-code", &admin, json!({ "phone": "6281234567892" })).await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let ended = events.until_status("disconnected").await;
+    assert_eq!(ended["reason"], "pairing code expired");
+    // Heartbeats claim what should be online: an ending like this one (or a replaced stream,
+    // a ban) must not be undone by them.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let session = app.session_status("unpaired", &admin).await;
+    assert_eq!(
+        (session["status"].as_str(), session["auto_connect"].as_bool()),
+        (Some("disconnected"), Some(false)),
+        "{session}"
+    );
+    assert_eq!(session["status_reason"], "pairing code expired");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_right_after_connect_is_the_last_word() {
     let app = TestApp::spawn().await;

@@ -505,6 +505,7 @@ async fn whatsapp_ending_a_session_is_reported_with_its_reason() {
     for (session, _, reason) in cases {
         let record = api.until_status(session, "disconnected", Duration::from_secs(20)).await;
         assert!(record["status_reason"].as_str().unwrap_or_default().starts_with(reason), "{record}");
+        assert_eq!(record["auto_connect"], false, "ended for good: no heartbeat brings it back");
     }
     server.terminate().await;
 }

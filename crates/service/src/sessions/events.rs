@@ -147,6 +147,13 @@ impl SessionManager {
 
     async fn on_disconnected(&self, runtime: &Runtime, reason: String, reconnecting: bool) -> AfterEvent {
         *runtime.view() = View::default();
+        if !reconnecting {
+            // Ended for good (replaced, banned, outdated, a pairing code not entered): no node
+            // brings it back by itself, or it would take the account back from whoever
+            // replaced it, or run into the same refusal again. Connecting it again is the
+            // user's call. Written before the status, so no node claims it in between.
+            let _ = self.store().set_session_auto_connect(&runtime.id, false).await;
+        }
         let status = if reconnecting { SessionStatus::Connecting } else { SessionStatus::Disconnected };
         self.write_status(runtime, status, Some(&reason)).await;
         let detail = serde_json::json!({ "reason": reason, "reconnecting": reconnecting });
