@@ -235,6 +235,9 @@ impl SessionManager {
         let runtime = self.runtime(&record);
         let events = runtime.events.subscribe();
         let ended = runtime.streams_end.subscribe();
+        // Read again once subscribed: a change made between the first read and the
+        // subscription is then in the snapshot, and every later one arrives as an event.
+        let record = self.get(id).await?;
         let mut snapshot = vec![StreamEvent::Status {
             session_id: id.to_string(),
             status: record.status,
