@@ -396,6 +396,65 @@ async fn any_node_answers_what_needs_the_node_that_runs_the_session() {
     assert_eq!(problem["code"], "already_connected", "carried to node-a, which runs it: {problem}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_renewal_stalls_closes_the_session_before_the_lease_ends() {
+    let a = TestApp::spawn_with(node("node-a")).await; // leases of 1.5 s, renewed every 100 ms
+    let admin = a.admin().await;
+    a.linked(&admin, "stalled", "+6281200000701").await;
+    let mut events = a.events("stalled", &admin).await;
+    assert_eq!(events.until("status").await["status"], "connected");
+
+    // The database stops answering node-a's renewals (another connection holds the lease's
+    // row). Another node may take the session once the lease has ended, so node-a must have
+    // closed it by then, not when the database answers again.
+    let lock = LeaseLock::take(&a, "stalled").await;
+    let ended =
+        tokio::time::timeout(Duration::from_millis(2_500), async { while events.next().await.is_some() {} })
+            .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.release().await;
+    assert!(ended.is_ok(), "the session stayed open on node-a while its lease could not be renewed");
+
+    // Once the database answers again, node-a takes the session back and sends through it.
+    let (status, accepted) = a
+        .post("/api/v1/sessions/stalled/messages", &admin, json!({ "to": "+6281234560071", "text": "back" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    a.wait_for_message(&admin, accepted["id"].as_str().unwrap(), |m| {
+        matches!(m["status"].as_str(), Some("sent" | "delivered" | "read"))
+    })
+    .await;
+}
+
+/// A transaction of the test's own that holds a session's lease row (the whole database on
+/// SQLite), so that the node's renewals wait.
+struct LeaseLock(sqlx::AnyConnection);
+
+impl LeaseLock {
+    async fn take(app: &TestApp, session: &str) -> LeaseLock {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut db = sqlx::AnyConnection::connect(&app.database_url()).await.unwrap();
+        match DatabaseKind::selected() {
+            DatabaseKind::Sqlite => {
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut db).await.unwrap();
+            }
+            kind => {
+                sqlx::query("BEGIN").execute(&mut db).await.unwrap();
+                let mark = if kind == DatabaseKind::Postgres { "$1" } else { "?" };
+                let sql = format!("SELECT name FROM leases WHERE name = {mark} FOR UPDATE");
+                let locked = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(format!("session:{session}"));
+                assert_eq!(locked.fetch_all(&mut db).await.unwrap().len(), 1);
+            }
+        }
+        LeaseLock(db)
+    }
+
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}
+
 /// Takes a session's lease from under its node, as another node would after a partition that
 /// outlasted the lease.
 async fn take_lease_away(app: &TestApp, session: &str) {

@@ -185,6 +185,10 @@ impl SessionManager {
     /// Renews every lease this node holds. A session whose lease another node took, or that
     /// could not be renewed before its end, is closed here at once without a word (its status
     /// is the new owner's to tell); one that is no longer connected here is let go.
+    ///
+    /// A renewal that has not come back a heartbeat before the first of the leases ends (a
+    /// busy database, a pool with no connection to spare) is not waited for: those sessions
+    /// are closed while the lease still keeps every other node away from them.
     async fn renew(&self, retake: bool) {
         let cluster = &self.inner.cluster;
         let held: Vec<(SessionId, i64)> =
@@ -199,22 +203,32 @@ impl SessionManager {
                     continue;
                 }
             }
+            if now_ms() >= until {
+                self.abandon_soon(id, runtime, "its lease could not be renewed in time");
+                continue;
+            }
             to_renew.push((id, until, runtime));
         }
+        let Some(first_end) = to_renew.iter().map(|(_, until, _)| *until).min() else { return };
         // All at once: a node running hundreds of sessions renews them in two statements, so
         // that its renewals never fall behind its leases when the database is busy.
         let now = now_ms();
         let names: Vec<String> = to_renew.iter().map(|(id, _, _)| lease_name(id)).collect();
-        let renewed: HashMap<String, Held> =
-            match self.store().renew_leases(&names, cluster.node_id(), now, now + cluster.lease_ms()).await {
-                Ok(renewed) => renewed.into_iter().collect(),
-                Err(err) => {
-                    tracing::debug!(error = %err, "cannot renew the session leases at once; one by one");
-                    HashMap::new()
-                }
-            };
+        let renewing = self.store().renew_leases(&names, cluster.node_id(), now, now + cluster.lease_ms());
+        let wait = Duration::from_millis((first_end - now).max(0) as u64);
+        let renewed: Option<HashMap<String, Held>> = match tokio::time::timeout(wait, renewing).await {
+            Ok(Ok(renewed)) => Some(renewed.into_iter().collect()),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "cannot renew the session leases; again with the next heartbeat");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(sessions = names.len(), "the session leases were not renewed in time");
+                None
+            }
+        };
         for (id, until, runtime) in to_renew {
-            if let Some(lease) = renewed.get(&lease_name(&id)) {
+            if let Some(lease) = renewed.as_ref().and_then(|renewed| renewed.get(&lease_name(&id))) {
                 // Let go in the meantime (closed, released): not held here again.
                 if let Some(holding) = self.held().get_mut(&id) {
                     *holding =
@@ -222,9 +236,17 @@ impl SessionManager {
                 }
                 continue;
             }
-            if !retake || !self.held().contains_key(&id) {
+            if !self.held().contains_key(&id) {
                 continue;
             }
+            if now_ms() >= until {
+                self.abandon_soon(id, runtime, "its lease could not be renewed in time");
+                continue;
+            }
+            if !retake || renewed.is_none() {
+                continue; // tried again with the next heartbeat, within the lease
+            }
+            // The renewal worked but not for this one: it ran out, or another node took it.
             let now = now_ms();
             match self
                 .store()
@@ -236,14 +258,20 @@ impl SessionManager {
                         Holding { epoch: lease.epoch, until: lease.expires_at - cluster.heartbeat_ms() };
                     self.held().insert(id, holding);
                 }
-                Ok(None) => self.abandon(&id, runtime, "another node runs the session now").await,
-                Err(err) if now_ms() >= until => {
-                    tracing::warn!(session = %id, error = %err, "cannot renew the session's lease");
-                    self.abandon(&id, runtime, "its lease could not be renewed").await;
+                Ok(None) => self.abandon_soon(id, runtime, "another node runs the session now"),
+                Err(err) => {
+                    tracing::warn!(session = %id, error = %err, "cannot take the session's lease again")
                 }
-                Err(_) => {} // tried again with the next heartbeat, within the lease
             }
         }
+    }
+
+    /// [`abandon`](Self::abandon) in a task of its own: closing a client takes a while, and
+    /// the renewals of the other sessions must not wait for it.
+    fn abandon_soon(&self, id: SessionId, runtime: Option<Arc<Runtime>>, why: &'static str) {
+        self.held().remove(&id);
+        let manager = self.clone();
+        tokio::spawn(async move { manager.abandon(&id, runtime, why).await });
     }
 
     /// Ends the event streams opened here of sessions that another node runs now (they were
