@@ -478,6 +478,48 @@ async fn an_unreachable_server_is_reported_attempt_by_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_session_closed_while_its_client_connects_leaves_nothing_logged_in() {
+    let (mock, _dir, server, api) = fresh().await;
+    let me = account("6281200000061", "100000000000061");
+    link(&api, &mock, "midway", &me).await;
+    until(Duration::from_secs(20), "the device logged in", || mock.online_accounts() == [me.phone.clone()])
+        .await;
+
+    // The connection drops; the client's next one waits in its handshake when the session is
+    // closed, and completes (logging in) right after.
+    mock.hold_handshakes();
+    mock.drop_connections(Some(&me.phone));
+    until(Duration::from_secs(20), "the client reconnecting", || mock.held_handshakes() == 1).await;
+    let closing = tokio::spawn(async move {
+        api.call(Method::POST, "/api/v1/sessions/midway/disconnect", Value::Null).await;
+        api
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    mock.release_handshakes();
+    let api = closing.await.unwrap();
+    // Closed means closed: the login that completed late is ended too, and stays ended.
+    until(Duration::from_secs(2), "no login left", || mock.online_accounts().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        mock.online_accounts(),
+        Vec::<String>::new(),
+        "a client kept running after its session closed"
+    );
+    let record = api.get("/api/v1/sessions/midway").await;
+    assert_eq!(record["status"], "disconnected", "{record}");
+    server.terminate().await;
+}
+
+/// Waits until `done` holds, failing with `what` after `within`.
+async fn until(within: Duration, what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "waited {within:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn whatsapp_ending_a_session_is_reported_with_its_reason() {
     let (mock, _dir, server, api) = fresh().await;
     let cases = [

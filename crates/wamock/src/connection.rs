@@ -48,6 +48,7 @@ async fn handshake(
     let first = next_binary(socket).await.ok_or("closed before hello")?;
     decoder.feed(noise::strip_preamble(&first).map_err(|e| e.to_string())?);
     let hello = next_frame(socket, decoder).await.ok_or("no ClientHello")?;
+    hub.handshake_turn().await;
     let (server_hello, reply) = noise::answer_client_hello(&hub.server, &hello).map_err(|e| e.to_string())?;
     socket.send(WsMessage::binary(noise::frame(&server_hello))).await.map_err(|e| e.to_string())?;
     match reply {

@@ -1,9 +1,9 @@
 //! The state shared by every connection task and the public API.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::{Mutex as AsyncMutex, mpsc};
+use tokio::sync::{Mutex as AsyncMutex, mpsc, watch};
 
 use crate::noise::ServerIdentity;
 use crate::state::{ConnectionEntry, Outbound, World};
@@ -17,6 +17,10 @@ pub(crate) struct Hub {
     received_tx: mpsc::UnboundedSender<ReceivedMessage>,
     received_rx: AsyncMutex<mpsc::UnboundedReceiver<ReceivedMessage>>,
     next_connection_id: AtomicU64,
+    /// While true, handshakes wait before the server's hello (see [`crate::WaMock::hold_handshakes`]).
+    pub(crate) handshakes_held: watch::Sender<bool>,
+    /// Handshakes waiting for that now.
+    pub(crate) waiting_handshakes: AtomicUsize,
 }
 
 impl Hub {
@@ -30,7 +34,20 @@ impl Hub {
             received_tx,
             received_rx: AsyncMutex::new(received_rx),
             next_connection_id: AtomicU64::new(1),
+            handshakes_held: watch::Sender::new(false),
+            waiting_handshakes: AtomicUsize::new(0),
         }
+    }
+
+    /// Returns once handshakes are not held, counting this one as waiting meanwhile.
+    pub(crate) async fn handshake_turn(&self) {
+        let mut held = self.handshakes_held.subscribe();
+        if !*held.borrow_and_update() {
+            return;
+        }
+        self.waiting_handshakes.fetch_add(1, Ordering::SeqCst);
+        let _ = held.wait_for(|held| !held).await;
+        self.waiting_handshakes.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Locks the world (never held across an await).

@@ -305,6 +305,22 @@ impl WaMock {
         }
     }
 
+    /// Holds every new connection's handshake before the server's hello, so a client stays
+    /// "connecting" until [`release_handshakes`](Self::release_handshakes).
+    pub fn hold_handshakes(&self) {
+        self.hub.handshakes_held.send_replace(true);
+    }
+
+    /// Lets held handshakes, and every later one, go on.
+    pub fn release_handshakes(&self) {
+        self.hub.handshakes_held.send_replace(false);
+    }
+
+    /// How many handshakes are held right now.
+    pub fn held_handshakes(&self) -> usize {
+        self.hub.waiting_handshakes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// How many connections completed the Noise handshake and are still open
     /// (logged in, waiting for a QR scan, or being refused).
     pub fn connection_count(&self) -> usize {
