@@ -64,7 +64,7 @@ impl Store {
     /// Records that `node` is alive at `now` (and, the first time, when it started, its version
     /// and where the other nodes reach it).
     pub async fn node_heartbeat(&self, node: &NodeRecord, now: i64) -> Result<()> {
-        let mut connection = self.writer().await?;
+        let mut connection = self.lease_writer().await?;
         let updated =
             sqlx::query(self.sql("UPDATE nodes SET heartbeat_at = ? WHERE id = ? AND started_at = ?"))
                 .bind(now)
@@ -132,7 +132,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<Option<Held>> {
-        let mut connection = self.writer().await?;
+        let mut connection = self.lease_writer().await?;
         // The holder renews; anyone takes an expired lease, which moves it to a new epoch.
         let taken = sqlx::query(self.sql(
             "UPDATE leases SET epoch = CASE WHEN holder = ? AND expires_at > ? THEN epoch ELSE epoch + 1 END, \
@@ -199,7 +199,7 @@ impl Store {
             for name in chunk {
                 update = update.bind(name);
             }
-            update.execute(&mut *self.writer().await?).await?;
+            update.execute(&mut *self.lease_writer().await?).await?;
             let mut read = sqlx::query(self.sql(&format!(
                 "SELECT name, epoch FROM leases WHERE holder = ? AND expires_at = ? AND name IN ({marks})"
             )))
@@ -208,7 +208,7 @@ impl Store {
             for name in chunk {
                 read = read.bind(name);
             }
-            for row in read.fetch_all(&mut *self.writer().await?).await? {
+            for row in read.fetch_all(&mut *self.lease_writer().await?).await? {
                 renewed.push((row.try_get("name")?, Held { epoch: row.try_get("epoch")?, expires_at }));
             }
         }
@@ -220,7 +220,7 @@ impl Store {
         sqlx::query(self.sql("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?"))
             .bind(name)
             .bind(node)
-            .execute(&mut *self.writer().await?)
+            .execute(&mut *self.lease_writer().await?)
             .await?;
         Ok(())
     }

@@ -57,6 +57,8 @@ pub use webhooks::{AttemptRecord, DeliveryRecord, NewWebhook, WebhookEventRecord
 
 /// Read-only SQLite connections beside the writer.
 const SQLITE_READERS: u32 = 4;
+/// Connections kept for heartbeats and leases on a database server.
+const LEASE_CONNECTIONS: u32 = 2;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -69,6 +71,10 @@ pub struct Store {
     /// Plain reads. On SQLite, separate read-only connections that (with WAL) run beside the
     /// writer and see everything it committed; elsewhere the same pool.
     readers: Connections,
+    /// The cluster's own writes (node heartbeats, session leases): on a database server a
+    /// small pool of their own, so that they never queue behind the traffic they keep alive;
+    /// on SQLite the writer.
+    leases: Connections,
     dialect: Dialect,
     session_lists: Arc<session_lists::SessionLists>,
     /// Where the database is, for connections of their own (PostgreSQL's listeners).
@@ -82,9 +88,15 @@ impl Store {
         let dialect = Dialect::from_url(url)?;
         if dialect != Dialect::Sqlite {
             let pool = Connections::Pool(Self::pool(url, dialect.max_connections()).await?);
+            let leases = AnyPoolOptions::new()
+                .max_connections(LEASE_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_lazy(url)
+                .map_err(|source| StoreError::Connect { url: redact(url), source })?;
             return Ok(Store {
                 readers: pool.clone(),
                 writers: pool,
+                leases: Connections::Pool(leases),
                 dialect,
                 session_lists: Default::default(),
                 url: Some(url.into()),
@@ -101,8 +113,10 @@ impl Store {
         for _ in 0..SQLITE_READERS {
             readers.push(Self::sqlite_connection(&url, true).await?);
         }
+        let writers = Connections::held(vec![writer], &url, false);
         Ok(Store {
-            writers: Connections::held(vec![writer], &url, false),
+            leases: writers.clone(),
+            writers,
             readers: Connections::held(readers, &url, true),
             dialect,
             session_lists: Default::default(),
@@ -128,6 +142,11 @@ impl Store {
     /// A connection for writes and transactions.
     async fn writer(&self) -> Result<Lent<'_>> {
         Ok(self.writers.lend().await?)
+    }
+
+    /// A connection for the cluster's heartbeats and leases.
+    async fn lease_writer(&self) -> Result<Lent<'_>> {
+        Ok(self.leases.lend().await?)
     }
 
     /// A connection for plain reads.
