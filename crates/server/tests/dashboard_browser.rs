@@ -87,6 +87,16 @@ async fn click(browser: &Client, css: &str) {
 }
 
 /// Reloads `path` until its text contains `needle`.
+/// Waits for the answer to the session page's test message form: leaving the page sooner could
+/// cancel the submission.
+async fn test_message_queued(browser: &Client) {
+    let notice = "return document.querySelector('.notice') && document.querySelector('.notice').textContent";
+    wait_js(browser, "test message queued", notice, |v| {
+        v.as_str().is_some_and(|text| text.starts_with("Message ") && text.ends_with(" queued"))
+    })
+    .await;
+}
+
 async fn page_until(browser: &Client, app: &TestApp, path: &str, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -161,11 +171,21 @@ async fn an_operator_runs_the_gateway_from_the_browser() {
     fill(&browser, "#test-to", "+6281234560401").await;
     fill(&browser, "#test-text", "Hello from the dashboard").await;
     click(&browser, "#send-test").await;
-    page_until(&browser, &app, "/admin/messages", "delivered").await;
-    let row =
-        browser.find(Locator::XPath("//tr[td[contains(., 'Hello from the dashboard')]]")).await.unwrap();
-    let row_text = row.text().await.unwrap();
-    assert!(row_text.contains("delivered") || row_text.contains("read"), "{row_text}");
+    test_message_queued(&browser).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(&app.url("/admin/messages")).await.unwrap();
+        let row = browser.find(Locator::XPath("//tr[td[contains(., 'Hello from the dashboard')]]")).await;
+        let row_text = match row {
+            Ok(row) => row.text().await.unwrap(),
+            Err(_) => String::new(),
+        };
+        if row_text.contains("delivered") || row_text.contains("read") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the test message never showed as delivered: {row_text:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     shot(&browser, "05-messages").await;
 
     // A failing message (the sandbox's "not on WhatsApp" number), then retried.
@@ -173,6 +193,7 @@ async fn an_operator_runs_the_gateway_from_the_browser() {
     fill(&browser, "#test-to", "+6281234560000").await;
     fill(&browser, "#test-text", "Will fail").await;
     click(&browser, "#send-test").await;
+    test_message_queued(&browser).await;
     page_until(&browser, &app, "/admin/messages?status=failed", "Will fail").await;
     browser
         .find(Locator::XPath("//tr[td[contains(., 'Will fail')]]//a"))

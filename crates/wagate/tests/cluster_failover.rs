@@ -225,6 +225,7 @@ async fn link_web_session(
     assert_eq!(status, 201, "{created}");
     // A QR code may be replaced by the next one while the phone scans it: scan the next one.
     let mut scanned = Err(wamock::MockError::UnknownQr);
+    let linking = Instant::now();
     for _ in 0..20 {
         let qr = loop {
             let (status, qr) =
@@ -233,6 +234,7 @@ async fn link_web_session(
             if status == 200 {
                 break qr["qr"].as_str().unwrap().to_owned();
             }
+            assert!(linking.elapsed() < Duration::from_secs(90), "{id} never showed a QR code: {qr}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         scanned = mock.scan(&qr, account).await;
