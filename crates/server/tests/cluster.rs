@@ -21,9 +21,10 @@ use wagate_testkit::DatabaseKind;
 fn node(id: &'static str) -> impl FnOnce(&mut Config) {
     move |config| {
         config.node_id = Some(id.into());
-        // Short, but long enough that a node slowed down by a busy machine keeps its leases.
+        // Short, but long enough that a node slowed down by a busy machine keeps its leases (a
+        // node closes its sessions when a renewal has not come back a heartbeat before the end).
         config.cluster.heartbeat_ms = 100;
-        config.cluster.lease_ms = 1_500;
+        config.cluster.lease_ms = 3_000;
         // QR codes that last the whole test: sessions waiting for a scan move between nodes.
         config.sandbox_timings.qr_first_timeout_ms = 60_000;
         config.sandbox_timings.qr_timeout_ms = 60_000;
@@ -398,7 +399,11 @@ async fn any_node_answers_what_needs_the_node_that_runs_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_lease_renewal_stalls_closes_the_session_before_the_lease_ends() {
-    let a = TestApp::spawn_with(node("node-a")).await; // leases of 1.5 s, renewed every 100 ms
+    let a = TestApp::spawn_with(|config| {
+        node("node-a")(config);
+        config.cluster.lease_ms = 1_500; // renewed every 100 ms
+    })
+    .await;
     let admin = a.admin().await;
     a.linked(&admin, "stalled", "+6281200000701").await;
     let mut events = a.events("stalled", &admin).await;
