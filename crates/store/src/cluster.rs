@@ -188,6 +188,7 @@ impl Store {
         expires_at: i64,
     ) -> Result<Vec<(String, Held)>> {
         let mut renewed = Vec::with_capacity(names.len());
+        let mut connection = self.lease_writer().await?;
         for chunk in names.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let mut update = sqlx::query(self.sql(&format!(
@@ -199,7 +200,7 @@ impl Store {
             for name in chunk {
                 update = update.bind(name);
             }
-            update.execute(&mut *self.lease_writer().await?).await?;
+            update.execute(&mut *connection).await?;
             let mut read = sqlx::query(self.sql(&format!(
                 "SELECT name, epoch FROM leases WHERE holder = ? AND expires_at = ? AND name IN ({marks})"
             )))
@@ -208,7 +209,7 @@ impl Store {
             for name in chunk {
                 read = read.bind(name);
             }
-            for row in read.fetch_all(&mut *self.lease_writer().await?).await? {
+            for row in read.fetch_all(&mut *connection).await? {
                 renewed.push((row.try_get("name")?, Held { epoch: row.try_get("epoch")?, expires_at }));
             }
         }

@@ -88,15 +88,11 @@ impl Store {
         let dialect = Dialect::from_url(url)?;
         if dialect != Dialect::Sqlite {
             let pool = Connections::Pool(Self::pool(url, dialect.max_connections()).await?);
-            let leases = AnyPoolOptions::new()
-                .max_connections(LEASE_CONNECTIONS)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_lazy(url)
-                .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+            let leases = Connections::Pool(Self::pool(url, LEASE_CONNECTIONS).await?);
             return Ok(Store {
                 readers: pool.clone(),
                 writers: pool,
-                leases: Connections::Pool(leases),
+                leases,
                 dialect,
                 session_lists: Default::default(),
                 url: Some(url.into()),
