@@ -364,7 +364,8 @@ async fn every_action_works_from_the_dashboard() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(app.session_status("ops", &admin).await["status"], "qr");
+    let session = app.session_status("ops", &admin).await;
+    assert_eq!(session["status"], "qr", "{session}");
     let (status, _, _) = browser.post("/admin/sessions/ops/delete", &[("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "deleting needs the confirmation");
     assert_eq!(app.get("/api/v1/sessions/ops", &admin).await.0, StatusCode::OK);
