@@ -286,7 +286,13 @@ fn notice(location: &Option<String>) -> String {
 
 #[tokio::test]
 async fn every_action_works_from_the_dashboard() {
-    let app = TestApp::spawn_with(|c| c.webhooks.retry_schedule_ms = vec![]).await;
+    let app = TestApp::spawn_with(|c| {
+        c.webhooks.retry_schedule_ms = vec![];
+        // The QR codes shown after "Reload" and "log out and scan again" are checked: they must
+        // not run out (two seconds with the tests' timings) before a busy machine looks.
+        c.sandbox_timings.qr_first_timeout_ms = 60_000;
+    })
+    .await;
     let admin = app.admin().await;
     let user = app.create_user(&admin, "ops-user").await;
     app.create_session(&user, "users-own").await;
