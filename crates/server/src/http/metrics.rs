@@ -35,7 +35,7 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> ApiResu
                 .await?;
         principal.require(Scope::Metrics)?;
     }
-    let text = state.metrics.render(&state.store).await.map_err(ApiError::from)?;
+    let text = state.analytics.metrics_text(&state.metrics).await.map_err(ApiError::from)?;
     let mut response = text.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
     Ok(response)

@@ -14,6 +14,7 @@ pub use logs::{CleanupPeriods, LogQuery};
 pub use overview::Figures;
 
 use crate::auth::Principal;
+use crate::metrics::Metrics;
 use crate::retention::Retention;
 use crate::time::now_ms;
 
@@ -96,6 +97,11 @@ pub struct Analytics {
 impl Analytics {
     pub fn new(store: Store, retention: Retention, otp_days: u32) -> Self {
         Analytics { store, retention, otp_days }
+    }
+
+    /// Prometheus' text: `metrics`' counters with the figures read from the database now.
+    pub async fn metrics_text(&self, metrics: &Metrics) -> Result<String, StoreError> {
+        metrics.render(&self.store).await
     }
 
     pub async fn dashboard(&self, principal: &Principal) -> Result<Dashboard, StoreError> {

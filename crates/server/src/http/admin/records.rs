@@ -107,12 +107,13 @@ pub async fn message(
     Path(id): Path<String>,
     Query(q): Query<NoticeQuery>,
 ) -> Response {
-    let Some(message) = visible_message(&state, &session, &id).await else { return page::not_found() };
-    let history: Vec<_> = state
-        .store
-        .message_history(&message.id)
-        .await
-        .unwrap_or_default()
+    if session.principal.require(Scope::Read).is_err() {
+        return page::not_found();
+    }
+    let Ok((message, history)) = state.messages.message_with_history(&session.principal, &id).await else {
+        return page::not_found();
+    };
+    let history: Vec<_> = history
         .iter()
         .map(|h| json!({ "status": h.status.to_string(), "reason": h.reason, "at": when(h.created_at) }))
         .collect();
