@@ -7,7 +7,8 @@
 //!
 //! With `soak_flows`, a last part runs that many flows (each with its own phone number) by
 //! `concurrency` clients in blocks of 100,000 and prints each block's rate, the resident memory
-//! and the database's size; `0` skips a part.
+//! and the database's size; `0` skips a part. `LIMIT_WINDOW_SECS` replaces the OTP limits'
+//! window (600 s), the time a phone number stays in the per-number limit's memory.
 
 mod support;
 
@@ -166,6 +167,9 @@ async fn main() {
         config.otp.sends_per_ip = u32::MAX;
         config.otp.sends_per_api_key = u32::MAX;
         config.otp.verifies_per_ip = u32::MAX;
+        if let Some(secs) = std::env::var("LIMIT_WINDOW_SECS").ok().and_then(|v| v.parse().ok()) {
+            config.otp.limit_window_secs = secs;
+        }
     })
     .await;
     let bench = Arc::new(Bench {
