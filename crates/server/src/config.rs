@@ -97,6 +97,9 @@ pub struct Config {
     pub max_connections: usize,
     /// A client that has not sent its request headers within this time is disconnected.
     pub header_read_timeout_secs: u64,
+    /// A request whose body has not arrived within this time (from its headers) is answered
+    /// 408 and its connection closed.
+    pub body_read_timeout_secs: u64,
     /// How long each kind of record is kept.
     pub retention: RetentionConfig,
     /// Where alerts go (Telegram, a signed webhook, e-mail) and when.
@@ -181,6 +184,7 @@ impl Default for Config {
             metrics_public: false,
             max_connections: 10_000,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 120,
             retention: RetentionConfig::default(),
             alerts: AlertsConfig::default(),
             sandbox_timings: SandboxTimings::default(),

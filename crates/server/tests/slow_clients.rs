@@ -1,6 +1,7 @@
-//! Clients that hold connections open by never finishing their headers, and bodies declared
-//! far over the limit: the server drops the first, refuses the second without reading it,
-//! keeps its memory, and serves everyone else meanwhile.
+//! Clients that hold connections open by never finishing their headers or by trickling their
+//! bodies, and bodies declared far over the limit: the server drops the first, cuts the second
+//! off at its deadline, refuses the third without reading it, keeps its memory, and serves
+//! everyone else meanwhile.
 
 mod common;
 
@@ -75,4 +76,73 @@ async fn slow_and_oversized_clients_do_not_hold_the_server() {
     assert!(grown_mib < 64, "resident memory grew by {grown_mib} MiB");
     let response = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_is_cut_off_at_its_deadline() {
+    let app = TestApp::spawn_with(|c| {
+        c.body_read_timeout_secs = 1;
+        c.max_connections = 64;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let body = br#"{"username":"admin","password":"a wrong password, sent slowly"}"#;
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: wagate\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+
+    // Forty clients send their headers, then one byte of the body every 200 ms: each would take
+    // twelve seconds to finish.
+    let mut readers = Vec::new();
+    for _ in 0..40 {
+        let stream = TcpStream::connect(&address).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let head = head.clone();
+        tokio::spawn(async move {
+            if writer.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for byte in body {
+                if writer.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        readers.push(tokio::spawn(async move {
+            let mut answer = Vec::new();
+            let mut buffer = [0u8; 1024];
+            loop {
+                match reader.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return String::from_utf8_lossy(&answer).into_owned(),
+                    Ok(n) => answer.extend_from_slice(&buffer[..n]),
+                }
+            }
+        }));
+    }
+    // Everyone else is served meanwhile, and a body that arrives in parts within the deadline
+    // is read as usual (a wrong password: 401).
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(&body[20..]).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    // The tricklers get a 408 with a stable code once their second is up, and are disconnected.
+    for reader in readers {
+        let answer = tokio::time::timeout(Duration::from_secs(8), reader)
+            .await
+            .expect("the connection is closed well before the body could have finished")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_timeout"), "{answer}");
+    }
 }

@@ -5,6 +5,7 @@ mod analytics;
 mod api_keys;
 mod audit;
 mod auth;
+mod body_deadline;
 mod chats;
 mod cluster;
 mod compat;
@@ -75,6 +76,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(quota::rate_limit_headers))
         .layer(middleware::from_fn_with_state(state.clone(), audit::audit_trail))
         .layer(middleware::from_fn_with_state(state.clone(), forward::to_owner))
+        .layer(middleware::from_fn_with_state(
+            Duration::from_secs(state.config.body_read_timeout_secs.max(1)),
+            body_deadline::limit_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
