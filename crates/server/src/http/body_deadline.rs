@@ -50,8 +50,8 @@ impl fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
-/// `inner`, failing once `limit` has passed since the request's headers arrived. The timer is only
-/// armed when the body is not already there: a body that comes with its headers costs nothing.
+/// `inner`, failing once `limit` has passed since the request's headers arrived. The timer is
+/// only armed when the body is not already there: a body that comes with its headers arms none.
 struct DeadlineBody<B> {
     inner: B,
     limit: Duration,

@@ -17,6 +17,10 @@ use wagate_store::{Outage, StoreError};
 const STORAGE_FULL_RETRY_SECS: u64 = 30;
 /// `Retry-After` when the database is locked or out of reach: usually a matter of seconds.
 const DATABASE_RETRY_SECS: u64 = 5;
+/// `Retry-After` while this server stops: a restart, or another node, takes over in seconds.
+const SHUTTING_DOWN_RETRY_SECS: u64 = 5;
+/// `Retry-After` when the WhatsApp engine failed a request: mostly a connection being renewed.
+const ENGINE_RETRY_SECS: u64 = 5;
 
 mod seed;
 
@@ -77,7 +81,7 @@ impl From<OutboxError> for ApiError {
             OutboxError::IdempotencyMismatch => ApiError::conflict("idempotency_key_reused", message),
             OutboxError::NotFound => ApiError::not_found("message_not_found", message),
             OutboxError::ShuttingDown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+                ApiError::unavailable("shutting_down", message, SHUTTING_DOWN_RETRY_SECS)
             }
             OutboxError::WrongStatus { .. } => ApiError::conflict("invalid_message_status", message),
             OutboxError::Store(err) => ApiError::from(err),
@@ -129,7 +133,7 @@ impl From<SessionError> for ApiError {
                 ApiError::conflict("session_not_connected", "the session is not connected; connect it first")
             }
             SessionError::Engine(other) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_error", other.to_string())
+                ApiError::unavailable("engine_error", other.to_string(), ENGINE_RETRY_SECS)
             }
             SessionError::OnOtherNode(node) => {
                 ApiError { runs_on: Some(node), ..ApiError::conflict("session_on_other_node", message) }
@@ -240,13 +244,36 @@ impl From<OtpError> for ApiError {
             OtpError::NoSession(_) => ApiError::conflict("no_connected_session", message),
             OtpError::SessionNotLinked => ApiError::conflict("session_not_linked", message),
             OtpError::ShuttingDown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+                ApiError::unavailable("shutting_down", message, SHUTTING_DOWN_RETRY_SECS)
             }
             OtpError::Session(err) => ApiError::from(err),
             OtpError::Settings(SettingsError::Invalid(detail)) => {
                 ApiError::unprocessable("invalid_settings", detail)
             }
             OtpError::Settings(SettingsError::Store(err)) | OtpError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    #[test]
+    fn every_unavailable_answer_says_when_to_come_back() {
+        let answers = [
+            ApiError::from(SessionError::Engine(EngineError::Other("the socket broke".into()))),
+            ApiError::from(OutboxError::ShuttingDown),
+            ApiError::from(OtpError::ShuttingDown),
+        ];
+        for answer in answers {
+            let response = answer.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let retry_after = response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+            assert_eq!(retry_after, Some("5"));
         }
     }
 }

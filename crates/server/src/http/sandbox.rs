@@ -60,7 +60,7 @@ pub(crate) fn sandbox_error(err: SandboxError) -> ApiError {
         SandboxError::WrongPairCode => "wrong_pair_code",
         SandboxError::NotConnected => "session_not_connected",
         SandboxError::NotStored => {
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "inbound_not_stored", err.to_string());
+            return ApiError::unavailable("inbound_not_stored", err.to_string(), 1);
         }
         SandboxError::Unavailable(_) => {
             return ApiError::unavailable("database_unavailable", err.to_string(), 1);
