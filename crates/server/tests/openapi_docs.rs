@@ -64,7 +64,7 @@ async fn openapi_lists_every_designed_route() {
             .iter()
             .filter(|(m, _)| ["get", "put", "post", "delete", "patch"].contains(&m.as_str()));
         for (method, operation) in methods {
-            for status in ["400", "401", "404", "422", "429"] {
+            for status in ["400", "401", "404", "408", "422", "429", "503"] {
                 let content = &operation["responses"][status]["content"];
                 assert!(
                     content["application/problem+json"].is_object(),

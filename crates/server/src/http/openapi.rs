@@ -109,16 +109,18 @@ impl ApiDoc {
 /// responses an operation documents itself get that content type too.
 struct ProblemResponses;
 
-const PROBLEMS: [(&str, &str); 9] = [
+const PROBLEMS: [(&str, &str); 11] = [
     ("400", "Malformed request (JSON, query, path or header)"),
     ("401", "Missing or invalid credentials"),
     ("403", "The credential lacks a scope this operation needs"),
     ("404", "Not found, or not visible to this caller"),
+    ("408", "The request body did not arrive in time (`body_timeout`)"),
     ("409", "Conflicts with the current state of the resource"),
     ("413", "Body too large"),
     ("415", "Unsupported content type"),
     ("422", "A field has an invalid value"),
     ("429", "Rate limited (see Retry-After)"),
+    ("503", "Cannot be served now: the database, the WhatsApp engine or a stopping server (see Retry-After)"),
 ];
 
 impl Modify for ProblemResponses {
