@@ -118,6 +118,11 @@ impl SessionManager {
         self.claim(id).await?;
         self.store().set_session_auto_connect(id, true).await?;
         self.set_status(&runtime, SessionStatus::Connecting, None).await;
+        // A new connection shows no code yet. Cleared after the status: taking the status gate
+        // waited for an event of the previous connection still being handled (a QR code handled
+        // while the session was logged out would otherwise stay, and this connection's first QR
+        // code would not be recorded as `qr`).
+        *runtime.view() = View::default();
         let generation = runtime.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let (sink, events) = EventSink::channel();
         tokio::spawn(self.clone().pump(runtime.clone(), generation, events));
