@@ -90,15 +90,16 @@ async fn run(
     mut transport: NoiseTransport,
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
 ) {
-    let (mut sink, mut source) = socket.split();
+    let (mut sink, source) = socket.split();
+    // Read apart from handling: a client that closes is seen to close at once, however many
+    // of the stanzas it sent before are still waiting to be handled.
+    let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_until_closed(hub.clone(), connection, source, incoming_tx));
+    let _stop_reading = AbortOnDrop(reader);
     loop {
         tokio::select! {
-            incoming = source.next() => {
-                let data = match incoming {
-                    Some(Ok(WsMessage::Binary(data))) => data,
-                    Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
-                    Some(Ok(_)) => continue,
-                };
+            data = incoming.recv() => {
+                let Some(data) = data else { return };
                 decoder.feed(&data);
                 while let Some(frame) = decoder.decode_frame() {
                     let Some(node) = open_node(&mut transport, &frame) else {
@@ -119,6 +120,35 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Hands the client's binary messages on until it closes the socket, then notes the close.
+async fn read_until_closed(
+    hub: Arc<Hub>,
+    connection: u64,
+    mut source: futures_util::stream::SplitStream<Socket>,
+    incoming: mpsc::UnboundedSender<Vec<u8>>,
+) {
+    loop {
+        match source.next().await {
+            Some(Ok(WsMessage::Binary(data))) => {
+                if incoming.send(data.to_vec()).is_err() {
+                    return;
+                }
+            }
+            Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(_)) => continue,
+        }
+    }
+    hub.closed_by_client(connection);
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -58,10 +58,25 @@ impl Hub {
     /// Adds a live connection and returns its id.
     pub(crate) fn register_connection(&self, outbound: mpsc::UnboundedSender<Outbound>) -> u64 {
         let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
-        self.world()
-            .connections
-            .insert(id, ConnectionEntry { outbound, registration: None, pairing: None, session: None });
+        self.world().connections.insert(
+            id,
+            ConnectionEntry {
+                outbound,
+                registration: None,
+                pairing: None,
+                session: None,
+                closed_by_client: false,
+            },
+        );
         id
+    }
+
+    /// Notes that the client closed the connection, while the stanzas it sent before are
+    /// still handled: the device no longer counts as logged in on it.
+    pub(crate) fn closed_by_client(&self, id: u64) {
+        if let Some(entry) = self.world().connections.get_mut(&id) {
+            entry.closed_by_client = true;
+        }
     }
 
     /// Forgets a closed connection.

@@ -57,7 +57,9 @@ fn log_in(hub: &Hub, connection: u64, phone: &str, device: u16, noise_key: [u8; 
     });
     let refusal = world.refusals.get(phone).copied();
     let logged_in_elsewhere = world.connections.iter().any(|(other, entry)| {
-        *other != connection && entry.session.as_ref().is_some_and(|(p, d)| p == phone && *d == device)
+        *other != connection
+            && !entry.closed_by_client
+            && entry.session.as_ref().is_some_and(|(p, d)| p == phone && *d == device)
     });
     if lid.is_some() && refusal.is_none() && logged_in_elsewhere {
         world.overlapping_logins.push(phone.to_owned());

@@ -84,6 +84,8 @@ pub(crate) struct ConnectionEntry {
     pub(crate) pairing: Option<PairingInFlight>,
     /// `(phone, device)` once the connection logged in.
     pub(crate) session: Option<(String, u16)>,
+    /// The client closed the socket; what it sent before is still being handled.
+    pub(crate) closed_by_client: bool,
 }
 
 impl ConnectionEntry {
