@@ -308,8 +308,8 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
     for link in links {
         link.await.unwrap();
     }
-    let b = start_node_with(dirs[1].path(), database.url(), "node-b", &web).await;
-    let c = start_node_with(dirs[2].path(), database.url(), "node-c", &web).await;
+    let mut b = start_node_with(dirs[1].path(), database.url(), "node-b", &web).await;
+    let mut c = start_node_with(dirs[2].path(), database.url(), "node-c", &web).await;
 
     let accepted_total = Arc::new(AtomicUsize::new(0));
     let submitters: Vec<_> = (0..WEB_SESSIONS)
@@ -330,12 +330,13 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let stopped_at = Instant::now();
-    match stop {
-        Stop::Kill => a.kill().await,
-        Stop::Graceful => {
-            a.terminate().await;
+    let stopped_logs = match stop {
+        Stop::Kill => {
+            a.kill().await;
+            Vec::new()
         }
-    }
+        Stop::Graceful => a.terminate().await,
+    };
 
     loop {
         let (_, sessions) =
@@ -345,10 +346,26 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
         if sessions.iter().all(moved) {
             break;
         }
-        assert!(
-            stopped_at.elapsed() < Duration::from_secs(30),
-            "not all web sessions moved in 30 s ({stop:?}): {sessions:?}"
-        );
+        if stopped_at.elapsed() >= Duration::from_secs(30) {
+            let stuck: Vec<&Value> = sessions.iter().filter(|s| !moved(s)).collect();
+            let about_stuck = |line: &Value| {
+                line["level"] != "INFO"
+                    || stuck
+                        .iter()
+                        .any(|s| line.to_string().contains(&format!("\"{}\"", s["id"].as_str().unwrap())))
+            };
+            for line in stopped_logs.iter().filter(|l| about_stuck(l)) {
+                println!("node-a: {line}");
+            }
+            for (name, node) in [("node-b", &mut b), ("node-c", &mut c)] {
+                for line in node.logs_so_far().iter().filter(|l| about_stuck(l)) {
+                    println!("{name}: {line}");
+                }
+            }
+            panic!(
+                "not all web sessions moved in 30 s ({stop:?}): {stuck:?}; warnings of the survivors above"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(

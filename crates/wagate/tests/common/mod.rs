@@ -71,6 +71,16 @@ impl Server {
         }
     }
 
+    /// The log lines written so far, without waiting for more.
+    pub fn logs_so_far(&mut self) -> &[Value] {
+        while let Ok(line) = self.logs.try_recv() {
+            if let Ok(parsed) = serde_json::from_str(&line) {
+                self.seen.push(parsed);
+            }
+        }
+        &self.seen
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub async fn terminate(mut self) -> Vec<Value> {
         let pid = self.child.id().unwrap().to_string();
