@@ -552,8 +552,9 @@ async fn work_queued_on_one_node_wakes_the_node_that_runs_the_session() {
 }
 
 /// What one node changes, the copies the others keep follow within a poll, long before those
-/// copies would have expired: a user disabled through one node is refused by the other, and an
-/// endpoint added through one node gets the events of a session the other runs.
+/// copies would have expired: a user disabled or an API key revoked through one node is refused
+/// by the other, and an endpoint added through one node gets the events of a session the other
+/// runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_copies_a_node_keeps_follow_what_another_node_changes() {
     let a = TestApp::spawn_with(node("node-a")).await;
@@ -592,6 +593,20 @@ async fn the_copies_a_node_keeps_follow_what_another_node_changes() {
             break;
         }
         assert!(changed_at.elapsed() < Duration::from_secs(2), "node-a still lets the disabled user in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An API key node-a has just taken (and so keeps), revoked through node-b.
+    let (status, created) =
+        a.post("/api/v1/api-keys", &admin, json!({ "name": "short-lived", "scopes": ["read"] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(a.get("/api/v1/sessions", key).await.0, StatusCode::OK);
+    let path = format!("/api/v1/api-keys/{}", created["id"].as_str().unwrap());
+    let (status, body) = b.call(reqwest::Method::DELETE, &path, &admin, Value::Null).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let revoked_at = std::time::Instant::now();
+    while a.get("/api/v1/sessions", key).await.0 != StatusCode::UNAUTHORIZED {
+        assert!(revoked_at.elapsed() < Duration::from_secs(2), "node-a still takes the revoked key");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // node-a saw the users change, made after the endpoint: its events now go there too.

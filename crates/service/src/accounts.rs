@@ -88,6 +88,8 @@ pub struct Accounts {
     /// Users behind recent requests, so that each request does not read its user again
     /// (bounded; each lives [`SIGNED_IN_TTL`]).
     signed_in: Cache<String, UserRecord>,
+    /// API keys behind recent requests, by their hash, likewise (only keys that exist).
+    keys_in_use: Cache<String, ApiKeyRecord>,
     audit: AuditLog,
 }
 
@@ -98,6 +100,9 @@ const SIGNED_IN_TTL: Duration = Duration::from_secs(5);
 
 /// At most this many users are remembered between requests.
 const SIGNED_IN_CAPACITY: u64 = 10_000;
+
+/// At most this many API keys are remembered between requests.
+const KEYS_IN_USE_CAPACITY: u64 = 10_000;
 
 /// Claims of a token issued now for `ttl_secs`.
 fn new_claims(
@@ -147,6 +152,10 @@ impl Accounts {
             token_ttl_secs: config.token_ttl_secs as i64,
             stream_ttl_secs: config.stream_token_ttl_secs as i64,
             signed_in: Cache::builder().max_capacity(SIGNED_IN_CAPACITY).time_to_live(SIGNED_IN_TTL).build(),
+            keys_in_use: Cache::builder()
+                .max_capacity(KEYS_IN_USE_CAPACITY)
+                .time_to_live(SIGNED_IN_TTL)
+                .build(),
         }
     }
 
@@ -255,7 +264,14 @@ impl Accounts {
 
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal, AccountError> {
         let hash = hash_api_key(&self.secrets.api_key_pepper, key);
-        let record = self.store.api_key_by_hash(&hash).await?.ok_or(AccountError::InvalidApiKey)?;
+        let mut record = match self.keys_in_use.get(&hash) {
+            Some(record) => record,
+            None => {
+                let record = self.store.api_key_by_hash(&hash).await?.ok_or(AccountError::InvalidApiKey)?;
+                self.keys_in_use.insert(hash.clone(), record.clone());
+                record
+            }
+        };
         if record.revoked_at.is_some() {
             return Err(AccountError::InvalidApiKey);
         }
@@ -265,10 +281,14 @@ impl Accounts {
         let user = self.active_user(&record.user_id).await?;
         // Minute precision is enough for "last used", and spares a write per request. Losing
         // a timestamp is harmless; never fail a request for it.
-        if record.last_used_at.is_none_or(|at| now_ms() - at >= 60_000)
-            && let Err(err) = self.store.touch_api_key(&record.id).await
-        {
-            tracing::warn!(error = %err, "cannot record API key use");
+        if record.last_used_at.is_none_or(|at| now_ms() - at >= 60_000) {
+            match self.store.touch_api_key(&record.id).await {
+                Ok(()) => {
+                    record.last_used_at = Some(now_ms());
+                    self.keys_in_use.insert(hash, record.clone());
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot record API key use"),
+            }
         }
         Ok(principal(&user, record.scopes.clone(), record.sessions.clone(), Some(record.id.clone())))
     }
@@ -318,10 +338,14 @@ impl Accounts {
         Ok(())
     }
 
-    /// Forgets every signed-in user this node keeps (another node changed users).
+    /// Forgets every signed-in user and API key this node keeps (another node changed users
+    /// or revoked a key).
     pub fn users_dropper(&self) -> impl Fn() + Send + Sync + 'static {
-        let signed_in = self.signed_in.clone();
-        move || signed_in.invalidate_all()
+        let (signed_in, keys_in_use) = (self.signed_in.clone(), self.keys_in_use.clone());
+        move || {
+            signed_in.invalidate_all();
+            keys_in_use.invalidate_all();
+        }
     }
 
     pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<(), AccountError> {
@@ -417,6 +441,8 @@ impl Accounts {
 
     pub async fn revoke_api_key(&self, id: &str) -> Result<(), AccountError> {
         self.store.revoke_api_key(id).await?;
+        // By id, and the keys are remembered by hash: all go (revoking is rare).
+        self.keys_in_use.invalidate_all();
         Ok(())
     }
 

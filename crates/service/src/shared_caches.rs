@@ -1,8 +1,9 @@
-//! Copies of data another node may change. Every change of such data raises its version in the
-//! database ([`CacheTopic`]); while other nodes are alive, each node reads the versions every
-//! `[cluster] idle_poll_ms` and drops its copy of whatever moved, so a change made through one
-//! node holds on every node within that time (a disabled user is refused everywhere, a new
-//! webhook endpoint gets the events of sessions other nodes run).
+//! Copies of data another process may change (another node, or the command line). Every change
+//! of such data raises its version in the database ([`CacheTopic`]); each node reads the
+//! versions every `[cluster] idle_poll_ms` and drops its copy of whatever moved, so a change
+//! made through one node holds on every node within that time (a disabled user or a revoked
+//! API key is refused everywhere, a new webhook endpoint gets the events of sessions other
+//! nodes run).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,16 +33,12 @@ impl CacheFollower {
     }
 
     pub async fn run(self, cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
-        // `None` while alone: nobody else changes anything, and nothing is read.
+        // Read alone too: the command line (another process) revokes keys and disables users.
         let mut seen: Option<HashMap<CacheTopic, i64>> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(cluster.idle_poll_ms().max(10))) => {}
                 _ = shutdown.changed() => return,
-            }
-            if !cluster.has_company() {
-                seen = None;
-                continue;
             }
             match self.store.cache_versions().await {
                 Ok(versions) => {

@@ -2,7 +2,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use wagate_core::{ScopeSet, SessionId};
 
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{CacheTopic, Result, Store, StoreError, now_ms};
 
 /// A stored API key. The key itself is never stored, only its keyed hash.
 #[derive(Debug, Clone)]
@@ -127,13 +127,18 @@ impl Store {
     }
 
     /// Returns false when the key does not exist or was already revoked.
+    /// Every node's copy of the keys in use is dropped ([`CacheTopic::Users`]).
     pub async fn revoke_api_key(&self, id: &str) -> Result<bool> {
+        let mut connection = self.writer().await?;
+        let mut tx = connection.begin().await?;
         let done =
             sqlx::query(self.sql("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"))
                 .bind(now_ms())
                 .bind(id)
-                .execute(&mut *self.writer().await?)
+                .execute(&mut *tx)
                 .await?;
+        self.raise_version(&mut tx, CacheTopic::Users).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 

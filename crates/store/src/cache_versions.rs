@@ -9,7 +9,7 @@ use crate::{Result, Store};
 /// Kinds of data that nodes keep copies of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheTopic {
-    /// Users as signed-in requests see them (disabled or not, their role).
+    /// Users and API keys as requests see them (disabled or revoked or not, their role).
     Users,
     /// The webhook endpoints events are queued for.
     Webhooks,
