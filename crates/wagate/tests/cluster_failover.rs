@@ -403,7 +403,23 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
             assert_eq!(text_of[id], format!("w{n} #{i}"), "under its own id");
         }
     }
-    assert_eq!(mock.overlapping_logins(), Vec::<String>::new(), "a device was logged in twice at once");
+    let overlapping = mock.overlapping_logins();
+    if !overlapping.is_empty() {
+        let sessions: Vec<String> = overlapping
+            .iter()
+            .filter_map(|phone| accounts.iter().position(|account| &account.phone == phone))
+            .map(|n| format!("\"w{n}\""))
+            .collect();
+        for (name, node) in [("node-b", &mut b), ("node-c", &mut c)] {
+            for line in node.logs_so_far().iter() {
+                let text = line.to_string();
+                if line["level"] != "INFO" || sessions.iter().any(|s| text.contains(s.as_str())) {
+                    println!("{name}: {text}");
+                }
+            }
+        }
+        panic!("a device was logged in twice at once: {overlapping:?} ({sessions:?}); the survivors' lines above");
+    }
     b.terminate().await;
     c.terminate().await;
 }

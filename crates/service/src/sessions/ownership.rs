@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
-
 use wagate_core::{SessionId, SessionStatus};
 use wagate_store::{Fence, Held, SessionRecord};
 
@@ -27,9 +25,6 @@ const LEASE_PREFIX: &str = "session:";
 
 /// A session that could not be connected is not tried again by this node for this long.
 const RETRY_CONNECT_MS: i64 = 30_000;
-
-/// How many sessions a node connects at once when it claims several.
-const CONNECTS_AT_ONCE: usize = 8;
 
 /// Where a session comes in a node's claiming order: fixed per node and session.
 fn claim_order(node: &str, id: &SessionId) -> u64 {
@@ -346,33 +341,47 @@ impl SessionManager {
         // same moment (after one went away) mostly reach for different sessions.
         let mut wanted = wanted;
         wanted.sort_by_cached_key(|record| claim_order(cluster.node_id(), &record.id));
-        let mut chosen = Vec::new();
+        let mut mine = self.held().len();
+        let mut connected = 0;
         for record in wanted {
             if running.contains_key(record.id.as_str()) || self.held().contains_key(&record.id) {
                 continue;
             }
-            if self.held().len() + chosen.len() >= share
-                && !self.balance().stranded(&record.id, now, stranded_after)
-            {
+            if mine >= share && !self.balance().stranded(&record.id, now, stranded_after) {
                 continue;
             }
             if self.inner.engines.get(record.engine).is_err() || self.retry_later(&record.id) {
                 continue;
             }
             if !self.runnable_here(&record).await {
-                self.mark_not_runnable(&record).await;
+                // Read again: the list may be older than a logout or a connect that happened
+                // meanwhile (the session then needs nothing, or runs), whose status must stand.
+                let fresh = self.store().session(&record.id).await.ok().flatten();
+                let still = match &fresh {
+                    Some(fresh) => !self.held().contains_key(&fresh.id) && !self.runnable_here(fresh).await,
+                    None => false,
+                };
+                if let Some(fresh) = fresh.filter(|fresh| still && fresh.status.is_active()) {
+                    let reason = "no node runs it: its WhatsApp state is neither in the database nor on this node's disk";
+                    self.set_status(&self.runtime(&fresh), SessionStatus::Disconnected, Some(reason)).await;
+                }
                 continue;
             }
-            chosen.push(record.id);
+            match self.connect(&record.id).await {
+                Ok(_) => {
+                    mine += 1;
+                    connected += 1;
+                }
+                Err(SessionError::OnOtherNode(_)) => {} // another node was quicker
+                Err(err) => {
+                    tracing::warn!(session = %record.id, error = %err, "cannot connect session");
+                    if matches!(err, SessionError::Engine(_)) {
+                        let mut failed = self.inner.failed_connects.lock().unwrap_or_else(|p| p.into_inner());
+                        failed.insert(record.id.clone(), now_ms());
+                    }
+                }
+            }
         }
-        // Connected a few at once: after a node went away, its sessions come back in the time
-        // a few connects take, not in the time all of them take one after the other.
-        let connected = futures::stream::iter(chosen)
-            .map(|id| async move { self.connect_claimed(&id).await })
-            .buffer_unordered(CONNECTS_AT_ONCE)
-            .filter(|connected| std::future::ready(*connected))
-            .count()
-            .await;
         let others: Vec<usize> = live_nodes
             .iter()
             .filter(|node| *node != cluster.node_id())
@@ -383,39 +392,6 @@ impl SessionManager {
             self.hand_over(surplus).await;
         }
         Ok(connected)
-    }
-
-    /// Connects a session chosen by [`claim_share`](Self::claim_share); whether it connected.
-    async fn connect_claimed(&self, id: &SessionId) -> bool {
-        match self.connect(id).await {
-            Ok(_) => true,
-            Err(SessionError::OnOtherNode(_)) => false, // another node was quicker
-            Err(err) => {
-                tracing::warn!(session = %id, error = %err, "cannot connect session");
-                if matches!(err, SessionError::Engine(_)) {
-                    let mut failed = self.inner.failed_connects.lock().unwrap_or_else(|p| p.into_inner());
-                    failed.insert(id.clone(), now_ms());
-                }
-                false
-            }
-        }
-    }
-
-    /// A session this node cannot run (its state is neither in the database nor on this
-    /// node's disk) is marked offline, unless it changed meanwhile: the list may be older than
-    /// a logout or a connect that happened since (the session then needs nothing, or runs),
-    /// whose status must stand.
-    async fn mark_not_runnable(&self, record: &SessionRecord) {
-        let fresh = self.store().session(&record.id).await.ok().flatten();
-        let still = match &fresh {
-            Some(fresh) => !self.held().contains_key(&fresh.id) && !self.runnable_here(fresh).await,
-            None => false,
-        };
-        if let Some(fresh) = fresh.filter(|fresh| still && fresh.status.is_active()) {
-            let reason =
-                "no node runs it: its WhatsApp state is neither in the database nor on this node's disk";
-            self.set_status(&self.runtime(&fresh), SessionStatus::Disconnected, Some(reason)).await;
-        }
     }
 
     /// Closes `count` of the sessions this node runs and gives their leases up, for nodes with
