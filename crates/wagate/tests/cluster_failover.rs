@@ -418,7 +418,9 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
                 }
             }
         }
-        panic!("a device was logged in twice at once: {overlapping:?} ({sessions:?}); the survivors' lines above");
+        panic!(
+            "a device was logged in twice at once: {overlapping:?} ({sessions:?}); the survivors' lines above"
+        );
     }
     b.terminate().await;
     c.terminate().await;
