@@ -52,7 +52,7 @@ impl CacheFollower {
     }
 
     /// Drops the copies whose version moved since `before`; all of them when there is no
-    /// `before` (company just arrived, and may have changed anything since this node was alone).
+    /// `before` (the first look: anything may have changed before this node started following).
     fn drop_moved(&self, before: Option<&HashMap<CacheTopic, i64>>, now: &HashMap<CacheTopic, i64>) {
         for (topic, drop) in &self.drops {
             let moved = before.is_none_or(|before| before.get(topic) != now.get(topic));

@@ -205,6 +205,19 @@ async fn stop_in_a_burst(stop: Stop) {
     c.terminate().await;
 }
 
+/// Prints each node's warnings and its lines about the sessions `ids`, to tell what went wrong.
+fn print_lines_about(ids: &[&str], nodes: &[(&str, &[Value])]) {
+    let quoted: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+    for (name, lines) in nodes.iter() {
+        for line in *lines {
+            let text = line.to_string();
+            if line["level"] != "INFO" || quoted.iter().any(|id| text.contains(id.as_str())) {
+                println!("{name}: {text}");
+            }
+        }
+    }
+}
+
 const WEB_SESSIONS: usize = 60;
 /// 3,000 messages in all.
 const WEB_PER_SESSION: usize = 50;
@@ -348,20 +361,11 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
         }
         if stopped_at.elapsed() >= Duration::from_secs(30) {
             let stuck: Vec<&Value> = sessions.iter().filter(|s| !moved(s)).collect();
-            let about_stuck = |line: &Value| {
-                line["level"] != "INFO"
-                    || stuck
-                        .iter()
-                        .any(|s| line.to_string().contains(&format!("\"{}\"", s["id"].as_str().unwrap())))
-            };
-            for line in stopped_logs.iter().filter(|l| about_stuck(l)) {
-                println!("node-a: {line}");
-            }
-            for (name, node) in [("node-b", &mut b), ("node-c", &mut c)] {
-                for line in node.logs_so_far().iter().filter(|l| about_stuck(l)) {
-                    println!("{name}: {line}");
-                }
-            }
+            let ids: Vec<&str> = stuck.iter().map(|s| s["id"].as_str().unwrap()).collect();
+            print_lines_about(
+                &ids,
+                &[("node-a", &stopped_logs), ("node-b", b.logs_so_far()), ("node-c", c.logs_so_far())],
+            );
             panic!(
                 "not all web sessions moved in 30 s ({stop:?}): {stuck:?}; warnings of the survivors above"
             );
@@ -408,16 +412,10 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
         let sessions: Vec<String> = overlapping
             .iter()
             .filter_map(|phone| accounts.iter().position(|account| &account.phone == phone))
-            .map(|n| format!("\"w{n}\""))
+            .map(|n| format!("w{n}"))
             .collect();
-        for (name, node) in [("node-b", &mut b), ("node-c", &mut c)] {
-            for line in node.logs_so_far().iter() {
-                let text = line.to_string();
-                if line["level"] != "INFO" || sessions.iter().any(|s| text.contains(s.as_str())) {
-                    println!("{name}: {text}");
-                }
-            }
-        }
+        let ids: Vec<&str> = sessions.iter().map(String::as_str).collect();
+        print_lines_about(&ids, &[("node-b", b.logs_so_far()), ("node-c", c.logs_so_far())]);
         panic!(
             "a device was logged in twice at once: {overlapping:?} ({sessions:?}); the survivors' lines above"
         );

@@ -94,8 +94,9 @@ async fn run(
     // Read apart from handling: a client that closes is seen to close at once, however many
     // of the stanzas it sent before are still waiting to be handled.
     let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_until_closed(hub.clone(), connection, source, incoming_tx));
-    let _stop_reading = AbortOnDrop(reader);
+    // Dropped (and so the reader stopped) when this loop ends.
+    let mut reader = tokio::task::JoinSet::new();
+    reader.spawn(read_until_closed(hub.clone(), connection, source, incoming_tx));
     loop {
         tokio::select! {
             data = incoming.recv() => {
@@ -142,14 +143,6 @@ async fn read_until_closed(
         }
     }
     hub.closed_by_client(connection);
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn open_node(transport: &mut NoiseTransport, frame: &[u8]) -> Option<Node> {
