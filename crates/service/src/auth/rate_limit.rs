@@ -4,24 +4,34 @@
 //! algorithm): `limit` hits may come at once, then one more every `window / limit`. A check
 //! and a hit cost one hash-map lookup, whatever the number of keys.
 //!
-//! Memory stays bounded without scanning the map on a request: keys live in two generations
-//! that rotate every `window`. A hit moves its key into the current generation; a key that
-//! had no hit for a whole window is back to its full allowance (its arrival time is in the
-//! past), so the generation it sits in is dropped whole at the next rotation. The map holds
-//! at most the keys seen in the last two windows.
+//! A key whose arrival time has passed has its whole allowance back and tells nothing, so it
+//! is held only until then: a phone sent one code, with the default 10 per 600 s, is held for
+//! 60 s, not for the window. To forget keys without scanning the map, each hit also files its
+//! key under the slot (a 64th of the window) in which its new arrival time falls; every hit
+//! then looks at up to [`FORGET_PER_HIT`] keys of slots whose time has passed and drops those
+//! not hit again since. Memory follows the keys still limited, with one 8-byte slot entry per
+//! hit of the last window at most.
 //!
 //! A key is held as a 64-bit fingerprint (a hash seeded anew in every process, so nobody can
 //! choose keys that collide) with its arrival time: 16 bytes and no allocation per key, where
 //! the key's text would take about a hundred. Two keys sharing a fingerprint would share one
 //! allowance; among a million keys the chance that any two do is about one in 30 million.
 //!
-//! Unlike `governor`'s keyed limiter, checking here does not count: the login lock-out asks
-//! whether a username is locked before it knows whether the attempt fails.
+//! Unlike `governor`'s keyed limiter, checking here does not count (the login lock-out asks
+//! whether a username is locked before it knows whether the attempt fails), and its keyed
+//! store is kept small by scanning all keys (`retain_recent`), the cost this structure avoids.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The window is cut into this many slots for forgetting keys.
+const SLOTS_PER_WINDOW: u64 = 64;
+
+/// Slot entries looked at per hit: more than the one entry a hit adds, so forgetting keeps up
+/// with any traffic and catches up quickly after a burst.
+const FORGET_PER_HIT: usize = 64;
 
 /// What is left of a key's allowance after a hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,31 +49,55 @@ pub struct RateLimiter {
     window: Nanos,
     /// The time one hit occupies: `window / limit`.
     emission: Nanos,
+    /// The width of a slot of [`Keys::expiring`].
+    slot: Nanos,
     started: Instant,
     fingerprints: RandomState,
-    keys: Mutex<Generations>,
+    keys: Mutex<Keys>,
 }
 
-struct Generations {
-    current: HashMap<u64, Nanos>,
-    previous: HashMap<u64, Nanos>,
-    rotated_at: Nanos,
+#[derive(Default)]
+struct Keys {
+    /// Each key's arrival time, for keys whose arrival time may not have passed yet.
+    arrivals: HashMap<u64, Nanos>,
+    /// Keys by the slot in which the arrival time a hit gave them passes. A key hit again
+    /// since is filed again under a later slot.
+    expiring: BTreeMap<u64, Vec<u64>>,
 }
 
-impl Generations {
+impl Keys {
     fn arrival(&self, key: u64) -> Option<Nanos> {
-        self.current.get(&key).or_else(|| self.previous.get(&key)).copied()
+        self.arrivals.get(&key).copied()
     }
 
-    /// Starts a new generation once a window has passed; returns the dropped one, so the
-    /// caller frees it outside the lock.
-    fn rotate(&mut self, now: Nanos, window: Nanos) -> Option<HashMap<u64, Nanos>> {
-        if now - self.rotated_at < window {
-            return None;
+    fn set(&mut self, key: u64, arrival: Nanos, slot: Nanos) {
+        self.arrivals.insert(key, arrival);
+        self.expiring.entry(arrival / slot).or_default().push(key);
+    }
+
+    /// Drops up to [`FORGET_PER_HIT`] keys filed under slots that have passed, unless they
+    /// were hit again since. Returns the emptied slots' lists, freed outside the lock.
+    fn forget_passed(&mut self, now: Nanos, slot: Nanos) -> Vec<Vec<u64>> {
+        let mut emptied = Vec::new();
+        let mut budget = FORGET_PER_HIT;
+        while budget > 0
+            && let Some(mut first) = self.expiring.first_entry()
+            && (*first.key() + 1).saturating_mul(slot) <= now
+        {
+            let filed = first.get_mut();
+            while budget > 0
+                && let Some(key) = filed.pop()
+            {
+                budget -= 1;
+                if self.arrivals.get(&key).is_some_and(|&arrival| arrival <= now) {
+                    self.arrivals.remove(&key);
+                }
+            }
+            if filed.is_empty() {
+                emptied.push(first.remove());
+            }
         }
-        self.rotated_at = now;
-        let current = std::mem::take(&mut self.current);
-        Some(std::mem::replace(&mut self.previous, current))
+        emptied
     }
 }
 
@@ -78,17 +112,14 @@ impl RateLimiter {
         RateLimiter {
             window,
             emission: (window / u64::from(limit.max(1))).max(1),
+            slot: window.div_ceil(SLOTS_PER_WINDOW),
             started: Instant::now(),
             fingerprints: RandomState::new(),
-            keys: Mutex::new(Generations {
-                current: HashMap::new(),
-                previous: HashMap::new(),
-                rotated_at: 0,
-            }),
+            keys: Mutex::default(),
         }
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, Generations> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -119,15 +150,14 @@ impl RateLimiter {
     pub fn record(&self, key: &str) {
         let key = self.fingerprint(key);
         let now = self.now();
-        let dropped = {
+        let emptied = {
             let mut keys = self.keys();
-            let dropped = keys.rotate(now, self.window);
-            let arrival = keys.previous.remove(&key).or_else(|| keys.current.get(&key).copied());
+            let arrival = keys.arrival(key);
             let next = (arrival.unwrap_or(now).max(now) + self.emission).min(now + self.window);
-            keys.current.insert(key, next);
-            dropped
+            keys.set(key, next, self.slot);
+            keys.forget_passed(now, self.slot)
         };
-        drop(dropped);
+        drop(emptied);
     }
 
     /// Checks and counts a hit of `key` at once: what is left of its allowance, or
@@ -135,16 +165,14 @@ impl RateLimiter {
     pub fn take(&self, key: &str) -> Result<Allowance, Duration> {
         let key = self.fingerprint(key);
         let now = self.now();
-        let (dropped, answer) = {
+        let (emptied, answer) = {
             let mut keys = self.keys();
-            let dropped = keys.rotate(now, self.window);
             let arrival = keys.arrival(key).unwrap_or(now).max(now);
             let answer = match self.wait(arrival, now) {
                 Some(wait) => Err(wait),
                 None => {
                     let next = arrival + self.emission;
-                    keys.previous.remove(&key);
-                    keys.current.insert(key, next);
+                    keys.set(key, next, self.slot);
                     let unused = (now + self.window).saturating_sub(next);
                     Ok(Allowance {
                         remaining: (unused / self.emission) as u32,
@@ -152,23 +180,26 @@ impl RateLimiter {
                     })
                 }
             };
-            (dropped, answer)
+            (keys.forget_passed(now, self.slot), answer)
         };
-        drop(dropped);
+        drop(emptied);
         answer
     }
 
     pub fn clear(&self, key: &str) {
         let key = self.fingerprint(key);
-        let mut keys = self.keys();
-        keys.current.remove(&key);
-        keys.previous.remove(&key);
+        self.keys().arrivals.remove(&key);
     }
 
-    /// How many keys are held (both generations).
+    /// How many keys are held.
     pub fn len(&self) -> usize {
-        let keys = self.keys();
-        keys.current.len() + keys.previous.len()
+        self.keys().arrivals.len()
+    }
+
+    /// How many slot entries are held (at most one per hit of the last window).
+    #[cfg(test)]
+    fn filed(&self) -> usize {
+        self.keys().expiring.values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -237,34 +268,53 @@ mod tests {
     }
 
     #[test]
-    fn keys_without_hits_for_two_windows_are_forgotten() {
-        let window = Duration::from_millis(200);
-        let limiter = RateLimiter::new(5, window);
+    fn keys_are_forgotten_once_their_hits_have_passed() {
+        // 5 per 200 ms: a hit occupies 40 ms, a slot is about 3 ms.
+        let limiter = RateLimiter::new(5, Duration::from_millis(200));
         for n in 0..1000 {
             limiter.record(&format!("phone-{n}"));
         }
         assert_eq!(limiter.len(), 1000);
-        std::thread::sleep(window + Duration::from_millis(10));
-        limiter.record("fresh");
-        assert_eq!(limiter.len(), 1001, "one rotation keeps the last window's keys");
-        std::thread::sleep(window + Duration::from_millis(10));
-        limiter.record("fresher");
-        assert_eq!(limiter.len(), 2, "the second rotation drops keys idle for a window");
+        std::thread::sleep(Duration::from_millis(50));
+        // Each hit looks at up to 64 passed entries: 20 hits are enough for 1,000 keys.
+        for n in 0..20 {
+            limiter.record(&format!("fresh-{n}"));
+        }
+        assert_eq!(limiter.len(), 20, "only the keys whose hits have not passed are held");
+        assert_eq!(limiter.filed(), 20);
         assert!(limiter.check("phone-7").is_ok(), "a forgotten key has its full allowance");
     }
 
     #[test]
-    fn a_key_in_the_previous_generation_keeps_its_count() {
-        let window = Duration::from_millis(200);
-        let limiter = RateLimiter::new(2, window);
-        limiter.record("k");
-        limiter.record("k");
-        std::thread::sleep(Duration::from_millis(205));
-        limiter.record("other"); // rotates: "k" is now in the previous generation
-        // "k" was last hit 205 ms ago: both hits' shares have passed, one hit fits again.
+    fn a_key_hit_again_is_not_forgotten_with_its_earlier_hits() {
+        // 3 per 300 ms: hits of "k" at once give it arrival times 100, 200 and 300 ms ahead.
+        let limiter = RateLimiter::new(3, Duration::from_millis(300));
+        for _ in 0..3 {
+            limiter.record("k");
+        }
+        assert!(limiter.check("k").is_err());
+        std::thread::sleep(Duration::from_millis(150));
+        for n in 0..5 {
+            limiter.record(&format!("other-{n}")); // looks at the entries of "k" that passed
+        }
+        assert_eq!(limiter.len(), 6, "\"k\" is still held");
+        // One hit's share (100 ms) has passed: one more fits, then none.
         assert!(limiter.check("k").is_ok());
         limiter.record("k");
-        limiter.record("k");
-        assert!(limiter.check("k").is_err(), "its state moved to the current generation");
+        assert!(limiter.check("k").is_err(), "the arrival time of \"k\" was kept, not started over");
+    }
+
+    #[test]
+    fn memory_follows_the_keys_still_limited_not_the_keys_ever_seen() {
+        let limiter = RateLimiter::new(10, Duration::from_millis(100));
+        for round in 0..20 {
+            for n in 0..500 {
+                limiter.record(&format!("r{round}-{n}"));
+            }
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        // 10,000 keys seen; each held for a hit's share (10 ms) and the time to drain it.
+        assert!(limiter.len() <= 1500, "{} keys held", limiter.len());
+        assert!(limiter.filed() <= 1500, "{} slot entries held", limiter.filed());
     }
 }
