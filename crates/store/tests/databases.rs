@@ -486,7 +486,7 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     assert!(matches!(refused, Err(StoreError::Fenced { .. })), "another epoch: {refused:?}");
     assert_eq!(store.message("m-fenced").await.unwrap().unwrap().status, MessageStatus::Queued, "untouched");
     let claimed = store.claim_next_messages(&fenced, &fence("node-a", held.epoch), now, now + 1, 10).await;
-    assert!(matches!(claimed, Ok(Claim::Messages(ref batch)) if batch.len() == 1), "{claimed:?}");
+    assert!(matches!(claimed, Ok(Claim::Messages { ref batch, .. }) if batch.len() == 1), "{claimed:?}");
     store.release_messages(&["m-fenced"]).await.unwrap();
     store.release_lease("session:fenced", "node-a").await.unwrap();
     let refused = store.claim_next_messages(&fenced, &fence("node-a", held.epoch), now, now + 1, 10).await;

@@ -77,9 +77,14 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
             continue;
         };
         let wait = match manager.outbox().claim(&runtime.id, &fence, limit).await {
-            Ok(Claim::Messages(batch)) => {
-                dispatch_batch(&manager, &runtime, batch, pacing, &mut last_sent).await;
-                continue;
+            Ok(Claim::Messages { batch, drained }) => {
+                let all_went = dispatch_batch(&manager, &runtime, batch, pacing, &mut last_sent).await;
+                // Whatever was queued after the claim read the queue woke this loop (a permit
+                // of `work` waits for it), so another claim now would find nothing new.
+                if !(drained && all_went) {
+                    continue;
+                }
+                idle_recheck
             }
             Ok(Claim::Empty) => idle_recheck,
             Ok(Claim::WaitUntil(at)) => {
@@ -105,19 +110,21 @@ pub(super) async fn run(manager: SessionManager, runtime: Arc<Runtime>, mut shut
     }
 }
 
-/// Sends a claimed batch in order, then records the acknowledged messages as `sent`.
+/// Sends a claimed batch in order, then records the acknowledged messages as `sent`. True when
+/// every message went or was settled: none went back to the queue.
 async fn dispatch_batch(
     manager: &SessionManager,
     runtime: &Runtime,
     batch: Vec<MessageRecord>,
     session_pacing: Pacing,
     last_sent: &mut Option<Instant>,
-) {
+) -> bool {
     let outbox = manager.outbox();
     let sender = runtime.sender();
     let mut acknowledged = Vec::new();
     let mut oldest_handover: Option<Instant> = None;
     let mut next = 0;
+    let mut requeued = false;
     while let Some(message) = batch.get(next) {
         if next > 0 && message.priority == 0 && runtime.urgent.swap(false, Ordering::SeqCst) {
             break; // a one-time password was queued meanwhile: it goes next
@@ -135,12 +142,16 @@ async fn dispatch_batch(
                 }
             }
             Dispatched::Settled => {}
-            Dispatched::Requeued => break,
+            Dispatched::Requeued => {
+                requeued = true;
+                break;
+            }
         }
     }
     let rest: Vec<&str> = batch[next..].iter().map(|message| message.id.as_str()).collect();
     outbox.release(&rest).await;
     outbox.record_sent(&sender, &acknowledged).await;
+    rest.is_empty() && !requeued
 }
 
 /// One message: made ready, handed over, and what the network answered.

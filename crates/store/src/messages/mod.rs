@@ -90,8 +90,12 @@ pub enum Inserted {
 #[derive(Debug)]
 pub enum Claim {
     /// These messages (the session's next ones, in order) are now `sending`, leased until the
-    /// given time.
-    Messages(Vec<MessageRecord>),
+    /// given time. `drained`: they were all the queue held when it was read, so there is nothing
+    /// more to claim until another message is queued.
+    Messages {
+        batch: Vec<MessageRecord>,
+        drained: bool,
+    },
     /// The next message may not go before this time (backoff or pacing).
     WaitUntil(i64),
     /// A message is being sent (by a lease that has not expired yet).
