@@ -71,7 +71,9 @@ for database in postgres mysql; do
   cat "$log.$database" >>"$log"
   if grep -q "^FAILED on $database" "$log.$database"; then
     grep -E "^(FAILED on|---- |thread .* panicked)" -A3 "$log.$database" | head -n 120
-    echo "server tests on $database: failures (above)" >&2
+    mkdir -p artifacts
+    cp "$log.$database" "artifacts/server-tests-$database.log"
+    echo "server tests on $database: failures (above; the whole output in artifacts/server-tests-$database.log)" >&2
     status=1
   else
     echo "server tests on $database: $(grep -c '^test result: ok' "$log.$database") binaries passed"

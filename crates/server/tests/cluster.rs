@@ -401,7 +401,7 @@ async fn any_node_answers_what_needs_the_node_that_runs_the_session() {
 async fn a_node_whose_lease_renewal_stalls_closes_the_session_before_the_lease_ends() {
     let a = TestApp::spawn_with(|config| {
         node("node-a")(config);
-        config.cluster.lease_ms = 1_500; // renewed every 100 ms
+        config.cluster.lease_ms = 3_000; // renewed every 100 ms
     })
     .await;
     let admin = a.admin().await;
@@ -414,7 +414,7 @@ async fn a_node_whose_lease_renewal_stalls_closes_the_session_before_the_lease_e
     // closed it by then, not when the database answers again.
     let lock = LeaseLock::take(&a, "stalled").await;
     let ended =
-        tokio::time::timeout(Duration::from_millis(2_500), async { while events.next().await.is_some() {} })
+        tokio::time::timeout(Duration::from_millis(4_000), async { while events.next().await.is_some() {} })
             .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     lock.release().await;

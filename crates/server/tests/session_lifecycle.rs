@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn qr_link_survives_a_restart_and_logout_shows_a_new_qr() {
-    let app = TestApp::spawn().await;
+    // The codes after the first last long enough for the test to fetch one in three formats and
+    // scan it on a busy machine; the first still gives way to a second.
+    let app = TestApp::spawn_with(|config| config.sandbox_timings.qr_timeout_ms = 10_000).await;
     let admin = app.admin().await;
 
     // A program uses an API key, not the admin's login.
