@@ -3,7 +3,9 @@
 //! another node runs, so a node that joins (or comes back) would stay idle beside a full one.
 //! So a node that runs more than its share while other live nodes run fewer hands the
 //! difference over, a few sessions per heartbeat: it closes them and gives their leases up, and
-//! the nodes with room claim them with their next heartbeat.
+//! the nodes with room claim them with their next heartbeat. Not while sessions wait to be
+//! claimed (a node went away): the nodes with room fill up with those first, and a failover is
+//! not slowed down by sessions moving for balance.
 //!
 //! A session handed over that no node takes (say every other node lacks its engine) is not lost:
 //! a session that no node has run for [`stranded_after`] is claimed by any node, share or not,
@@ -60,6 +62,18 @@ impl Balance {
         self.unowned_since.get(id).is_some_and(|since| now - since > after)
     }
 
+    /// Notes that this node took the session: it waits no more.
+    pub(super) fn taken(&mut self, id: &SessionId) {
+        self.unowned_since.remove(id);
+    }
+
+    /// Whether a session no node runs is still waiting for a node with room to claim it (not
+    /// stranded yet): a node went away or sessions were started, and the nodes with room are
+    /// about to take them. Handing sessions over meanwhile would only make more of them wait.
+    pub(super) fn claims_pending(&self, now: i64, after: i64) -> bool {
+        self.unowned_since.values().any(|since| now - since <= after)
+    }
+
     pub(super) fn handed_over(&mut self, id: &SessionId, now: i64) {
         self.handed_over.insert(id.clone(), now);
     }
@@ -89,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn a_session_nobody_takes_becomes_anyones_and_is_then_kept() {
+    fn a_session_nobody_takes_becomes_anyones_and_is_then_kept_and_waiting_ones_hold_hand_overs_back() {
         let id = SessionId::parse("s").unwrap();
         let other = SessionId::parse("t").unwrap();
         let mut balance = Balance::default();
@@ -98,6 +112,10 @@ mod tests {
         assert!(!balance.stranded(&id, 5_000, 4_000));
         assert!(balance.stranded(&id, 5_001, 4_000), "unowned since 1,000");
         assert!(!balance.stranded(&other, 9_000, 4_000), "unowned since 5,000");
+        assert!(balance.claims_pending(5_001, 4_000), "`other` still waits for a node with room");
+        assert!(!balance.claims_pending(9_001, 4_000), "both stranded: nothing waits for a claim");
+        balance.taken(&other);
+        assert!(!balance.claims_pending(5_001, 4_000), "`other` was taken here");
         balance.observe(std::iter::empty(), 6_000);
         assert!(!balance.stranded(&id, 60_000, 4_000), "someone runs it now");
 

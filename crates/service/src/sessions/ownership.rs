@@ -316,8 +316,8 @@ impl SessionManager {
 
     /// Connects sessions that should be online and that no node runs, up to this node's share
     /// of them (beyond it, those no node took for a while), then hands over what it runs beyond
-    /// its share while other nodes have room (see [`balance`](super::balance)). Returns how
-    /// many it connected.
+    /// its share while other nodes have room and no session waits to be claimed (see
+    /// [`balance`](super::balance)). Returns how many it connected.
     pub(super) async fn claim_share(&self) -> Result<usize, SessionError> {
         let cluster = &self.inner.cluster;
         let live_nodes = cluster.live_node_ids().await?;
@@ -369,6 +369,7 @@ impl SessionManager {
             }
             match self.connect(&record.id).await {
                 Ok(_) => {
+                    self.balance().taken(&record.id);
                     mine += 1;
                     connected += 1;
                 }
@@ -388,7 +389,7 @@ impl SessionManager {
             .map(|node| running.values().filter(|runs| *runs == node).count())
             .collect();
         let surplus = balance::to_hand_over(self.held().len(), share, &others);
-        if surplus > 0 {
+        if surplus > 0 && !self.balance().claims_pending(now_ms(), stranded_after) {
             self.hand_over(surplus).await;
         }
         Ok(connected)
