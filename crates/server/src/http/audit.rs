@@ -5,9 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use wagate_service::audit::{Actor, Entry, Level};
 use wagate_service::auth::Principal;
@@ -117,15 +116,22 @@ pub(crate) const NOT_AUDITED: &[(&str, &str)] = &[
 ];
 
 /// Gives every request a place for its caller, and records the audited ones that succeeded.
-pub(crate) async fn audit_trail(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn audit_trail<Answered>(
+    state: &AppState,
+    request: Request,
+    next: impl FnOnce(Request) -> Answered,
+) -> Response
+where
+    Answered: Future<Output = Response>,
+{
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(request).await;
+        return next(request).await;
     }
     let caller = Caller::default();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
     let path = request.uri().path().to_owned();
-    let response = CALLER.scope(caller.clone(), next.run(request)).await;
+    let response = CALLER.scope(caller.clone(), next(request)).await;
     let status = response.status();
     let Some(route) = route else { return response };
     // Dashboard forms answer with a redirect whether or not the action was done.

@@ -13,9 +13,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body as AxumBody, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
@@ -23,10 +22,17 @@ use tokio::time::{Instant, Sleep};
 use crate::error::ApiError;
 
 /// Gives the request's body its deadline; answers 408 when it passed.
-pub async fn limit_body(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+pub async fn limit_body<Answered>(
+    limit: Duration,
+    request: Request,
+    next: impl FnOnce(Request) -> Answered,
+) -> Response
+where
+    Answered: Future<Output = Response>,
+{
     let fired = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| AxumBody::new(DeadlineBody::new(body, limit, fired.clone())));
-    let response = next.run(request).await;
+    let response = next(request).await;
     if !fired.load(Ordering::Relaxed) {
         return response;
     }

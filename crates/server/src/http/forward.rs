@@ -14,10 +14,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -104,8 +103,15 @@ fn now_ms() -> i64 {
     wagate_service::time::now_ms()
 }
 
-/// The layer: checks requests carried here, carries the ones another node must answer.
-pub(crate) async fn to_owner(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Checks requests carried here, carries the ones another node must answer.
+pub(crate) async fn to_owner<Answered>(
+    state: &AppState,
+    request: Request,
+    next: impl FnOnce(Request) -> Answered,
+) -> Response
+where
+    Answered: Future<Output = Response>,
+{
     let (mut parts, body) = request.into_parts();
     if let Some(mark) = parts.headers.remove(&FORWARDED) {
         let caller = mark
@@ -119,15 +125,23 @@ pub(crate) async fn to_owner(State(state): State<AppState>, request: Request, ne
         // Answered here, never carried on: the sending node found that this one runs it.
         parts.extensions.insert(ConnectInfo(caller));
         parts.extensions.insert(Carried);
-        return next.run(Request::from_parts(parts, body)).await;
+        return next(Request::from_parts(parts, body)).await;
     }
     carry_if_needed(state, parts, body, next).await
 }
 
 /// Answers the request here, or carries it to the node that runs the session it needs.
-async fn carry_if_needed(state: AppState, parts: Parts, body: Body, next: Next) -> Response {
+async fn carry_if_needed<Answered>(
+    state: &AppState,
+    parts: Parts,
+    body: Body,
+    next: impl FnOnce(Request) -> Answered,
+) -> Response
+where
+    Answered: Future<Output = Response>,
+{
     if !state.cluster.has_company() || !keeps_body(&parts.headers, &body) {
-        return next.run(Request::from_parts(parts, body)).await;
+        return next(Request::from_parts(parts, body)).await;
     }
     let body = match axum::body::to_bytes(body, KEPT_BODY_BYTES).await {
         Ok(body) => body,
@@ -140,7 +154,7 @@ async fn carry_if_needed(state: AppState, parts: Parts, body: Body, next: Next) 
         }
     };
     let upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
-    let response = next.run(Request::from_parts(parts.clone(), Body::from(body.clone()))).await;
+    let response = next(Request::from_parts(parts.clone(), Body::from(body.clone()))).await;
     let Some(RunsOn(node)) = response.extensions().get::<RunsOn>().cloned() else {
         return response;
     };

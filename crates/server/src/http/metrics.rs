@@ -6,7 +6,6 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use wagate_core::Scope;
@@ -43,13 +42,20 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> ApiResu
 
 /// Counts the request under its route's pattern (`/api/v1/sessions/{id}`), never its path, so
 /// the labels stay few.
-pub(crate) async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn count_requests<Answered>(
+    state: &AppState,
+    request: Request,
+    next: impl FnOnce(Request) -> Answered,
+) -> Response
+where
+    Answered: Future<Output = Response>,
+{
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next(request).await;
     state.metrics.http_request(&route, response.status().as_u16(), started.elapsed());
     response
 }

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use wagate_service::auth::{Principal, Quota};
 
@@ -27,10 +26,16 @@ impl QuotaSlot {
 }
 
 /// Gives every request a slot, and the answer the headers of what authentication put in it.
-pub(crate) async fn rate_limit_headers(mut request: Request, next: Next) -> Response {
+pub(crate) async fn rate_limit_headers<Answered>(
+    mut request: Request,
+    next: impl FnOnce(Request) -> Answered,
+) -> Response
+where
+    Answered: Future<Output = Response>,
+{
     let slot = QuotaSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     if let Some(quota) = *slot.lock() {
         let headers = response.headers_mut();
         headers.insert("ratelimit-limit", HeaderValue::from(quota.limit));
