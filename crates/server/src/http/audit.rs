@@ -12,6 +12,7 @@ use wagate_service::audit::{Actor, Entry, Level};
 use wagate_service::auth::Principal;
 
 use crate::app::AppState;
+use crate::http::Rest;
 
 /// What the handler learned for the trail written after the answer: who called, and the
 /// session acted on when the path does not name it (a session just created).
@@ -116,22 +117,15 @@ pub(crate) const NOT_AUDITED: &[(&str, &str)] = &[
 ];
 
 /// Gives every request a place for its caller, and records the audited ones that succeeded.
-pub(crate) async fn audit_trail<Answered>(
-    state: &AppState,
-    request: Request,
-    next: impl FnOnce(Request) -> Answered,
-) -> Response
-where
-    Answered: Future<Output = Response>,
-{
+pub(crate) async fn audit_trail(state: &AppState, request: Request, next: impl Rest) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next(request).await;
+        return next.answer(request).await;
     }
     let caller = Caller::default();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
     let path = request.uri().path().to_owned();
-    let response = CALLER.scope(caller.clone(), next(request)).await;
+    let response = CALLER.scope(caller.clone(), next.answer(request)).await;
     let status = response.status();
     let Some(route) = route else { return response };
     // Dashboard forms answer with a redirect whether or not the action was done.

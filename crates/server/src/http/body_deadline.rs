@@ -20,19 +20,13 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
+use crate::http::Rest;
 
 /// Gives the request's body its deadline; answers 408 when it passed.
-pub async fn limit_body<Answered>(
-    limit: Duration,
-    request: Request,
-    next: impl FnOnce(Request) -> Answered,
-) -> Response
-where
-    Answered: Future<Output = Response>,
-{
+pub async fn limit_body(limit: Duration, request: Request, next: impl Rest) -> Response {
     let fired = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| AxumBody::new(DeadlineBody::new(body, limit, fired.clone())));
-    let response = next(request).await;
+    let response = next.answer(request).await;
     if !fired.load(Ordering::Relaxed) {
         return response;
     }

@@ -22,6 +22,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::app::AppState;
+use crate::http::Rest;
 use crate::http::extract::JSON_BODY_LIMIT;
 
 /// Marks a request one node carried to another: `<node>;<unix ms>;<caller address>;<signature>`.
@@ -104,14 +105,7 @@ fn now_ms() -> i64 {
 }
 
 /// Checks requests carried here, carries the ones another node must answer.
-pub(crate) async fn to_owner<Answered>(
-    state: &AppState,
-    request: Request,
-    next: impl FnOnce(Request) -> Answered,
-) -> Response
-where
-    Answered: Future<Output = Response>,
-{
+pub(crate) async fn to_owner(state: &AppState, request: Request, next: impl Rest) -> Response {
     let (mut parts, body) = request.into_parts();
     if let Some(mark) = parts.headers.remove(&FORWARDED) {
         let caller = mark
@@ -125,23 +119,15 @@ where
         // Answered here, never carried on: the sending node found that this one runs it.
         parts.extensions.insert(ConnectInfo(caller));
         parts.extensions.insert(Carried);
-        return next(Request::from_parts(parts, body)).await;
+        return next.answer(Request::from_parts(parts, body)).await;
     }
     carry_if_needed(state, parts, body, next).await
 }
 
 /// Answers the request here, or carries it to the node that runs the session it needs.
-async fn carry_if_needed<Answered>(
-    state: &AppState,
-    parts: Parts,
-    body: Body,
-    next: impl FnOnce(Request) -> Answered,
-) -> Response
-where
-    Answered: Future<Output = Response>,
-{
+async fn carry_if_needed(state: &AppState, parts: Parts, body: Body, next: impl Rest) -> Response {
     if !state.cluster.has_company() || !keeps_body(&parts.headers, &body) {
-        return next(Request::from_parts(parts, body)).await;
+        return next.answer(Request::from_parts(parts, body)).await;
     }
     let body = match axum::body::to_bytes(body, KEPT_BODY_BYTES).await {
         Ok(body) => body,
@@ -154,7 +140,7 @@ where
         }
     };
     let upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
-    let response = next(Request::from_parts(parts.clone(), Body::from(body.clone()))).await;
+    let response = next.answer(Request::from_parts(parts.clone(), Body::from(body.clone()))).await;
     let Some(RunsOn(node)) = response.extensions().get::<RunsOn>().cloned() else {
         return response;
     };

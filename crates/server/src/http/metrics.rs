@@ -13,6 +13,7 @@ use wagate_core::Scope;
 use super::extract::Auth;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::http::Rest;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -42,20 +43,13 @@ pub async fn metrics(State(state): State<AppState>, request: Request) -> ApiResu
 
 /// Counts the request under its route's pattern (`/api/v1/sessions/{id}`), never its path, so
 /// the labels stay few.
-pub(crate) async fn count_requests<Answered>(
-    state: &AppState,
-    request: Request,
-    next: impl FnOnce(Request) -> Answered,
-) -> Response
-where
-    Answered: Future<Output = Response>,
-{
+pub(crate) async fn count_requests(state: &AppState, request: Request, next: impl Rest) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let started = Instant::now();
-    let response = next(request).await;
+    let response = next.answer(request).await;
     state.metrics.http_request(&route, response.status().as_u16(), started.elapsed());
     response
 }

@@ -106,15 +106,29 @@ async fn around_every_request(State(state): State<AppState>, request: Request<Bo
     .await
 }
 
-/// Routing errors axum answers itself (405 and friends) get a problem body too.
-async fn problem_for_bare_errors<Answered>(
-    request: Request<Body>,
-    next: impl FnOnce(Request<Body>) -> Answered,
-) -> Response
+/// What a step of [`around_every_request`] calls to have the request answered: the steps after
+/// it, then the route.
+pub(crate) trait Rest {
+    type Answered: Future<Output = Response>;
+
+    fn answer(self, request: Request<Body>) -> Self::Answered;
+}
+
+impl<Steps, Answered> Rest for Steps
 where
+    Steps: FnOnce(Request<Body>) -> Answered,
     Answered: Future<Output = Response>,
 {
-    let response = next(request).await;
+    type Answered = Answered;
+
+    fn answer(self, request: Request<Body>) -> Answered {
+        self(request)
+    }
+}
+
+/// Routing errors axum answers itself (405 and friends) get a problem body too.
+async fn problem_for_bare_errors(request: Request<Body>, next: impl Rest) -> Response {
+    let response = next.answer(request).await;
     let status = response.status();
     // Errors of the framework's own extractors (e.g. a WebSocket route without an upgrade)
     // come as plain text; ours are always problem+json.

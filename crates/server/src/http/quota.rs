@@ -12,6 +12,7 @@ use wagate_service::auth::{Principal, Quota};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::http::Rest;
 use crate::http::forward::Carried;
 
 /// Where authentication leaves the request's standing for the answer's headers. Its presence
@@ -26,16 +27,10 @@ impl QuotaSlot {
 }
 
 /// Gives every request a slot, and the answer the headers of what authentication put in it.
-pub(crate) async fn rate_limit_headers<Answered>(
-    mut request: Request,
-    next: impl FnOnce(Request) -> Answered,
-) -> Response
-where
-    Answered: Future<Output = Response>,
-{
+pub(crate) async fn rate_limit_headers(mut request: Request, next: impl Rest) -> Response {
     let slot = QuotaSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let mut response = next(request).await;
+    let mut response = next.answer(request).await;
     if let Some(quota) = *slot.lock() {
         let headers = response.headers_mut();
         headers.insert("ratelimit-limit", HeaderValue::from(quota.limit));
