@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Server, Soak, percentile, rss_kib};
+use support::{Server, Soak, cpu_ms, percentile, rss_kib};
 
 struct Bench {
     server: Server,
@@ -179,11 +179,19 @@ async fn main() {
     let mut soak = Soak::new("messages", block);
     let mut peak = rss_kib();
     for round in 0..soak_count.div_ceil(block) {
-        let started = Instant::now();
-        let (ok, _) = accept_burst(&bench, block, 64, 2_000_000 + round * block).await;
+        let (started, cpu_before) = (Instant::now(), cpu_ms());
+        let (ok, accepting) = accept_burst(&bench, block, 64, 2_000_000 + round * block).await;
         peak = peak.max(rss_kib());
         bench.drain().await;
-        soak.block(ok, started.elapsed(), dir.path(), &format!(" (peak RSS so far {} MiB)", peak / 1024));
+        let (took, cpu) = (started.elapsed(), cpu_ms() - cpu_before);
+        let extra = format!(
+            "; accepted in {:.1} s, all sent {:.1} s later; CPU {:.3} ms per message (peak RSS so far {} MiB)",
+            accepting.as_secs_f64(),
+            (took - accepting).as_secs_f64(),
+            cpu as f64 / ok.max(1) as f64,
+            peak / 1024
+        );
+        soak.block(ok, took, dir.path(), &extra);
     }
     soak.summary();
 
