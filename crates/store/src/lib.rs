@@ -16,6 +16,8 @@ mod error;
 mod events;
 mod filter;
 mod inbound;
+#[cfg(test)]
+mod listing_plans;
 mod messages;
 mod otp;
 mod rate_limits;

@@ -8,8 +8,9 @@ use wagate_core::{
     SessionStatus,
 };
 use wagate_store::{
-    ActivityFilter, ActivityRecord, CacheTopic, Claim, Fence, LinkedAccount, NewApiKey, NewCode, NewMessage,
-    NewOtp, NewSession, NewUser, NodeRecord, OtpFilter, OtpRecord, Retained, Store, StoreError,
+    ActivityFilter, ActivityRecord, CacheTopic, Claim, Fence, LinkedAccount, MessageFilter, NewApiKey,
+    NewCode, NewMessage, NewOtp, NewSession, NewUser, NodeRecord, OtpFilter, OtpRecord, Retained, Store,
+    StoreError,
 };
 use wagate_testkit::{DatabaseKind, TestDatabase};
 
@@ -122,6 +123,7 @@ async fn scenario(store: Store) {
     assert!(!store.delete_session(&one).await.unwrap());
 
     otp_scenario(&store, &admin.id, &one).await;
+    message_listings(&store, &admin.id).await;
     activity_scenario(&store, &admin.id).await;
     sandbox_network(&store).await;
     store.close().await;
@@ -249,6 +251,89 @@ fn verification(id: &str, owner: &str, message_id: Option<&str>, now: i64) -> Ot
         updated_at: now,
         approved_at: None,
     }
+}
+
+/// Every filter of the message listing returns what filtering the whole listing would, whichever
+/// index serves it (the filters are phrased for the indexes: `store::listing_plans`).
+async fn message_listings(store: &Store, owner: &str) {
+    let session = &SessionId::parse("listed").unwrap();
+    let new = NewSession {
+        id: session,
+        owner_id: owner,
+        name: "l",
+        engine: EngineKind::Sandbox,
+        webhook_url: None,
+    };
+    store.insert_session(new).await.unwrap();
+    let text = MessageContent::Text { body: "listed".into(), mentions: vec![], reply_to: None };
+    for (n, id) in ["l-1", "l-2", "l-3", "l-4", "l-5"].into_iter().enumerate() {
+        let recipient = format!("+62812345700{n:02}");
+        let message = NewMessage {
+            id,
+            owner_id: owner,
+            session_id: session,
+            pool: None,
+            seq: 100 + n as i64,
+            priority: 0,
+            recipient: &recipient,
+            content: &text,
+            expires_at: None,
+            idempotency_key: None,
+            request_hash: None,
+        };
+        store.insert_message(message).await.unwrap();
+    }
+    assert_eq!(store.transition_messages(&["l-1", "l-2"], MessageStatus::Delivered).await.unwrap().len(), 2);
+    assert!(
+        store
+            .transition_message("l-3", MessageStatus::Canceled, &[MessageStatus::Queued], None)
+            .await
+            .unwrap()
+    );
+    let ids =
+        |records: Vec<wagate_store::MessageRecord>| records.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let all = store.messages(&MessageFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert!(all.iter().filter(|m| m.status == MessageStatus::Queued).count() >= 2, "some still queued");
+    for status in MessageStatus::ALL {
+        for owner_id in [None, Some(owner.to_owned())] {
+            for session_id in [None, Some(session.to_string())] {
+                let expected: Vec<_> = all
+                    .iter()
+                    .filter(|m| m.status == status && owner_id.as_ref().is_none_or(|o| &m.owner_id == o))
+                    .filter(|m| session_id.as_ref().is_none_or(|s| m.session_id.as_str() == s))
+                    .map(|m| m.id.clone())
+                    .collect();
+                let filter = MessageFilter {
+                    owner_id: owner_id.clone(),
+                    session_id,
+                    status: Some(status),
+                    limit: 100,
+                    ..Default::default()
+                };
+                assert_eq!(ids(store.messages(&filter).await.unwrap()), expected, "{status:?}, {filter:?}");
+            }
+        }
+        let stranger = MessageFilter {
+            owner_id: Some("someone-else".into()),
+            status: Some(status),
+            limit: 100,
+            ..Default::default()
+        };
+        assert!(store.messages(&stranger).await.unwrap().is_empty(), "another tenant's {status:?}");
+        let strangers_session = MessageFilter { session_id: Some(session.to_string()), ..stranger.clone() };
+        assert!(store.messages(&strangers_session).await.unwrap().is_empty(), "through a session not theirs");
+    }
+    // Page by page, one at a time, the same messages in the same order.
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let filter =
+            MessageFilter { owner_id: Some(owner.to_owned()), before, limit: 1, ..Default::default() };
+        let Some(message) = store.messages(&filter).await.unwrap().pop() else { break };
+        before = Some((message.created_at, message.id.clone()));
+        paged.push(message.id);
+    }
+    assert_eq!(paged, ids(all));
 }
 
 /// Verifications and their messages in one transaction, conditional transitions, counters.

@@ -212,9 +212,9 @@ impl Outbox {
         let _ = self.store.extend_message_lease(id, ready_at + self.config.lease_ms as i64).await;
     }
 
-    /// How many of the session's messages were sent since `since`.
-    pub async fn sent_since(&self, session: &SessionId, since: i64) -> i64 {
-        self.store.count_sent_since(session, since).await.unwrap_or(0)
+    /// How many of the session's messages were sent since `since`, counted up to `at_most`.
+    pub async fn sent_since(&self, session: &SessionId, since: i64, at_most: i64) -> i64 {
+        self.store.count_sent_since(session, since, at_most).await.unwrap_or(0)
     }
 
     /// A claimed message goes back to the queue, not before `not_before`.

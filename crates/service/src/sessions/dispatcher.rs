@@ -367,7 +367,7 @@ async fn cap_wait(outbox: &Outbox, runtime: &Runtime, pacing: &Pacing) -> Option
     const HOUR: i64 = 3_600_000;
     for (cap, window) in [(pacing.hourly_cap, HOUR), (pacing.daily_cap, 24 * HOUR)] {
         let Some(cap) = cap else { continue };
-        if outbox.sent_since(&runtime.id, now_ms() - window).await >= i64::from(cap) {
+        if outbox.sent_since(&runtime.id, now_ms() - window, i64::from(cap)).await >= i64::from(cap) {
             return Some(60_000);
         }
     }

@@ -16,26 +16,7 @@ impl Store {
 
     /// Newest first.
     pub async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
-        let mut conditions = Where::default();
-        conditions
-            .text("owner_id = ?", filter.owner_id.as_deref())
-            .text("session_id = ?", filter.session_id.as_deref())
-            .text("status = ?", filter.status.map(MessageStatus::as_str))
-            .text("recipient = ?", filter.recipient.as_deref())
-            .int("created_at >= ?", filter.since)
-            .int("created_at < ?", filter.until);
-        if let Some(search) = &filter.search {
-            let pattern = format!("%{}%", search.replace(['%', '_'], ""));
-            conditions.texts(
-                "(id = ? OR recipient LIKE ? OR content LIKE ? OR reason LIKE ?)",
-                vec![search.clone(), pattern.clone(), pattern.clone(), pattern],
-            );
-        }
-        conditions.before(filter.before.as_ref());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages {} ORDER BY created_at DESC, id DESC LIMIT ?",
-            conditions.sql()
-        );
+        let (sql, conditions) = message_listing(filter);
         let query = conditions.bind(sqlx::query(self.sql(&sql)));
         let rows = query.bind(i64::from(filter.limit)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(from_row).collect()
@@ -90,14 +71,16 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("session_id")?)).collect()
     }
 
-    /// How many messages the session sent since `since` (for hourly and daily caps).
-    pub async fn count_sent_since(&self, session: &SessionId, since: i64) -> Result<i64> {
-        let row =
-            sqlx::query(self.sql("SELECT COUNT(*) AS n FROM messages WHERE session_id = ? AND sent_at >= ?"))
-                .bind(session.as_str())
-                .bind(since)
-                .fetch_one(&mut *self.reader().await?)
-                .await?;
+    /// How many messages the session sent since `since`, counted up to `at_most` (for hourly
+    /// and daily caps: a count past the cap changes nothing, and stopping there keeps a busy
+    /// session's check from reading its whole day).
+    pub async fn count_sent_since(&self, session: &SessionId, since: i64, at_most: i64) -> Result<i64> {
+        let row = sqlx::query(self.sql(COUNT_SENT_SINCE))
+            .bind(session.as_str())
+            .bind(since)
+            .bind(at_most)
+            .fetch_one(&mut *self.reader().await?)
+            .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -111,4 +94,39 @@ impl Store {
         .await?;
         Ok(row.try_get("n")?)
     }
+}
+
+pub(crate) const COUNT_SENT_SINCE: &str = "SELECT COUNT(*) AS n FROM \
+    (SELECT 1 AS one FROM messages WHERE session_id = ? AND sent_at >= ? LIMIT ?) recent";
+
+/// The listing's statement (its last `?` the limit) and the conditions whose values it binds.
+pub(crate) fn message_listing(filter: &MessageFilter) -> (String, Where) {
+    let mut conditions = Where::default();
+    match (filter.owner_id.as_deref(), filter.session_id.as_deref()) {
+        // A session has one owner: asked of the session's row, the tenant's condition leaves
+        // the session's own index to serve the listing.
+        (Some(owner), Some(session)) => conditions.texts(
+            "session_id = (SELECT id FROM sessions WHERE id = ? AND owner_id = ?)",
+            vec![session.to_owned(), owner.to_owned()],
+        ),
+        (owner, session) => conditions.text("owner_id = ?", owner).text("session_id = ?", session),
+    };
+    conditions
+        .text("status = ?", filter.status.map(MessageStatus::as_str))
+        .text("recipient = ?", filter.recipient.as_deref())
+        .int("created_at >= ?", filter.since)
+        .int("created_at < ?", filter.until);
+    if let Some(search) = &filter.search {
+        let pattern = format!("%{}%", search.replace(['%', '_'], ""));
+        conditions.texts(
+            "(id = ? OR recipient LIKE ? OR content LIKE ? OR reason LIKE ?)",
+            vec![search.clone(), pattern.clone(), pattern.clone(), pattern],
+        );
+    }
+    conditions.before(filter.before.as_ref());
+    let sql = format!(
+        "SELECT {COLUMNS} FROM messages {} ORDER BY created_at DESC, id DESC LIMIT ?",
+        conditions.sql()
+    );
+    (sql, conditions)
 }

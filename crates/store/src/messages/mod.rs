@@ -11,6 +11,9 @@ mod insert;
 mod listings;
 mod transitions;
 
+#[cfg(test)]
+pub(crate) use listings::{COUNT_SENT_SINCE, message_listing};
+
 #[derive(Debug, Clone)]
 pub struct MessageRecord {
     pub id: String,

@@ -77,18 +77,7 @@ impl Store {
 
     /// Newest first.
     pub async fn otps(&self, filter: &OtpFilter) -> Result<Vec<OtpRecord>> {
-        let mut conditions = Where::default();
-        conditions
-            .text("owner_id = ?", filter.owner_id.as_deref())
-            .text("phone = ?", filter.phone.as_deref())
-            .text("status = ?", filter.status.map(OtpStatus::as_str))
-            .int("created_at >= ?", filter.since)
-            .int("created_at < ?", filter.until)
-            .before(filter.before.as_ref());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM otp_verifications {} ORDER BY created_at DESC, id DESC LIMIT ?",
-            conditions.sql()
-        );
+        let (sql, conditions) = otp_listing(filter);
         let query = conditions.bind(sqlx::query(self.sql(&sql)));
         let rows = query.bind(i64::from(filter.limit)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(from_row).collect()
@@ -116,4 +105,21 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The listing's statement (its last `?` the limit) and the conditions whose values it binds.
+pub(crate) fn otp_listing(filter: &OtpFilter) -> (String, Where) {
+    let mut conditions = Where::default();
+    conditions
+        .text("owner_id = ?", filter.owner_id.as_deref())
+        .text("phone = ?", filter.phone.as_deref())
+        .text("status = ?", filter.status.map(OtpStatus::as_str))
+        .int("created_at >= ?", filter.since)
+        .int("created_at < ?", filter.until)
+        .before(filter.before.as_ref());
+    let sql = format!(
+        "SELECT {COLUMNS} FROM otp_verifications {} ORDER BY created_at DESC, id DESC LIMIT ?",
+        conditions.sql()
+    );
+    (sql, conditions)
 }

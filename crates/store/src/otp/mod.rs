@@ -15,6 +15,9 @@ mod phone_failures;
 mod templates;
 mod verifications;
 
+#[cfg(test)]
+pub(crate) use lookups::otp_listing;
+
 #[derive(Debug, Clone)]
 pub struct OtpRecord {
     pub id: String,
