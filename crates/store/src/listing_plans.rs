@@ -3,7 +3,7 @@
 //! (no scan of every row, no sort of every match).
 
 use sqlx::Row;
-use wagate_core::{MessageStatus, OtpStatus, SessionId};
+use wagate_core::{OtpStatus, SessionId};
 
 use crate::filter::Where;
 use crate::messages::{COUNT_SENT_SINCE, message_listing};
