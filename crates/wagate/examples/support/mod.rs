@@ -29,6 +29,10 @@ impl Server {
     /// A fresh data directory, sandbox receipts after 50 ms, `sessions` linked sandbox
     /// sessions `b0`, `b1`…; `adjust` changes the rest of the configuration.
     pub async fn start(dir: &std::path::Path, sessions: usize, adjust: impl FnOnce(&mut Config)) -> Server {
+        // `BENCH_LOG=sqlx::query=debug` prints every statement, to count them per request.
+        if let Ok(filter) = std::env::var("BENCH_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        }
         let mut config = loopback_config(dir);
         config.sandbox_timings.delivery_delay_ms = 50;
         config.sandbox_timings.read_delay_ms = 50;
