@@ -1,6 +1,6 @@
-//! Each owner's sessions as last read. Every message or code sent through a pool, and every
-//! code routed to "any of my sessions", needs that list; reading it from the database each
-//! time cost a round trip per request.
+//! Each owner's sessions, and each session, as last read. Every message sent names its session
+//! or pool, and every code routed to "any of my sessions" needs the owner's list; reading them
+//! from the database each time cost a round trip per request.
 //!
 //! Exact within the process: every write to the sessions table goes through [`Store`] and
 //! clears the lists. Such a write also raises [`CacheTopic::Sessions`](crate::CacheTopic), so
@@ -12,17 +12,23 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use wagate_core::SessionId;
+
 use crate::{Result, SessionRecord, Store};
 
 const FRESH_FOR: Duration = Duration::from_secs(30);
 /// Owners remembered at most (the map is emptied when it grows past this).
 const MAX_OWNERS: usize = 10_000;
+/// Sessions remembered at most by id (emptied the same way).
+const MAX_SESSIONS: usize = 100_000;
 
 #[derive(Default)]
 pub(crate) struct SessionLists {
     /// Bumped after every write, so that a read which overlapped a write is not kept.
     generation: AtomicU64,
     lists: Mutex<HashMap<String, (Instant, Vec<SessionRecord>)>>,
+    /// Sessions by id, under the same rules (emptied with the lists).
+    records: Mutex<HashMap<String, (Instant, SessionRecord)>>,
 }
 
 impl SessionLists {
@@ -48,11 +54,34 @@ impl SessionLists {
         lists.insert(owner_id.to_owned(), (read_at, sessions.to_vec()));
     }
 
+    fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SessionRecord)>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fresh_record(&self, id: &str) -> Option<SessionRecord> {
+        let records = self.records();
+        let (read_at, record) = records.get(id)?;
+        (read_at.elapsed() < FRESH_FOR).then(|| record.clone())
+    }
+
+    fn keep_record(&self, read_at: Instant, generation: u64, record: &SessionRecord) {
+        let mut records = self.records();
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if records.len() >= MAX_SESSIONS {
+            records.clear();
+        }
+        records.insert(record.id.to_string(), (read_at, record.clone()));
+    }
+
     /// Called after every write to the sessions table.
     pub(crate) fn forget(&self) {
         let mut lists = self.lists();
+        let mut records = self.records();
         self.generation.fetch_add(1, Ordering::AcqRel);
         lists.clear();
+        records.clear();
     }
 }
 
@@ -73,6 +102,21 @@ impl Store {
         let sessions = self.sessions(Some(owner_id)).await?;
         self.session_lists.keep(owner_id, read_at, generation, &sessions);
         Ok(sessions)
+    }
+
+    /// The session, as last read (see the module's documentation). For sending; pages that
+    /// show a session read it with [`Store::session`].
+    pub async fn session_as_last_read(&self, id: &SessionId) -> Result<Option<SessionRecord>> {
+        if let Some(record) = self.session_lists.fresh_record(id.as_str()) {
+            return Ok(Some(record));
+        }
+        let generation = self.session_lists.generation.load(Ordering::Acquire);
+        let read_at = Instant::now();
+        let record = self.session(id).await?;
+        if let Some(record) = &record {
+            self.session_lists.keep_record(read_at, generation, record);
+        }
+        Ok(record)
     }
 
     /// The owner's sessions in `pool`, oldest first, as [`Store::owner_sessions`] sees them.

@@ -621,6 +621,13 @@ async fn session_changes_by_another_process_reach_routing() {
     };
     here.insert_session(new).await.unwrap();
     assert_eq!(here.owner_sessions(&owner.id).await.unwrap()[0].status, SessionStatus::Created);
+    let as_last_read = async || here.session_as_last_read(&id).await.unwrap().unwrap().status;
+    assert_eq!(as_last_read().await, SessionStatus::Created);
+    here.set_session_status(&id, SessionStatus::Connecting, None).await.unwrap();
+    assert_eq!(as_last_read().await, SessionStatus::Connecting, "this process's own change, at once");
+    here.set_session_status(&id, SessionStatus::Created, None).await.unwrap();
+    assert_eq!(as_last_read().await, SessionStatus::Created);
+    assert_eq!(here.owner_sessions(&owner.id).await.unwrap()[0].status, SessionStatus::Created);
     let version = |versions: Vec<(CacheTopic, i64)>| {
         versions.into_iter().find(|(topic, _)| *topic == CacheTopic::Sessions).map(|(_, v)| v)
     };
@@ -629,8 +636,12 @@ async fn session_changes_by_another_process_reach_routing() {
     elsewhere.set_session_status(&id, SessionStatus::Connected, None).await.unwrap();
     assert_ne!(version(here.cache_versions().await.unwrap()), before, "the change raised the version");
     assert_eq!(here.owner_sessions(&owner.id).await.unwrap()[0].status, SessionStatus::Created, "kept");
+    assert_eq!(as_last_read().await, SessionStatus::Created, "kept");
     here.forget_session_lists();
     assert_eq!(here.owner_sessions(&owner.id).await.unwrap()[0].status, SessionStatus::Connected);
+    assert_eq!(as_last_read().await, SessionStatus::Connected);
+    let unknown = SessionId::parse("nowhere").unwrap();
+    assert!(here.session_as_last_read(&unknown).await.unwrap().is_none());
 }
 
 /// A database migrated by a newer version is refused with a message that says so, not changed.

@@ -52,7 +52,14 @@ pub(crate) async fn authorized_session(
     scope: Scope,
 ) -> ApiResult<SessionRecord> {
     principal.require(scope)?;
-    visible_session(state, principal, raw).await
+    if scope != Scope::Send {
+        return visible_session(state, principal, raw).await;
+    }
+    let record = state.sessions.get_for_sending(&parse_session_id(raw)?).await?;
+    if !principal.can_see(&record) {
+        return Err(wagate_service::sessions::SessionError::NotFound.into());
+    }
+    Ok(record)
 }
 
 pub(crate) fn parse_session_id(raw: &str) -> ApiResult<SessionId> {

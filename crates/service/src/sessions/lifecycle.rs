@@ -51,6 +51,12 @@ impl SessionManager {
         self.store().session(id).await?.ok_or(SessionError::NotFound)
     }
 
+    /// The session as last read: exact for this node's own changes, another node's within a
+    /// moment (`Store::session_as_last_read`). For sending, where a read per message counts.
+    pub async fn get_for_sending(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        self.store().session_as_last_read(id).await?.ok_or(SessionError::NotFound)
+    }
+
     pub async fn list(&self, owner_id: Option<&str>) -> Result<Vec<SessionRecord>, SessionError> {
         Ok(self.store().sessions(owner_id).await?)
     }
