@@ -36,8 +36,12 @@ pub(crate) async fn visible_session(
     principal: &Principal,
     raw: &str,
 ) -> ApiResult<SessionRecord> {
-    let id = parse_session_id(raw)?;
-    let record = state.sessions.get(&id).await?;
+    let record = state.sessions.get(&parse_session_id(raw)?).await?;
+    seen_by(principal, record)
+}
+
+/// The session if `principal` may see it; as if it did not exist otherwise.
+fn seen_by(principal: &Principal, record: SessionRecord) -> ApiResult<SessionRecord> {
     if !principal.can_see(&record) {
         return Err(wagate_service::sessions::SessionError::NotFound.into());
     }
@@ -55,11 +59,9 @@ pub(crate) async fn authorized_session(
     if scope != Scope::Send {
         return visible_session(state, principal, raw).await;
     }
+    // A read of the session per message sent counts: sending takes it as last read.
     let record = state.sessions.get_for_sending(&parse_session_id(raw)?).await?;
-    if !principal.can_see(&record) {
-        return Err(wagate_service::sessions::SessionError::NotFound.into());
-    }
-    Ok(record)
+    seen_by(principal, record)
 }
 
 pub(crate) fn parse_session_id(raw: &str) -> ApiResult<SessionId> {
