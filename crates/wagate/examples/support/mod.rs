@@ -189,8 +189,9 @@ impl Soak {
         let (rss, bytes) = (rss_kib(), database_bytes(dir));
         let grown = bytes.saturating_sub(self.rows.last().map_or(0, |r| r.2));
         self.rows.push((per_second, rss, bytes));
+        let wal = std::fs::metadata(dir.join("wagate.db-wal")).map_or(0, |m| m.len());
         println!(
-            "block {:>2} ({} {} in all): {per_second:.0} {}/s; RSS {} MiB; database {} MiB (+{:.1} MiB){extra}",
+            "block {:>2} ({} {} in all): {per_second:.0} {}/s; RSS {} MiB; database {} MiB (+{:.1} MiB; write-ahead log {} MiB){extra}",
             self.rows.len(),
             self.rows.len() * self.block,
             self.unit,
@@ -198,6 +199,7 @@ impl Soak {
             rss / 1024,
             bytes >> 20,
             grown as f64 / 1_048_576.0,
+            wal >> 20,
         );
     }
 
