@@ -192,3 +192,85 @@ async fn a_session_that_drops_mid_burst_loses_nothing() {
     let expected: Vec<String> = (0..60).map(|n| format!("#{n:02}")).collect();
     assert_eq!(bodies, expected, "every message once, in order");
 }
+
+#[tokio::test]
+async fn deleting_a_session_leaves_no_message_waiting_for_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    // Recipients end in 1: none of the sandbox's numbers that fail on purpose.
+    for (id, phone) in [("d1", "+6281200000046"), ("d2", "+6281200000047"), ("d3", "+6281200000048")] {
+        app.linked(&admin, id, phone).await;
+        app.post(&format!("/api/v1/sessions/{id}/disconnect"), &admin, Value::Null).await;
+    }
+    for id in ["d1", "d2"] {
+        app.call(Method::PATCH, &format!("/api/v1/sessions/{id}"), &admin, json!({ "pool": "ops" })).await;
+    }
+    let queue = |session: &'static str, body: Value| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            let path = format!("/api/v1/sessions/{session}/messages");
+            let (status, accepted) = app.post(&path, admin, body).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+            accepted["id"].as_str().unwrap().to_owned()
+        }
+    };
+    // d3 is in no pool: its queued messages fail when it is deleted.
+    let mut alone = Vec::new();
+    for n in 0..3 {
+        alone.push(queue("d3", json!({ "to": format!("+628123456{n}01"), "text": "alone" })).await);
+    }
+    // d1's pool messages move to d2; a message sent through d1 by name (not the pool) fails.
+    let mut pooled = Vec::new();
+    for n in 0..3 {
+        let (status, accepted) = app
+            .post(
+                "/api/v1/messages",
+                &admin,
+                json!({ "pool": "ops", "to": format!("+628123457{n}01"), "text": "pooled" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        pooled.push((accepted["id"].as_str().unwrap().to_owned(), accepted["session_id"].clone()));
+    }
+    let pinned = queue("d1", json!({ "to": "+6281234580001", "text": "pinned" })).await;
+
+    for id in ["d3", "d1"] {
+        let response =
+            app.request(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&admin)).send().await;
+        assert_eq!(response.unwrap().status(), StatusCode::NO_CONTENT);
+    }
+    for id in alone.iter().chain([&pinned]) {
+        let (_, m) = app.get(&format!("/api/v1/messages/{id}"), &admin).await;
+        assert_eq!(
+            (m["status"].as_str(), m["reason"].as_str()),
+            (Some("failed"), Some("session deleted")),
+            "{m}"
+        );
+        let last = m["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["status"], "failed", "{m}");
+    }
+    let (_, waiting) = app.get("/api/v1/messages?status=queued", &admin).await;
+    let waiting: Vec<(&str, &str)> = waiting["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["session_id"].as_str().unwrap()))
+        .collect();
+    let mut expected: Vec<&str> = pooled.iter().map(|(id, _)| id.as_str()).collect();
+    expected.sort_unstable();
+    let mut queued: Vec<&str> = waiting.iter().map(|(id, _)| *id).collect();
+    queued.sort_unstable();
+    assert_eq!(queued, expected, "only the pool's messages wait, every one of them");
+    assert!(
+        waiting.iter().all(|(_, session)| *session == "d2"),
+        "all on the pool's other member: {waiting:?}"
+    );
+    assert!(pooled.iter().any(|(_, session)| session == "d1"), "some were on the deleted member: {pooled:?}");
+
+    app.post("/api/v1/sessions/d2/connect", &admin, Value::Null).await;
+    for (id, _) in &pooled {
+        let m = app.wait_for_message(&admin, id, sent).await;
+        assert_eq!(m["session_id"], "d2", "{m}");
+    }
+}

@@ -37,8 +37,18 @@ impl Where {
     /// Newest-first paging: rows created before `(created_at, id)`. Said as a range of
     /// `created_at` first, so an index on it reads from the cursor on rather than every row.
     pub(crate) fn before(&mut self, cursor: Option<&(i64, String)>) -> &mut Self {
+        self.cursor("created_at <= ? AND (created_at < ? OR id < ?)", cursor)
+    }
+
+    /// The same paging for rows found through another index and sorted afterwards: `+` keeps
+    /// the database from taking the range as the way in.
+    pub(crate) fn before_sorted_after(&mut self, cursor: Option<&(i64, String)>) -> &mut Self {
+        self.cursor("+created_at <= ? AND (+created_at < ? OR id < ?)", cursor)
+    }
+
+    fn cursor(&mut self, clause: &'static str, cursor: Option<&(i64, String)>) -> &mut Self {
         if let Some((created_at, id)) = cursor {
-            self.clauses.push("created_at <= ? AND (created_at < ? OR id < ?)".into());
+            self.clauses.push(clause.into());
             self.binds.extend([Bind::Int(*created_at), Bind::Int(*created_at), Bind::Text(id.clone())]);
         }
         self

@@ -20,6 +20,7 @@ mod inbound;
 mod listing_plans;
 mod messages;
 mod otp;
+mod queue_index;
 mod rate_limits;
 mod retention;
 mod sandbox;
@@ -171,6 +172,7 @@ impl Store {
             other => StoreError::Migrate(other),
         })?;
         drop(connection);
+        self.narrow_queue_index().await?;
         self.create_engine_state_table().await?;
         self.create_sandbox_tables().await
     }

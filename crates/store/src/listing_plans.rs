@@ -1,14 +1,15 @@
 //! Listings and counts stay cheap however long the history: SQLite's plan for each filter served
 //! by an index reads the matching rows through it. Message listings also read newest first and
-//! stop at the page's end (no sort of every match); the verifications still pending, few by
-//! nature, are sorted.
+//! stop at the page's end (no sort of every match); the messages and verifications still
+//! pending, few by nature, are sorted.
 
 use sqlx::Row;
-use wagate_core::{OtpStatus, SessionId};
+use wagate_core::{MessageStatus, OtpStatus, SessionId};
 
 use crate::filter::Where;
-use crate::messages::{COUNT_SENT_SINCE, message_listing};
+use crate::messages::{COUNT_SENT_SINCE, QUEUE_STATEMENTS, claim_statement, message_listing};
 use crate::otp::otp_listing;
+use crate::stats::{OLDEST_QUEUED, OUTBOX_DEPTH};
 use crate::{MessageFilter, OtpFilter, Store};
 
 async fn store() -> (tempfile::TempDir, Store) {
@@ -69,6 +70,73 @@ async fn every_message_listing_reads_only_its_page() {
         let (sql, conditions) = message_listing(&filter);
         assert_served_by(&plan(&store, &sql, &conditions, 50).await, index, what);
     }
+}
+
+#[tokio::test]
+async fn what_waits_is_read_through_the_queue_not_the_history() {
+    let (_dir, store) = store().await;
+    let owner = || Some("owner".to_owned());
+    for status in [MessageStatus::Queued, MessageStatus::Sending] {
+        let cases: Vec<(&str, MessageFilter)> = vec![
+            ("everything", MessageFilter { status: Some(status), ..Default::default() }),
+            ("a tenant's", MessageFilter { status: Some(status), owner_id: owner(), ..Default::default() }),
+            (
+                "a tenant's, a later page",
+                MessageFilter {
+                    status: Some(status),
+                    owner_id: owner(),
+                    before: Some((5, "id".into())),
+                    ..Default::default()
+                },
+            ),
+            (
+                "every tenant's of a session",
+                MessageFilter { status: Some(status), session_id: Some("one".into()), ..Default::default() },
+            ),
+            (
+                "a session's",
+                MessageFilter {
+                    status: Some(status),
+                    owner_id: owner(),
+                    session_id: Some("one".into()),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (what, filter) in cases {
+            let (sql, conditions) = message_listing(&filter);
+            let plan = plan(&store, &sql, &conditions, 50).await;
+            assert!(uses_index(&plan, "messages_waiting"), "{what} {status}: not through the queue:\n{plan}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_queue_is_read_through_its_own_index() {
+    let (_dir, store) = store().await;
+    // Every `?` of these statements is a session or a time; any text does for a plan.
+    let plan_of = async |sql: &str| {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for _ in 0..sql.matches('?').count() {
+            query = query.bind("one");
+        }
+        let rows = query.fetch_all(&mut *store.reader().await.unwrap()).await.unwrap();
+        rows.iter().map(|row| row.try_get::<String, _>("detail").unwrap()).collect::<Vec<_>>().join("\n")
+    };
+    let claim = plan_of(&claim_statement(32)).await;
+    assert!(claim.contains("USING INDEX messages_waiting (session_id=?"), "the claim:\n{claim}");
+    assert!(!claim.contains("TEMP B-TREE"), "the claim sorts:\n{claim}");
+    for sql in QUEUE_STATEMENTS.into_iter().chain([OUTBOX_DEPTH, OLDEST_QUEUED]) {
+        let plan = plan_of(sql).await;
+        assert!(uses_index(&plan, "messages_waiting"), "{sql}:\n{plan}");
+    }
+    let indexes =
+        sqlx::query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'")
+            .fetch_all(&mut *store.reader().await.unwrap())
+            .await
+            .unwrap();
+    let names: Vec<String> = indexes.iter().map(|row| row.try_get("name").unwrap()).collect();
+    assert!(!names.contains(&"messages_queue".to_owned()), "the full queue index is gone: {names:?}");
 }
 
 #[tokio::test]

@@ -108,16 +108,12 @@ impl Store {
     /// Messages queued or being sent, all tenants. Read session by session through the queue
     /// index, so the cost follows the backlog, not the history.
     pub async fn outbox_depth(&self) -> Result<i64> {
-        let sql = "SELECT COUNT(*) AS n FROM sessions s JOIN messages m ON m.session_id = s.id \
-                   WHERE m.status IN ('queued', 'sending')";
-        Ok(sqlx::query(self.sql(sql)).fetch_one(&mut *self.reader().await?).await?.try_get("n")?)
+        Ok(sqlx::query(self.sql(OUTBOX_DEPTH)).fetch_one(&mut *self.reader().await?).await?.try_get("n")?)
     }
 
     /// Per session with queued messages: (session id, the oldest one's creation time).
     pub async fn oldest_queued_per_session(&self) -> Result<Vec<(String, i64)>> {
-        let sql = "SELECT m.session_id AS session_id, MIN(m.created_at) AS since FROM sessions s \
-                   JOIN messages m ON m.session_id = s.id WHERE m.status = 'queued' GROUP BY m.session_id";
-        let rows = sqlx::query(self.sql(sql)).fetch_all(&mut *self.reader().await?).await?;
+        let rows = sqlx::query(self.sql(OLDEST_QUEUED)).fetch_all(&mut *self.reader().await?).await?;
         rows.iter().map(|row| Ok((row.try_get("session_id")?, row.try_get("since")?))).collect()
     }
 
@@ -141,3 +137,11 @@ impl Store {
         Ok(sqlx::query(self.sql(sql)).fetch_one(&mut *self.reader().await?).await?.try_get("since")?)
     }
 }
+
+// Read session by session through the queue's index, whose condition they repeat
+// (`queue_index.rs`).
+pub(crate) const OUTBOX_DEPTH: &str = "SELECT COUNT(*) AS n FROM sessions s JOIN messages m ON m.session_id = s.id \
+     WHERE m.status IN ('queued', 'sending')";
+pub(crate) const OLDEST_QUEUED: &str = "SELECT m.session_id AS session_id, MIN(m.created_at) AS since \
+     FROM sessions s JOIN messages m ON m.session_id = s.id \
+     WHERE m.status IN ('queued', 'sending') AND m.status = 'queued' GROUP BY m.session_id";

@@ -262,7 +262,9 @@ pub async fn update(
     Ok(JsonResponse(SessionView::from(&record)))
 }
 
-/// Delete a session: stops its connection and removes its stored credentials.
+/// Delete a session: stops its connection and removes its stored credentials. Its messages not
+/// yet sent do not wait for it: queued pool messages move to another member of the pool, the
+/// rest become `failed` with the reason `session deleted` (and their `message.failed` webhooks).
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = Problem),
         (status = 409, description = "`session_on_other_node`: another node of the cluster runs the session", body = Problem)),

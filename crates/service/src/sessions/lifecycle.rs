@@ -200,6 +200,7 @@ impl SessionManager {
         self.store().delete_session_webhooks(id, false).await?;
         self.webhooks().invalidate();
         self.store().delete_session(id).await?;
+        self.settle_queue_of_deleted(&record, &runtime.sender()).await?;
         runtime.publish(StreamEvent::Deleted { session_id: id.to_string() });
         runtime.is_deleted.store(true, Ordering::SeqCst);
         runtime.deleted.notify_waiters();

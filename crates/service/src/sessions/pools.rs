@@ -11,6 +11,7 @@ use super::runtime::Runtime;
 use super::stream::StreamEvent;
 use super::{SessionError, SessionManager};
 use crate::audit::Level;
+use crate::outbox::Sender;
 use crate::time::{now_ms, rfc3339};
 
 /// How a pool picks the session for a new message.
@@ -95,6 +96,31 @@ impl SessionManager {
                 Err(err) => tracing::error!(pool, error = %err, "cannot move pool messages"),
             }
         }
+    }
+
+    /// The queue of a session just deleted: its queued pool messages go to another member of
+    /// the pool (a healthy one where there is one); the rest fail, so that nothing waits for a
+    /// session that is gone.
+    pub(super) async fn settle_queue_of_deleted(
+        &self,
+        record: &SessionRecord,
+        sender: &Sender,
+    ) -> Result<(), SessionError> {
+        if let Some(pool) = &record.pool {
+            let members = self.store().pool_sessions(&record.owner_id, pool).await?;
+            if let Some(heir) = members.iter().find(|m| self.is_healthy(m)).or(members.first()) {
+                let moved = self.store().move_pool_messages(&record.id, &heir.id).await?;
+                if moved > 0 {
+                    let detail = serde_json::json!({ "from": record.id.as_str(), "count": moved });
+                    self.log(&heir.id, "pool_messages_taken_over", detail).await;
+                    self.notify_work(heir);
+                }
+            }
+        }
+        for id in self.store().pending_message_ids(&record.id).await? {
+            self.outbox().settle_failed(sender, &id, "session deleted".to_owned(), false).await;
+        }
+        Ok(())
     }
 
     /// After a status change or a restriction: keep the session's pool flowing.

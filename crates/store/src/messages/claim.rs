@@ -22,13 +22,7 @@ impl Store {
         lease_until: i64,
         limit: usize,
     ) -> Result<Claim> {
-        // The limit is written out: SQLite plans `LIMIT ?` with its bound value and so prepares
-        // the statement again every time one is bound. Dispatchers use one or two limits.
-        let sql = format!(
-            "SELECT {COLUMNS}, lease_until FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
-             ORDER BY priority DESC, seq ASC LIMIT {}",
-            limit.max(1)
-        );
+        let sql = claim_statement(limit);
         let rows =
             sqlx::query(self.sql(&sql)).bind(session.as_str()).fetch_all(&mut *self.reader().await?).await?;
         let mut batch = Vec::with_capacity(rows.len());
@@ -193,42 +187,58 @@ impl Store {
     /// At start-up: leases of a stopped process return their messages to the queue (the same
     /// message id is sent again, which WhatsApp deduplicates).
     pub async fn release_message_leases(&self) -> Result<u64> {
-        let done = sqlx::query(self.sql(
-            "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? WHERE status = 'sending'",
-        ))
-        .bind(now_ms())
-        .execute(&mut *self.writer().await?)
-        .await?;
+        let done =
+            sqlx::query(self.sql(RELEASE_ALL)).bind(now_ms()).execute(&mut *self.writer().await?).await?;
         Ok(done.rows_affected())
     }
 
     /// The session's messages left `sending` by the node that ran it before (which stopped
     /// before its lease ended) go back to the queue.
     pub async fn release_session_message_leases(&self, session: &SessionId) -> Result<u64> {
-        let done = sqlx::query(self.sql(
-            "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? \
-             WHERE session_id = ? AND status = 'sending'",
-        ))
-        .bind(now_ms())
-        .bind(session.as_str())
-        .execute(&mut *self.writer().await?)
-        .await?;
+        let done = sqlx::query(self.sql(RELEASE_SESSION))
+            .bind(now_ms())
+            .bind(session.as_str())
+            .execute(&mut *self.writer().await?)
+            .await?;
         Ok(done.rows_affected())
     }
 
     /// Moves the queued pool messages of `from` to `to` (when `from` cannot send).
     pub async fn move_pool_messages(&self, from: &SessionId, to: &SessionId) -> Result<u64> {
-        let done = sqlx::query(self.sql(
-            "UPDATE messages SET session_id = ?, updated_at = ? WHERE session_id = ? AND status = 'queued' AND pool IS NOT NULL",
-        ))
-        .bind(to.as_str())
-        .bind(now_ms())
-        .bind(from.as_str())
-        .execute(&mut *self.writer().await?)
-        .await?;
+        let done = sqlx::query(self.sql(MOVE_POOL))
+            .bind(to.as_str())
+            .bind(now_ms())
+            .bind(from.as_str())
+            .execute(&mut *self.writer().await?)
+            .await?;
         Ok(done.rows_affected())
     }
 }
+
+/// The next messages of a session's queue (one `?`: the session). The limit is written out:
+/// SQLite plans `LIMIT ?` with its bound value and so prepares the statement again every time
+/// one is bound. Dispatchers use one or two limits.
+pub(crate) fn claim_statement(limit: usize) -> String {
+    format!(
+        "SELECT {COLUMNS}, lease_until FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
+         ORDER BY priority DESC, seq ASC LIMIT {}",
+        limit.max(1)
+    )
+}
+
+// Statements on the queue say `status IN ('queued', 'sending')` even when they want one of the
+// two: that is the condition of the queue's index (`queue_index.rs`), which holds no other
+// message, and a database uses it only for a query that says so.
+const RELEASE_ALL: &str = "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? \
+     WHERE status IN ('queued', 'sending') AND status = 'sending'";
+const RELEASE_SESSION: &str = "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? \
+     WHERE session_id = ? AND status IN ('queued', 'sending') AND status = 'sending'";
+const MOVE_POOL: &str = "UPDATE messages SET session_id = ?, updated_at = ? \
+     WHERE session_id = ? AND status IN ('queued', 'sending') AND status = 'queued' AND pool IS NOT NULL";
+
+/// The statements that look for messages in the queue other than the claim.
+#[cfg(test)]
+pub(crate) const QUEUE_STATEMENTS: [&str; 3] = [RELEASE_ALL, RELEASE_SESSION, MOVE_POOL];
 
 #[cfg(test)]
 mod tests {

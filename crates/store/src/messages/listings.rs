@@ -5,6 +5,7 @@ use wagate_core::{MessageStatus, SessionId};
 
 use super::{COLUMNS, MessageEventRecord, MessageFilter, MessageRecord, from_row};
 use crate::filter::Where;
+use crate::queue_index::WAITING;
 use crate::{Result, Store, parse_column};
 
 impl Store {
@@ -84,6 +85,18 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// The ids of a session's messages not yet sent (`queued` or `sending`), in sending order.
+    pub async fn pending_message_ids(&self, session: &SessionId) -> Result<Vec<String>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT id FROM messages WHERE session_id = ? AND status IN ('queued', 'sending') \
+             ORDER BY priority DESC, seq",
+        ))
+        .bind(session.as_str())
+        .fetch_all(&mut *self.reader().await?)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
     /// Messages waiting in a session's queue.
     pub async fn count_queued(&self, session: &SessionId) -> Result<i64> {
         let row = sqlx::query(self.sql(
@@ -102,6 +115,11 @@ pub(crate) const COUNT_SENT_SINCE: &str = "SELECT COUNT(*) AS n FROM \
 /// The listing's statement (its last `?` the limit) and the conditions whose values it binds.
 pub(crate) fn message_listing(filter: &MessageFilter) -> (String, Where) {
     let mut conditions = Where::default();
+    // What is still waiting is found through the queue's index, session by session: the queue
+    // is as long as what waits, the history as long as everything ever sent. A message's tenant
+    // is its session's (sessions do not change hands), and a deleted session leaves nothing
+    // waiting (its queue moves to its pool or fails).
+    let waiting = matches!(filter.status, Some(MessageStatus::Queued | MessageStatus::Sending));
     match (filter.owner_id.as_deref(), filter.session_id.as_deref()) {
         // A session has one owner: asked of the session's row, the tenant's condition leaves
         // the session's own index to serve the listing.
@@ -109,8 +127,16 @@ pub(crate) fn message_listing(filter: &MessageFilter) -> (String, Where) {
             "session_id = (SELECT id FROM sessions WHERE id = ? AND owner_id = ?)",
             vec![session.to_owned(), owner.to_owned()],
         ),
+        (Some(owner), None) if waiting => {
+            conditions.text("session_id IN (SELECT id FROM sessions WHERE owner_id = ?)", Some(owner))
+        }
+        (None, None) if waiting => conditions.texts("session_id IN (SELECT id FROM sessions)", Vec::new()),
         (owner, session) => conditions.text("owner_id = ?", owner).text("session_id = ?", session),
     };
+    if waiting {
+        // The queue index's own condition, word for word (`queue_index.rs`).
+        conditions.texts(WAITING, Vec::new());
+    }
     conditions
         .text("status = ?", filter.status.map(MessageStatus::as_str))
         .text("recipient = ?", filter.recipient.as_deref())
@@ -123,10 +149,15 @@ pub(crate) fn message_listing(filter: &MessageFilter) -> (String, Where) {
             vec![search.clone(), pattern.clone(), pattern.clone(), pattern],
         );
     }
-    conditions.before(filter.before.as_ref());
-    let sql = format!(
-        "SELECT {COLUMNS} FROM messages {} ORDER BY created_at DESC, id DESC LIMIT ?",
-        conditions.sql()
-    );
+    // The queue's matches are few and sorted afterwards; `+` keeps a database from reading a
+    // session's whole history through an index already in this order instead.
+    let order = if waiting {
+        conditions.before_sorted_after(filter.before.as_ref());
+        "+created_at DESC, id DESC"
+    } else {
+        conditions.before(filter.before.as_ref());
+        "created_at DESC, id DESC"
+    };
+    let sql = format!("SELECT {COLUMNS} FROM messages {} ORDER BY {order} LIMIT ?", conditions.sql());
     (sql, conditions)
 }

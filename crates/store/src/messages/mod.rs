@@ -12,6 +12,8 @@ mod listings;
 mod transitions;
 
 #[cfg(test)]
+pub(crate) use claim::{QUEUE_STATEMENTS, claim_statement};
+#[cfg(test)]
 pub(crate) use listings::{COUNT_SENT_SINCE, message_listing};
 
 #[derive(Debug, Clone)]
