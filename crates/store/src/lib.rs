@@ -20,7 +20,7 @@ mod inbound;
 mod listing_plans;
 mod messages;
 mod otp;
-mod queue_index;
+mod partial_indexes;
 mod rate_limits;
 mod retention;
 mod sandbox;
@@ -172,7 +172,7 @@ impl Store {
             other => StoreError::Migrate(other),
         })?;
         drop(connection);
-        self.narrow_queue_index().await?;
+        self.narrow_indexes().await?;
         self.create_engine_state_table().await?;
         self.create_sandbox_tables().await
     }

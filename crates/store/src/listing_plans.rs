@@ -112,7 +112,7 @@ async fn what_waits_is_read_through_the_queue_not_the_history() {
 }
 
 #[tokio::test]
-async fn the_queue_is_read_through_its_own_index() {
+async fn the_queue_and_the_idempotency_keys_have_indexes_of_their_own() {
     let (_dir, store) = store().await;
     // Every `?` of these statements is a session or a time; any text does for a plan.
     let plan_of = async |sql: &str| {
@@ -136,7 +136,14 @@ async fn the_queue_is_read_through_its_own_index() {
             .await
             .unwrap();
     let names: Vec<String> = indexes.iter().map(|row| row.try_get("name").unwrap()).collect();
-    assert!(!names.contains(&"messages_queue".to_owned()), "the full queue index is gone: {names:?}");
+    for full in ["messages_queue", "messages_idempotency", "messages_session_sent"] {
+        assert!(!names.contains(&full.to_owned()), "{full} replaced by its partial index: {names:?}");
+    }
+    let repeat = plan_of("SELECT id FROM messages WHERE owner_id = ? AND idempotency_key = ?").await;
+    assert!(
+        repeat.contains("USING INDEX messages_idempotency_keys (owner_id=? AND idempotency_key=?)"),
+        "{repeat}"
+    );
 }
 
 #[tokio::test]
@@ -182,5 +189,5 @@ async fn the_sending_caps_count_reads_only_the_window() {
         .text("session_id = ?", Some(SessionId::parse("one").unwrap().as_str()))
         .int("sent_at >= ?", Some(0));
     let plan = plan(&store, COUNT_SENT_SINCE, &conditions, 1_000).await;
-    assert!(plan.contains("messages_session_sent (session_id=? AND sent_at>?)"), "{plan}");
+    assert!(plan.contains("messages_session_sent_at (session_id=? AND sent_at>?)"), "{plan}");
 }

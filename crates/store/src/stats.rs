@@ -139,7 +139,7 @@ impl Store {
 }
 
 // Read session by session through the queue's index, whose condition they repeat
-// (`queue_index.rs`).
+// (`partial_indexes.rs`).
 pub(crate) const OUTBOX_DEPTH: &str = "SELECT COUNT(*) AS n FROM sessions s JOIN messages m ON m.session_id = s.id \
      WHERE m.status IN ('queued', 'sending')";
 pub(crate) const OLDEST_QUEUED: &str = "SELECT m.session_id AS session_id, MIN(m.created_at) AS since \

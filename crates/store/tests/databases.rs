@@ -8,9 +8,9 @@ use wagate_core::{
     SessionStatus,
 };
 use wagate_store::{
-    ActivityFilter, ActivityRecord, CacheTopic, Claim, Fence, LinkedAccount, MessageFilter, NewApiKey,
-    NewCode, NewMessage, NewOtp, NewSession, NewUser, NodeRecord, OtpFilter, OtpRecord, Retained, Store,
-    StoreError,
+    ActivityFilter, ActivityRecord, CacheTopic, Claim, Fence, Inserted, LinkedAccount, MessageFilter,
+    NewApiKey, NewCode, NewMessage, NewOtp, NewSession, NewUser, NodeRecord, OtpFilter, OtpRecord, Retained,
+    Store, StoreError,
 };
 use wagate_testkit::{DatabaseKind, TestDatabase};
 
@@ -278,10 +278,28 @@ async fn message_listings(store: &Store, owner: &str) {
             recipient: &recipient,
             content: &text,
             expires_at: None,
-            idempotency_key: None,
+            // One with a key; the others share none (any number of messages may have none).
+            idempotency_key: (id == "l-4").then_some("key-4"),
             request_hash: None,
         };
-        store.insert_message(message).await.unwrap();
+        assert!(matches!(store.insert_message(message).await.unwrap(), Inserted::New(_)), "{id}");
+    }
+    let repeat = NewMessage {
+        id: "l-4-again",
+        owner_id: owner,
+        session_id: session,
+        pool: None,
+        seq: 200,
+        priority: 0,
+        recipient: "+6281234570003",
+        content: &text,
+        expires_at: None,
+        idempotency_key: Some("key-4"),
+        request_hash: None,
+    };
+    match store.insert_message(repeat).await.unwrap() {
+        Inserted::Existing(first) => assert_eq!(first.id, "l-4"),
+        Inserted::New(m) => panic!("a repeated idempotency key made a new message {}", m.id),
     }
     assert_eq!(store.transition_messages(&["l-1", "l-2"], MessageStatus::Delivered).await.unwrap().len(), 2);
     assert!(

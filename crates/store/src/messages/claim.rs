@@ -227,7 +227,7 @@ pub(crate) fn claim_statement(limit: usize) -> String {
 }
 
 // Statements on the queue say `status IN ('queued', 'sending')` even when they want one of the
-// two: that is the condition of the queue's index (`queue_index.rs`), which holds no other
+// two: that is the condition of the queue's index (`partial_indexes.rs`), which holds no other
 // message, and a database uses it only for a query that says so.
 const RELEASE_ALL: &str = "UPDATE messages SET status = 'queued', lease_until = NULL, updated_at = ? \
      WHERE status IN ('queued', 'sending') AND status = 'sending'";

@@ -5,7 +5,7 @@ use wagate_core::{MessageStatus, SessionId};
 
 use super::{COLUMNS, MessageEventRecord, MessageFilter, MessageRecord, from_row};
 use crate::filter::Where;
-use crate::queue_index::WAITING;
+use crate::partial_indexes::WAITING;
 use crate::{Result, Store, parse_column};
 
 impl Store {
@@ -134,7 +134,7 @@ pub(crate) fn message_listing(filter: &MessageFilter) -> (String, Where) {
         (owner, session) => conditions.text("owner_id = ?", owner).text("session_id = ?", session),
     };
     if waiting {
-        // The queue index's own condition, word for word (`queue_index.rs`).
+        // The queue index's own condition, word for word (`partial_indexes.rs`).
         conditions.texts(WAITING, Vec::new());
     }
     conditions
