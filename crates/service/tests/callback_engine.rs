@@ -1,6 +1,7 @@
 //! The engine boundary accepts an engine that is not a linked device: an API account whose
 //! inbound messages arrive as HTTP callbacks, connected as soon as it is opened, with no QR
-//! code. The services drive it without knowing what it is.
+//! code. The services drive it without knowing what it is. Also, with that engine, how a node
+//! that begins to stop leaves its sessions to the others.
 //!
 //! `EngineKind` has no variant for such an engine: the test engine reports itself as `web`.
 
@@ -120,6 +121,27 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check
     }
 }
 
+/// The session manager of a node with `engine` as its only engine.
+async fn manager(
+    store: &Store,
+    dir: &std::path::Path,
+    engine: Arc<CallbackEngine>,
+    shutdown: watch::Receiver<bool>,
+) -> SessionManager {
+    let engines = Engines::new().with_engine(engine);
+    let sealer = Arc::new(Sealer::new(&[7; 32]));
+    let metrics = Arc::new(Metrics::default());
+    let webhooks =
+        Arc::new(Webhooks::new(store.clone(), WebhookConfig::default(), sealer.clone(), metrics.clone()));
+    let media = Arc::new(MediaStore::new(dir, MediaConfig::default(), UrlGuard::new(false)));
+    let outbox = Outbox::new(store.clone(), DeliveryConfig::default(), metrics.clone());
+    let pacing = SessionPacing { web: Pacing::default(), sandbox: Pacing::default(), otp: Pacing::default() };
+    let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver), metrics };
+    let cluster =
+        Cluster::join(store.clone(), "node-a".into(), None, None, ClusterConfig::default()).await.unwrap();
+    SessionManager::new(store.clone(), engines, dir.to_owned(), pipeline, pacing, cluster, shutdown)
+}
+
 #[tokio::test]
 async fn an_api_account_engine_sends_and_receives_without_special_cases() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,27 +151,8 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
         store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
 
     let engine = Arc::new(CallbackEngine::default());
-    let engines = Engines::new().with_engine(engine.clone());
-    let sealer = Arc::new(Sealer::new(&[7; 32]));
-    let metrics = Arc::new(Metrics::default());
-    let webhooks =
-        Arc::new(Webhooks::new(store.clone(), WebhookConfig::default(), sealer.clone(), metrics.clone()));
-    let media = Arc::new(MediaStore::new(dir.path(), MediaConfig::default(), UrlGuard::new(false)));
-    let outbox = Outbox::new(store.clone(), DeliveryConfig::default(), metrics.clone());
     let (_stop, shutdown) = watch::channel(false);
-    let pacing = SessionPacing { web: Pacing::default(), sandbox: Pacing::default(), otp: Pacing::default() };
-    let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver), metrics };
-    let cluster =
-        Cluster::join(store.clone(), "node-a".into(), None, None, ClusterConfig::default()).await.unwrap();
-    let sessions = SessionManager::new(
-        store.clone(),
-        engines,
-        dir.path().to_owned(),
-        pipeline,
-        pacing,
-        cluster,
-        shutdown,
-    );
+    let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
 
     let request =
         CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
@@ -217,4 +220,33 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
         stored.iter().any(|m| m.wa_id == "CALLBACK1")
     })
     .await;
+}
+
+/// A node that began to stop claims no session: what it claimed then would be cut off when its
+/// connections close and its database pool shuts, instead of going to a node that stays.
+#[tokio::test]
+async fn a_node_that_began_to_stop_claims_no_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+    store.migrate().await.unwrap();
+    let owner =
+        store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
+    let engine = Arc::new(CallbackEngine::default());
+    let (stop, shutdown) = watch::channel(false);
+    let sessions = manager(&store, dir.path(), engine.clone(), shutdown.clone()).await;
+    let request =
+        CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
+    let id = sessions.create(&owner.id, request).await.unwrap().id;
+    store.set_session_auto_connect(&id, true).await.unwrap();
+
+    stop.send_replace(true);
+    assert_eq!(sessions.restore().await.unwrap(), 0);
+    assert_eq!(sessions.node_of(&id).await.unwrap(), None, "no lease taken");
+    assert!(engine.sinks.lock().unwrap().is_empty(), "no connection opened");
+
+    // The same node, not stopping, claims it.
+    let (_running, shutdown) = watch::channel(false);
+    let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
+    assert_eq!(sessions.restore().await.unwrap(), 1);
+    assert_eq!(sessions.node_of(&id).await.unwrap().as_deref(), Some("node-a"));
 }

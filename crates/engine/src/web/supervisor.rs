@@ -78,7 +78,9 @@ async fn run_client(shared: &Arc<Shared>) -> Ending {
     }
     let bot = match builder.build().await {
         Ok(bot) => bot,
-        Err(err) => return Ending::Final { reason: format!("cannot start the WhatsApp client: {err}") },
+        // What fails here is the session's storage, which building reads and writes (and tries
+        // out): a database away for a moment must not end the session for good.
+        Err(err) => return Ending::Unexpected { reason: format!("cannot start the WhatsApp client: {err}") },
     };
     let mut handle = bot.spawn();
     let client = handle.client();
@@ -162,5 +164,80 @@ impl TransportFactory for AttemptCounter {
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::super::WebConfig;
+    use super::super::session::WebSession;
+    use crate::state::{MemoryState, SessionState, StateChange, StateEntry, StateError};
+    use crate::{Connection, EngineEvent, EventSink, SessionSpec};
+
+    /// A session's state whose database refuses every write, as one that is away does.
+    #[derive(Default)]
+    struct Unwritable(MemoryState);
+
+    fn away() -> StateError {
+        StateError::Failed("the database cannot be reached".into())
+    }
+
+    #[async_trait]
+    impl SessionState for Unwritable {
+        async fn get(&self, space: &str, scope: &str, names: &[&str]) -> Result<Vec<StateEntry>, StateError> {
+            self.0.get(space, scope, names).await
+        }
+        async fn list(&self, space: &str, scope: Option<&str>) -> Result<Vec<StateEntry>, StateError> {
+            self.0.list(space, scope).await
+        }
+        async fn max_name(&self, space: &str) -> Result<Option<String>, StateError> {
+            self.0.max_name(space).await
+        }
+        async fn any_prefixed(&self, spaces: &[&str], prefixes: &[&str]) -> Result<bool, StateError> {
+            self.0.any_prefixed(spaces, prefixes).await
+        }
+        async fn change(&self, _changes: Vec<StateChange>) -> Result<Vec<u64>, StateError> {
+            Err(away())
+        }
+        async fn take(
+            &self,
+            _space: &str,
+            _scope: &str,
+            _name: &str,
+        ) -> Result<Option<StateEntry>, StateError> {
+            Err(away())
+        }
+        async fn exists(&self) -> Result<bool, StateError> {
+            self.0.exists().await
+        }
+        async fn forget(&self) -> Result<(), StateError> {
+            Err(away())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_cannot_be_built_for_want_of_its_database_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SessionSpec {
+            id: wagate_core::SessionId::parse("away").unwrap(),
+            state: std::sync::Arc::new(Unwritable::default()),
+            store_dir: dir.path().join("away"),
+        };
+        let (sink, mut events) = EventSink::channel();
+        let session = WebSession::open(spec, sink, std::sync::Arc::new(WebConfig::default()));
+
+        let first = tokio::time::timeout(Duration::from_secs(30), events.recv()).await.unwrap().unwrap();
+        match first {
+            EngineEvent::Reconnecting { attempt, reason, .. } => {
+                assert_eq!(attempt, 1);
+                assert!(reason.contains("cannot start the WhatsApp client"), "{reason}");
+            }
+            other => panic!("expected a new attempt to be announced, not {other:?}"),
+        }
+        session.close().await;
     }
 }

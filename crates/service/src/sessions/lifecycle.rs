@@ -299,6 +299,8 @@ impl SessionManager {
 
     /// Closes every connection, keeping credentials and `auto_connect`, so a restart restores them.
     pub async fn shutdown(&self) {
+        // Claims under way end at the next session (they see the shutdown); none starts after.
+        let _claiming = self.inner.claiming.lock().await;
         let runtimes: Vec<Arc<Runtime>> =
             self.inner.runtimes.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let closing = runtimes.iter().map(|runtime| self.close(runtime, "server stopped"));

@@ -76,6 +76,9 @@ struct Inner {
     pipeline: Pipeline,
     pacing: SessionPacing,
     shutdown: watch::Receiver<bool>,
+    /// Held while this node claims sessions: shutdown waits for it, so that no session is
+    /// claimed while (or after) the connections are closed and the leases handed over.
+    claiming: tokio::sync::Mutex<()>,
     /// Sessions with new work, for the other nodes (see [`wakeups`]).
     wakeups: mpsc::UnboundedSender<SessionId>,
     announced: Mutex<Option<mpsc::UnboundedReceiver<SessionId>>>,
@@ -136,6 +139,7 @@ impl SessionManager {
             pipeline,
             pacing,
             shutdown,
+            claiming: tokio::sync::Mutex::new(()),
             wakeups,
             announced: Mutex::new(Some(announced)),
             listening: AtomicBool::new(false),

@@ -319,6 +319,10 @@ impl SessionManager {
     /// its share while other nodes have room and no session waits to be claimed (see
     /// [`balance`](super::balance)). Returns how many it connected.
     pub(super) async fn claim_share(&self) -> Result<usize, SessionError> {
+        let _claiming = self.inner.claiming.lock().await;
+        if self.stopping() {
+            return Ok(0);
+        }
         let cluster = &self.inner.cluster;
         let live_nodes = cluster.live_node_ids().await?;
         let wanted: Vec<SessionRecord> =
@@ -344,6 +348,9 @@ impl SessionManager {
         let mut mine = self.held().len();
         let mut connected = 0;
         for record in wanted {
+            if self.stopping() {
+                return Ok(connected);
+            }
             if running.contains_key(record.id.as_str()) || self.held().contains_key(&record.id) {
                 continue;
             }
@@ -412,6 +419,11 @@ impl SessionManager {
             self.release(&id).await;
             self.balance().handed_over(&id, now);
         }
+    }
+
+    /// Whether this node began to shut down: it claims nothing more.
+    fn stopping(&self) -> bool {
+        *self.inner.shutdown.borrow()
     }
 
     fn balance(&self) -> std::sync::MutexGuard<'_, balance::Balance> {
