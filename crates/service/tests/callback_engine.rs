@@ -22,7 +22,7 @@ use wagate_service::metrics::Metrics;
 use wagate_service::outbox::{DeliveryConfig, NewOutgoing, Outbox};
 use wagate_service::seal::Sealer;
 use wagate_service::sessions::{
-    CreateSession, MessageObserver, Pipeline, SessionError, SessionManager, SessionPacing,
+    CreateSession, MessageObserver, Pipeline, SessionError, SessionManager, SessionPacing, StreamEvent,
 };
 use wagate_service::url_guard::UrlGuard;
 use wagate_service::webhooks::{WebhookConfig, Webhooks};
@@ -249,4 +249,56 @@ async fn a_node_that_began_to_stop_claims_no_session() {
     let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
     assert_eq!(sessions.restore().await.unwrap(), 1);
     assert_eq!(sessions.node_of(&id).await.unwrap().as_deref(), Some("node-a"));
+}
+
+/// A connect asked for the moment the session shows that its connection ended (here: the
+/// account logged out) opens a new connection; it used to find the ended one still in place,
+/// answer as if connected, and open nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_right_after_the_connection_ended_opens_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+    store.migrate().await.unwrap();
+    let owner =
+        store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
+    let engine = Arc::new(CallbackEngine::default());
+    let (_stop, shutdown) = watch::channel(false);
+    let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
+    let request =
+        CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
+    let id = sessions.create(&owner.id, request).await.unwrap().id;
+
+    for round in 1..=5 {
+        sessions.connect(&id).await.unwrap();
+        eventually("connected", || async {
+            sessions.get(&id).await.unwrap().status == SessionStatus::Connected
+        })
+        .await;
+        let mut watching = sessions.subscribe(&id).await.unwrap();
+        let sink = engine.sinks.lock().unwrap().last().cloned().unwrap();
+        assert!(sink.emit(EngineEvent::LoggedOut { reason: "removed on the phone".into() }));
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), watching.events.recv()).await;
+            if let StreamEvent::Status { status: SessionStatus::LoggedOut, .. } = event.unwrap().unwrap() {
+                break;
+            }
+        }
+        sessions.connect(&id).await.unwrap();
+        assert_eq!(
+            engine.sinks.lock().unwrap().len(),
+            2 * round,
+            "round {round}: a new connection was opened"
+        );
+        eventually("connected again", || async {
+            sessions.get(&id).await.unwrap().status == SessionStatus::Connected
+        })
+        .await;
+        // Ended again by a logout, for the next round to start from a fresh connection.
+        let sink = engine.sinks.lock().unwrap().last().cloned().unwrap();
+        assert!(sink.emit(EngineEvent::LoggedOut { reason: "removed on the phone".into() }));
+        eventually("logged out", || async {
+            sessions.get(&id).await.unwrap().status == SessionStatus::LoggedOut
+        })
+        .await;
+    }
 }

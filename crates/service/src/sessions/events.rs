@@ -31,10 +31,23 @@ fn changes_status(event: &EngineEvent) -> bool {
     !matches!(event, EngineEvent::Receipt { .. } | EngineEvent::Inbound(_))
 }
 
+/// Whether the connection is over after `event`: it is then handled with the connection's lock
+/// held (taken before the status gate, as `connect` takes them), so that a connect asked for as
+/// soon as the status shows the end opens a new connection instead of finding the ended one.
+fn ends_connection(event: &EngineEvent) -> bool {
+    matches!(
+        event,
+        EngineEvent::LoggedOut { .. }
+            | EngineEvent::QrExhausted
+            | EngineEvent::Disconnected { reconnecting: false, .. }
+    )
+}
+
 impl SessionManager {
     /// Handles one connection's events until it ends or a newer connection replaces it.
     pub(super) async fn pump(self, runtime: Arc<Runtime>, generation: u64, mut events: EventReceiver) {
         while let Some(event) = events.recv().await {
+            let live = if ends_connection(&event) { Some(runtime.live.lock().await) } else { None };
             let gate = if changes_status(&event) { Some(runtime.status_gate.lock().await) } else { None };
             if runtime.generation.load(Ordering::SeqCst) != generation {
                 break;
@@ -45,7 +58,10 @@ impl SessionManager {
                 events.reject();
             }
             if after == AfterEvent::Ended {
-                let mut live = runtime.live.lock().await;
+                let mut live = match live {
+                    Some(live) => live,
+                    None => runtime.live.lock().await,
+                };
                 if runtime.generation.load(Ordering::SeqCst) == generation {
                     live.connection = None;
                     runtime.generation.fetch_add(1, Ordering::SeqCst);

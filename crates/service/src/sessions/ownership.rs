@@ -196,12 +196,15 @@ impl SessionManager {
         let mut to_renew = Vec::with_capacity(held.len());
         for (id, until) in held {
             let runtime = self.live_runtime(&id);
-            if let Some(runtime) = &runtime {
-                let idle = runtime.live.try_lock().is_ok_and(|live| live.connection.is_none());
-                if idle {
-                    self.release(&id).await;
-                    continue;
-                }
+            // Released under the connection's lock: a connect waits, then claims the lease again
+            // (released after its claim, the lease would be gone under its new connection).
+            if let Some(runtime) = &runtime
+                && let Ok(live) = runtime.live.try_lock()
+                && live.connection.is_none()
+            {
+                self.release(&id).await;
+                drop(live);
+                continue;
             }
             if now_ms() >= until {
                 self.abandon_soon(id, runtime, "its lease could not be renewed in time");
