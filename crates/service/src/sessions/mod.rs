@@ -5,7 +5,9 @@
 //! [`events`]). Every connection gets a new generation number, so late events of a closed
 //! connection are ignored. Status changes pass the runtime's `status_gate`, where a pump
 //! re-checks its generation: a closed connection's late QR code can never land after the
-//! "disconnected" that closed it.
+//! "disconnected" that closed it. An event that ends the connection is handled under the
+//! `live` lock as well (taken first, in the order operations take them), so the connection is
+//! let go before anyone can act on the status that announces its end.
 
 mod announce;
 mod balance;
