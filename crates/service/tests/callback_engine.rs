@@ -121,6 +121,31 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check
     }
 }
 
+/// A node on a fresh database, a `CallbackEngine` its only engine, with one session not
+/// connected yet.
+struct Node {
+    dir: tempfile::TempDir,
+    store: Store,
+    owner_id: String,
+    engine: Arc<CallbackEngine>,
+    sessions: SessionManager,
+    id: wagate_core::SessionId,
+}
+
+async fn node_with_a_session(shutdown: watch::Receiver<bool>) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
+    store.migrate().await.unwrap();
+    let owner =
+        store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
+    let engine = Arc::new(CallbackEngine::default());
+    let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
+    let request =
+        CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
+    let id = sessions.create(&owner.id, request).await.unwrap().id;
+    Node { dir, store, owner_id: owner.id, engine, sessions, id }
+}
+
 /// The session manager of a node with `engine` as its only engine.
 async fn manager(
     store: &Store,
@@ -144,20 +169,8 @@ async fn manager(
 
 #[tokio::test]
 async fn an_api_account_engine_sends_and_receives_without_special_cases() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
-    store.migrate().await.unwrap();
-    let owner =
-        store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
-
-    let engine = Arc::new(CallbackEngine::default());
     let (_stop, shutdown) = watch::channel(false);
-    let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
-
-    let request =
-        CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
-    let record = sessions.create(&owner.id, request).await.unwrap();
-    let id = record.id.clone();
+    let Node { dir: _dir, store, owner_id, engine, sessions, id } = node_with_a_session(shutdown).await;
     let connected = sessions.connect(&id).await.unwrap();
     eventually("connected", || async { sessions.get(&id).await.unwrap().status == SessionStatus::Connected })
         .await;
@@ -181,7 +194,7 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
     let accepted = sessions
         .outbox()
         .accept(NewOutgoing {
-            owner_id: &owner.id,
+            owner_id: &owner_id,
             session_id: &id,
             pool: None,
             recipient: phone.e164(),
@@ -226,17 +239,8 @@ async fn an_api_account_engine_sends_and_receives_without_special_cases() {
 /// connections close and its database pool shuts, instead of going to a node that stays.
 #[tokio::test]
 async fn a_node_that_began_to_stop_claims_no_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
-    store.migrate().await.unwrap();
-    let owner =
-        store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
-    let engine = Arc::new(CallbackEngine::default());
     let (stop, shutdown) = watch::channel(false);
-    let sessions = manager(&store, dir.path(), engine.clone(), shutdown.clone()).await;
-    let request =
-        CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
-    let id = sessions.create(&owner.id, request).await.unwrap().id;
+    let Node { dir, store, engine, sessions, id, .. } = node_with_a_session(shutdown).await;
     store.set_session_auto_connect(&id, true).await.unwrap();
 
     stop.send_replace(true);
@@ -256,17 +260,8 @@ async fn a_node_that_began_to_stop_claims_no_session() {
 /// answer as if connected, and open nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_right_after_the_connection_ended_opens_a_new_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&Store::sqlite_url(dir.path())).await.unwrap();
-    store.migrate().await.unwrap();
-    let owner =
-        store.insert_user(NewUser { username: "owner", password_hash: "x", role: Role::User }).await.unwrap();
-    let engine = Arc::new(CallbackEngine::default());
     let (_stop, shutdown) = watch::channel(false);
-    let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
-    let request =
-        CreateSession { id: None, name: Some("api".into()), engine: EngineKind::Web, webhook_url: None };
-    let id = sessions.create(&owner.id, request).await.unwrap().id;
+    let Node { dir: _dir, engine, sessions, id, .. } = node_with_a_session(shutdown).await;
 
     for round in 1..=5 {
         sessions.connect(&id).await.unwrap();
