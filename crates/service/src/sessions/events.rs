@@ -16,12 +16,11 @@ use super::stream::{AccountView, StreamEvent, webhook_data};
 use crate::audit::Level;
 use crate::time::{now_ms, rfc3339};
 
-/// What the pump does after an event.
+/// What became of an event. Whether the connection ended with it is the event's kind
+/// ([`ends_connection`]).
 #[derive(Debug, PartialEq, Eq)]
 enum AfterEvent {
-    Continue,
-    /// The connection ended.
-    Ended,
+    Handled,
     /// The event could not be handled (a received message not stored): the engine is told so.
     NotHandled,
 }
@@ -31,9 +30,10 @@ fn changes_status(event: &EngineEvent) -> bool {
     !matches!(event, EngineEvent::Receipt { .. } | EngineEvent::Inbound(_))
 }
 
-/// Whether the connection is over after `event`: it is then handled with the connection's lock
-/// held (taken before the status gate, as `connect` takes them), so that a connect asked for as
-/// soon as the status shows the end opens a new connection instead of finding the ended one.
+/// Whether the connection is over after `event` (its pump then ends). Such an event is handled
+/// with the connection's lock held (taken before the status gate, as `connect` takes them), so
+/// that a connect asked for as soon as the status shows the end opens a new connection instead
+/// of finding the ended one.
 fn ends_connection(event: &EngineEvent) -> bool {
     matches!(
         event,
@@ -57,11 +57,7 @@ impl SessionManager {
             if after == AfterEvent::NotHandled {
                 events.reject();
             }
-            if after == AfterEvent::Ended {
-                let mut live = match live {
-                    Some(live) => live,
-                    None => runtime.live.lock().await,
-                };
+            if let Some(mut live) = live {
                 if runtime.generation.load(Ordering::SeqCst) == generation {
                     live.connection = None;
                     runtime.generation.fetch_add(1, Ordering::SeqCst);
@@ -88,10 +84,10 @@ impl SessionManager {
             EngineEvent::LoggedOut { reason } => self.on_logged_out(runtime, reason).await,
             EngineEvent::Receipt { ids, kind } => {
                 self.outbox().receipt(&runtime.sender(), ids, kind);
-                AfterEvent::Continue
+                AfterEvent::Handled
             }
             EngineEvent::Inbound(message) => match self.on_inbound(runtime, message).await {
-                true => AfterEvent::Continue,
+                true => AfterEvent::Handled,
                 false => AfterEvent::NotHandled,
             },
         }
@@ -115,7 +111,7 @@ impl SessionManager {
             StreamEvent::Qr { session_id: runtime.id.to_string(), qr: code, expires_at: rfc3339(expires_at) };
         self.webhooks().emit(&runtime.owner_id, Some(&runtime.id), "session.qr", webhook_data(&event)).await;
         runtime.publish(event);
-        AfterEvent::Continue
+        AfterEvent::Handled
     }
 
     async fn on_qr_exhausted(&self, runtime: &Runtime) -> AfterEvent {
@@ -128,7 +124,7 @@ impl SessionManager {
             code: "qr_codes_exhausted".into(),
             message: "no QR code was scanned in time; connect again for new codes".into(),
         });
-        AfterEvent::Ended
+        AfterEvent::Handled
     }
 
     async fn on_pair_code(&self, runtime: &Runtime, code: String, valid_for: Duration) -> AfterEvent {
@@ -141,7 +137,7 @@ impl SessionManager {
         self.write_status(runtime, SessionStatus::PairingCode, None).await;
         let session_id = runtime.id.to_string();
         runtime.publish(StreamEvent::PairCode { session_id, code, expires_at: rfc3339(expires_at) });
-        AfterEvent::Continue
+        AfterEvent::Handled
     }
 
     async fn on_paired(&self, runtime: &Runtime, account: Account) -> AfterEvent {
@@ -149,7 +145,7 @@ impl SessionManager {
         self.note(runtime, "paired", Level::Info, serde_json::json!({ "phone": account.phone.e164() })).await;
         let account = AccountView::from(&account);
         runtime.publish(StreamEvent::Paired { session_id: runtime.id.to_string(), account });
-        AfterEvent::Continue
+        AfterEvent::Handled
     }
 
     async fn on_connected(&self, runtime: &Runtime, account: Account) -> AfterEvent {
@@ -158,7 +154,7 @@ impl SessionManager {
         self.write_status(runtime, SessionStatus::Connected, None).await;
         self.note(runtime, "connected", Level::Info, serde_json::json!({ "phone": account.phone.e164() }))
             .await;
-        AfterEvent::Continue
+        AfterEvent::Handled
     }
 
     async fn on_disconnected(&self, runtime: &Runtime, reason: String, reconnecting: bool) -> AfterEvent {
@@ -174,7 +170,7 @@ impl SessionManager {
         self.write_status(runtime, status, Some(&reason)).await;
         let detail = serde_json::json!({ "reason": reason, "reconnecting": reconnecting });
         self.note(runtime, "disconnected", Level::Warning, detail).await;
-        if reconnecting { AfterEvent::Continue } else { AfterEvent::Ended }
+        AfterEvent::Handled
     }
 
     async fn on_reconnecting(
@@ -194,7 +190,7 @@ impl SessionManager {
         self.write_status(runtime, SessionStatus::Connecting, Some(&reason)).await;
         let detail = serde_json::json!({ "attempt": attempt, "retry_in_ms": retry_in.as_millis() as u64, "reason": reason });
         self.log(&runtime.id, "reconnecting", detail).await;
-        AfterEvent::Continue
+        AfterEvent::Handled
     }
 
     async fn on_logged_out(&self, runtime: &Runtime, reason: String) -> AfterEvent {
@@ -203,7 +199,7 @@ impl SessionManager {
         let _ = self.store().set_session_account(&runtime.id, None).await;
         self.write_status(runtime, SessionStatus::LoggedOut, Some(&reason)).await;
         self.note(runtime, "logged_out", Level::Error, serde_json::json!({ "reason": reason })).await;
-        AfterEvent::Ended
+        AfterEvent::Handled
     }
 
     async fn record_account(&self, id: &SessionId, account: &Account) {
