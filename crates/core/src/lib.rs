@@ -7,6 +7,7 @@ pub mod access;
 pub mod address;
 pub mod engine_state;
 pub mod message;
+mod message_id;
 pub mod otp;
 pub mod pacing;
 pub mod phone;
