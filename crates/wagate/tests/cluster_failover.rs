@@ -140,7 +140,9 @@ async fn stop_in_a_burst(stop: Stop) {
     }
     let stopped_at = Instant::now();
     match stop {
-        Stop::Kill => a.kill().await,
+        Stop::Kill => {
+            a.kill().await;
+        }
         Stop::Graceful => {
             a.terminate().await;
         }
@@ -344,10 +346,7 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
     }
     let stopped_at = Instant::now();
     let stopped_logs = match stop {
-        Stop::Kill => {
-            a.kill().await;
-            Vec::new()
-        }
+        Stop::Kill => a.kill().await,
         Stop::Graceful => a.terminate().await,
     };
 
@@ -415,9 +414,12 @@ async fn web_sessions_move_when_a_node_stops(stop: Stop) {
             .map(|n| format!("w{n}"))
             .collect();
         let ids: Vec<&str> = sessions.iter().map(String::as_str).collect();
-        print_lines_about(&ids, &[("node-b", b.logs_so_far()), ("node-c", c.logs_so_far())]);
+        print_lines_about(
+            &ids,
+            &[("node-a", &stopped_logs), ("node-b", b.logs_so_far()), ("node-c", c.logs_so_far())],
+        );
         panic!(
-            "a device was logged in twice at once: {overlapping:?} ({sessions:?}); the survivors' lines above"
+            "a device was logged in twice at once: {overlapping:?} ({sessions:?}); the nodes' lines above"
         );
     }
     b.terminate().await;

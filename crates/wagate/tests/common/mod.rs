@@ -99,10 +99,17 @@ impl Server {
 }
 
 impl Server {
-    /// SIGKILL: no shutdown at all, as in a crash or a power cut of the process.
-    pub async fn kill(mut self) {
+    /// SIGKILL: no shutdown at all, as in a crash or a power cut of the process. Returns the
+    /// lines it wrote before.
+    pub async fn kill(mut self) -> Vec<Value> {
         self.child.start_kill().unwrap();
         let _ = self.child.wait().await;
+        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), self.logs.recv()).await {
+            if let Ok(parsed) = serde_json::from_str(&line) {
+                self.seen.push(parsed);
+            }
+        }
+        self.seen
     }
 }
 
