@@ -264,7 +264,7 @@ impl Cluster {
 
     async fn leave(&self) {
         self.runs_jobs.store(false, Ordering::SeqCst);
-        if let Err(err) = self.store.release_lease(JOBS_LEASE, &self.node_id).await {
+        if let Err(err) = self.store.release_lease(JOBS_LEASE, &self.node_id, now_ms()).await {
             tracing::warn!(error = %err, "cannot hand the cluster jobs over");
         }
         if let Err(err) = self.store.remove_node(&self.node_id).await {

@@ -146,8 +146,19 @@ async fn node_with_a_session(shutdown: watch::Receiver<bool>) -> Node {
     Node { dir, store, owner_id: owner.id, engine, sessions, id }
 }
 
-/// The session manager of a node with `engine` as its only engine.
+/// The session manager of node-a with `engine` as its only engine.
 async fn manager(
+    store: &Store,
+    dir: &std::path::Path,
+    engine: Arc<CallbackEngine>,
+    shutdown: watch::Receiver<bool>,
+) -> SessionManager {
+    manager_of("node-a", store, dir, engine, shutdown).await
+}
+
+/// The session manager of the node `node` with `engine` as its only engine.
+async fn manager_of(
+    node: &str,
     store: &Store,
     dir: &std::path::Path,
     engine: Arc<CallbackEngine>,
@@ -163,7 +174,7 @@ async fn manager(
     let pacing = SessionPacing { web: Pacing::default(), sandbox: Pacing::default(), otp: Pacing::default() };
     let pipeline = Pipeline { outbox, webhooks, media, sealer, observer: Arc::new(NoObserver), metrics };
     let cluster =
-        Cluster::join(store.clone(), "node-a".into(), None, None, ClusterConfig::default()).await.unwrap();
+        Cluster::join(store.clone(), node.into(), None, None, ClusterConfig::default()).await.unwrap();
     SessionManager::new(store.clone(), engines, dir.to_owned(), pipeline, pacing, cluster, shutdown)
 }
 
@@ -253,6 +264,37 @@ async fn a_node_that_began_to_stop_claims_no_session() {
     let sessions = manager(&store, dir.path(), engine.clone(), shutdown).await;
     assert_eq!(sessions.restore().await.unwrap(), 1);
     assert_eq!(sessions.node_of(&id).await.unwrap().as_deref(), Some("node-a"));
+}
+
+/// A session whose lease another node gave up a moment ago (a hand-over, a node that stopped)
+/// is claimed only a heartbeat later: the client that node closed may still be logged in for a
+/// moment, and WhatsApp must never see the device logged in on two nodes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_another_node_just_let_go_is_claimed_a_heartbeat_later() {
+    let (stop_a, shutdown_a) = watch::channel(false);
+    let Node { dir, store, engine, sessions: node_a, id, .. } = node_with_a_session(shutdown_a).await;
+    store.set_session_auto_connect(&id, true).await.unwrap();
+    assert_eq!(node_a.restore().await.unwrap(), 1);
+    // What the session needs to run (this engine keeps it on disk) is on node-b too: here
+    // both nodes share one data directory.
+    std::fs::create_dir_all(dir.path().join("sessions").join(id.as_str())).unwrap();
+    let (_stop_b, shutdown_b) = watch::channel(false);
+    let node_b = manager_of("node-b", &store, dir.path(), engine.clone(), shutdown_b).await;
+    assert_eq!(node_b.restore().await.unwrap(), 0, "node-a runs it");
+
+    // node-a stops: it closes the session and gives its lease up.
+    let let_go = std::time::Instant::now();
+    stop_a.send_replace(true);
+    node_a.shutdown().await;
+    assert_eq!(node_b.restore().await.unwrap(), 0, "let go just now: not claimed yet");
+    assert_eq!(node_b.node_of(&id).await.unwrap(), None);
+
+    eventually("claimed by node-b", || async {
+        node_b.node_of(&id).await.unwrap().as_deref() == Some("node-b")
+    })
+    .await;
+    let heartbeat = Duration::from_millis(ClusterConfig::default().heartbeat_ms);
+    assert!(let_go.elapsed() >= heartbeat, "claimed {:?} after it was let go", let_go.elapsed());
 }
 
 /// A connect asked for the moment the session shows that its connection ended (here: the

@@ -216,13 +216,18 @@ impl Store {
         Ok(renewed)
     }
 
-    /// Gives the lease up at once (a node that stops), when `node` holds it.
-    pub async fn release_lease(&self, name: &str, node: &str) -> Result<()> {
-        sqlx::query(self.sql("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?"))
-            .bind(name)
-            .bind(node)
-            .execute(&mut *self.lease_writer().await?)
-            .await?;
+    /// Gives the lease up at once (a node that stops), when `node` holds it: it ends at `now`,
+    /// and its end tells other nodes how long ago it was let go.
+    pub async fn release_lease(&self, name: &str, node: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            self.sql("UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at > ?"),
+        )
+        .bind(now)
+        .bind(name)
+        .bind(node)
+        .bind(now)
+        .execute(&mut *self.lease_writer().await?)
+        .await?;
         Ok(())
     }
 

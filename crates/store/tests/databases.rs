@@ -601,7 +601,7 @@ async fn otp_scenario(store: &Store, owner: &str, session: &SessionId) {
     let claimed = store.claim_next_messages(&fenced, &fence("node-a", held.epoch), now, now + 1, 10).await;
     assert!(matches!(claimed, Ok(Claim::Messages { ref batch, .. }) if batch.len() == 1), "{claimed:?}");
     store.release_messages(&["m-fenced"]).await.unwrap();
-    store.release_lease("session:fenced", "node-a").await.unwrap();
+    store.release_lease("session:fenced", "node-a", now).await.unwrap();
     let refused = store.claim_next_messages(&fenced, &fence("node-a", held.epoch), now, now + 1, 10).await;
     assert!(matches!(refused, Err(StoreError::Fenced { .. })), "a released lease: {refused:?}");
     assert_eq!(store.message("m-fenced").await.unwrap().unwrap().status, MessageStatus::Queued);
@@ -706,9 +706,9 @@ async fn leases(store: &Store) {
         store.take_lease("jobs", "node-b", now + 150, now + 250).await.unwrap().expect("expired: taken");
     assert_eq!(taken.epoch, first.epoch + 1, "a new holder, a new epoch");
     assert_eq!(store.take_lease("jobs", "node-a", now + 160, now + 260).await.unwrap(), None, "a lost it");
-    store.release_lease("jobs", "node-a").await.unwrap(); // not the holder: nothing changes
+    store.release_lease("jobs", "node-a", now + 170).await.unwrap(); // not the holder: nothing changes
     assert_eq!(store.lease_holder("jobs", now + 170).await.unwrap().as_deref(), Some("node-b"));
-    store.release_lease("jobs", "node-b").await.unwrap();
+    store.release_lease("jobs", "node-b", now + 170).await.unwrap();
     assert_eq!(store.lease_holder("jobs", now + 170).await.unwrap(), None);
     let back = store.take_lease("jobs", "node-a", now + 171, now + 271).await.unwrap().expect("released");
     assert_eq!(back.epoch, taken.epoch + 1);

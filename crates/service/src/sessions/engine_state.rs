@@ -174,7 +174,7 @@ mod tests {
             state.change(vec![StateChange::Put(vec![written.clone()])]).await.unwrap();
             // The lease runs out and node B takes it: a new epoch.
             let lease = "session:s1";
-            store.release_lease(lease, "node-a").await.unwrap();
+            store.release_lease(lease, "node-a", 0).await.unwrap();
             store.take_lease(lease, "node-b", 1, i64::MAX / 2).await.unwrap().expect("taken over");
             let stale = StateEntry::new("session", "", "555.0", b"stale".to_vec(), 0);
             let refused = state.change(vec![StateChange::Put(vec![stale])]).await.unwrap_err();

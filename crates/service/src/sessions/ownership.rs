@@ -2,7 +2,9 @@
 //! holder of the lease `session:<id>`. With every heartbeat a node renews the leases it holds
 //! and claims sessions that should be online and that nobody holds, up to its fair share of
 //! them. A node that cannot renew a lease in time closes the session a heartbeat before the
-//! lease runs out, so two nodes never hold connections of one session at once.
+//! lease runs out, and other nodes claim a session a heartbeat after its lease ended or was
+//! let go, so two nodes never hold connections of one session at once: the closing node has
+//! two heartbeats for its close to reach WhatsApp.
 //!
 //! A linked session is claimed by a node that has what it needs: its state in the database
 //! (both engines keep it there), or, for an engine that keeps it on disk or a session not yet
@@ -119,17 +121,33 @@ impl SessionManager {
 
     /// The node that runs each session that runs somewhere.
     pub async fn nodes_of_sessions(&self) -> Result<HashMap<String, String>, SessionError> {
-        let leases = self.store().held_leases(LEASE_PREFIX, now_ms()).await?;
+        self.nodes_of_sessions_leased_after(now_ms()).await
+    }
+
+    /// The node of each session whose lease ends after `at`.
+    async fn nodes_of_sessions_leased_after(&self, at: i64) -> Result<HashMap<String, String>, SessionError> {
+        let leases = self.store().held_leases(LEASE_PREFIX, at).await?;
         Ok(leases
             .into_iter()
             .filter_map(|(name, node)| Some((name.strip_prefix(LEASE_PREFIX)?.to_owned(), node)))
             .collect())
     }
 
+    /// The node that runs each session, counting a session as run by the node that let it go
+    /// or lost its lease less than a heartbeat ago: not claimed yet. The client that node
+    /// closed may still be logged in for a moment (its close not yet seen by WhatsApp, or
+    /// slower than the heartbeat between a missed renewal and the lease's end), and WhatsApp
+    /// must never see one device logged in twice at once.
+    async fn nodes_of_sessions_or_just_let_go(&self) -> Result<HashMap<String, String>, SessionError> {
+        self.nodes_of_sessions_leased_after(now_ms() - self.inner.cluster.heartbeat_ms()).await
+    }
+
     /// Gives the session's lease up (after its connection was closed here).
     pub(super) async fn release(&self, id: &SessionId) {
         self.held().remove(id);
-        if let Err(err) = self.store().release_lease(&lease_name(id), self.inner.cluster.node_id()).await {
+        if let Err(err) =
+            self.store().release_lease(&lease_name(id), self.inner.cluster.node_id(), now_ms()).await
+        {
             tracing::warn!(session = %id, error = %err, "cannot hand the session over");
         }
     }
@@ -332,7 +350,7 @@ impl SessionManager {
             self.store().sessions(None).await?.into_iter().filter(|record| record.auto_connect).collect();
         // Leases under this node's id that it does not hold in memory are a previous run's
         // (a restart after a crash): taken back at once rather than after they expire.
-        let mut running = self.nodes_of_sessions().await?;
+        let mut running = self.nodes_of_sessions_or_just_let_go().await?;
         running.retain(|_, node| node != cluster.node_id());
         let share = wanted.len().div_ceil(live_nodes.len().max(1));
         let now = now_ms();

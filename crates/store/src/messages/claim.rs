@@ -318,7 +318,7 @@ mod tests {
         assert_eq!((b.status, b.attempts, b.claimed_at), (MessageStatus::Queued, 0, None), "given back");
 
         // Nothing taken and the lease lost: the fence's refusal, not a lost race.
-        store.release_lease("session:s1", "node-a").await.unwrap();
+        store.release_lease("session:s1", "node-a", now).await.unwrap();
         let refused = store.claim_in_one_statement(&["b"], &fence, now, now + 30_000).await;
         assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
         assert_eq!(store.message("b").await.unwrap().unwrap().status, MessageStatus::Queued);
