@@ -133,15 +133,6 @@ impl SessionManager {
             .collect())
     }
 
-    /// The node that runs each session, counting a session as run by the node that let it go
-    /// or lost its lease less than a heartbeat ago: not claimed yet. The client that node
-    /// closed may still be logged in for a moment (its close not yet seen by WhatsApp, or
-    /// slower than the heartbeat between a missed renewal and the lease's end), and WhatsApp
-    /// must never see one device logged in twice at once.
-    async fn nodes_of_sessions_or_just_let_go(&self) -> Result<HashMap<String, String>, SessionError> {
-        self.nodes_of_sessions_leased_after(now_ms() - self.inner.cluster.heartbeat_ms()).await
-    }
-
     /// Gives the session's lease up (after its connection was closed here).
     pub(super) async fn release(&self, id: &SessionId) {
         self.held().remove(id);
@@ -348,12 +339,16 @@ impl SessionManager {
         let live_nodes = cluster.live_node_ids().await?;
         let wanted: Vec<SessionRecord> =
             self.store().sessions(None).await?.into_iter().filter(|record| record.auto_connect).collect();
+        let now = now_ms();
+        // A session whose lease ended or was let go less than a heartbeat ago counts as run by
+        // that node still: the client it closed may be logged in for a moment yet (its close
+        // not yet seen by WhatsApp, or slower than the heartbeat between a missed renewal and
+        // the lease's end), and WhatsApp must never see one device logged in twice at once.
         // Leases under this node's id that it does not hold in memory are a previous run's
         // (a restart after a crash): taken back at once rather than after they expire.
-        let mut running = self.nodes_of_sessions_or_just_let_go().await?;
+        let mut running = self.nodes_of_sessions_leased_after(now - cluster.heartbeat_ms()).await?;
         running.retain(|_, node| node != cluster.node_id());
         let share = wanted.len().div_ceil(live_nodes.len().max(1));
-        let now = now_ms();
         let stranded_after = balance::stranded_after(cluster.lease_ms(), cluster.heartbeat_ms());
         {
             let held = self.held();
