@@ -25,31 +25,32 @@ async fn texts_are_acked_delivered_read_and_answered() {
     assert_eq!(received.from, alice.phone);
     assert_eq!(received.to, bob.phone);
     assert_eq!(received.text.as_deref(), Some("hello bob"));
-    let id = sent.message_id.clone();
-    client
-        .wait_for("ServerAck", |event| match event {
-            Event::ServerAck(ack) if ack.id == id => {
-                assert_eq!(ack.error, None);
-                assert_eq!(ack.class.as_deref(), Some("message"));
-                Some(())
-            }
-            _ => None,
-        })
-        .await;
-    // The client dispatches events on separate tasks: their order may vary.
-    let mut receipts = Vec::new();
-    while receipts.len() < 2 {
+    // The client dispatches events on separate tasks: the ack and the receipts may come in any
+    // order, so they are collected together.
+    enum Seen {
+        Ack,
+        Receipt(ReceiptType),
+    }
+    let (mut acked, mut receipts) = (false, Vec::new());
+    while !acked || receipts.len() < 2 {
         let id = sent.message_id.clone();
-        receipts.push(
-            client
-                .wait_for("a receipt", |event| match event {
-                    Event::Receipt(receipt) if receipt.message_ids.contains(&id) => {
-                        Some(receipt.r#type.clone())
-                    }
-                    _ => None,
-                })
-                .await,
-        );
+        let seen = client
+            .wait_for("the ack and two receipts", |event| match event {
+                Event::ServerAck(ack) if ack.id == id => {
+                    assert_eq!(ack.error, None);
+                    assert_eq!(ack.class.as_deref(), Some("message"));
+                    Some(Seen::Ack)
+                }
+                Event::Receipt(receipt) if receipt.message_ids.contains(&id) => {
+                    Some(Seen::Receipt(receipt.r#type.clone()))
+                }
+                _ => None,
+            })
+            .await;
+        match seen {
+            Seen::Ack => acked = true,
+            Seen::Receipt(kind) => receipts.push(kind),
+        }
     }
     assert!(receipts.contains(&ReceiptType::Delivered), "{receipts:?}");
     assert!(receipts.contains(&ReceiptType::Read), "{receipts:?}");
