@@ -297,6 +297,26 @@ async fn a_session_another_node_just_let_go_is_claimed_a_heartbeat_later() {
     assert!(let_go.elapsed() >= heartbeat, "claimed {:?} after it was let go", let_go.elapsed());
 }
 
+/// A connect asked on another node right after a node let the session go (a disconnect there)
+/// also waits a heartbeat before it takes the session, for the same reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_on_another_node_right_after_a_disconnect_waits_a_heartbeat() {
+    let (_stop_a, shutdown_a) = watch::channel(false);
+    let Node { dir, store, engine, sessions: node_a, id, .. } = node_with_a_session(shutdown_a).await;
+    std::fs::create_dir_all(dir.path().join("sessions").join(id.as_str())).unwrap();
+    let (_stop_b, shutdown_b) = watch::channel(false);
+    let node_b = manager_of("node-b", &store, dir.path(), engine.clone(), shutdown_b).await;
+
+    node_a.connect(&id).await.unwrap();
+    assert_eq!(node_b.node_of(&id).await.unwrap().as_deref(), Some("node-a"));
+    node_a.disconnect(&id).await.unwrap();
+    let let_go = std::time::Instant::now();
+    node_b.connect(&id).await.unwrap();
+    let heartbeat = Duration::from_millis(ClusterConfig::default().heartbeat_ms);
+    assert!(let_go.elapsed() >= heartbeat, "taken {:?} after it was let go", let_go.elapsed());
+    assert_eq!(node_b.node_of(&id).await.unwrap().as_deref(), Some("node-b"));
+}
+
 /// A connect asked for the moment the session shows that its connection ended (here: the
 /// account logged out) opens a new connection; it used to find the ended one still in place,
 /// answer as if connected, and open nothing.

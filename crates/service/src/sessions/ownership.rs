@@ -52,6 +52,9 @@ impl SessionManager {
     /// Makes this node the session's owner (or keeps it so), or says which node is.
     pub(super) async fn claim(&self, id: &SessionId) -> Result<(), SessionError> {
         let cluster = &self.inner.cluster;
+        if !self.held().contains_key(id) {
+            self.wait_out_the_last_holders_close(id).await?;
+        }
         let now = now_ms();
         let lease = self
             .store()
@@ -76,6 +79,25 @@ impl SessionManager {
                 Err(SessionError::OnOtherNode(node))
             }
         }
+    }
+
+    /// Waits a heartbeat when another node let the session go (or its lease ended) less than a
+    /// heartbeat ago, as the claims of [`claim_share`](Self::claim_share) do: the client it
+    /// closed may be logged in for a moment yet, and WhatsApp must never see one device logged
+    /// in twice at once. A lease still held is left to the claim, which names its node.
+    async fn wait_out_the_last_holders_close(&self, id: &SessionId) -> Result<(), SessionError> {
+        let cluster = &self.inner.cluster;
+        let now = now_ms();
+        let lease = lease_name(id);
+        let Some(holder) = self.store().lease_holder(&lease, now - cluster.heartbeat_ms()).await? else {
+            return Ok(());
+        };
+        if holder == cluster.node_id() || self.store().lease_holder(&lease, now).await?.is_some() {
+            return Ok(());
+        }
+        tracing::debug!(session = %id, node = %holder, "waiting a heartbeat for the node that let the session go");
+        tokio::time::sleep(Duration::from_millis(cluster.heartbeat_ms().unsigned_abs())).await;
+        Ok(())
     }
 
     /// Refuses what needs the session's live connection when another node runs it.
