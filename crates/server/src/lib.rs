@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod memory;
 pub mod qr;
 mod serve;
 

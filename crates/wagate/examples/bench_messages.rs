@@ -115,6 +115,7 @@ async fn accept_burst(
 
 #[tokio::main]
 async fn main() {
+    support::heap::sample_every_second();
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let accept_count = args.first().copied().unwrap_or(20_000);
     let rate = args.get(1).copied().unwrap_or(1_000);

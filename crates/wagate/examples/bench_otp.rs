@@ -154,6 +154,7 @@ async fn run_flows(bench: &Arc<Bench>, concurrency: usize, first: usize, count: 
 
 #[tokio::main]
 async fn main() {
+    support::heap::sample_every_second();
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let flows = args.first().copied().unwrap_or(20_000);
     let concurrency = args.get(1).copied().unwrap_or(192);

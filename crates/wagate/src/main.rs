@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    wagate_server::memory::use_small_pages();
     let cli = cli::Cli::parse();
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

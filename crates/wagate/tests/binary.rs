@@ -95,6 +95,24 @@ async fn first_start_restart_and_graceful_shutdown() {
     assert!(!logs.iter().any(|l| l["password"].is_string()), "the password was shown only on first start");
 }
 
+/// The server keeps its memory in small pages (see `wagate_server::memory`): the kernel reports
+/// transparent huge pages off for the process, whatever the system's setting.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]).await;
+    let pid = server.child.id().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let thp = status.lines().find_map(|line| line.strip_prefix("THP_enabled:")).map(str::trim);
+    if std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+        assert_eq!(thp, Some("0"), "huge pages are on for the server:\n{status}");
+    } else {
+        assert!(matches!(thp, None | Some("0")), "a kernel without huge pages: {thp:?}");
+    }
+    server.terminate().await;
+}
+
 #[tokio::test]
 async fn cli_manages_users_and_api_keys() {
     let dir = tempfile::tempdir().unwrap();

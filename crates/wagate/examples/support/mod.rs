@@ -2,6 +2,7 @@
 //! the figures they print.
 #![allow(dead_code)]
 
+pub mod heap;
 pub mod http1;
 
 use std::time::Duration;
@@ -11,9 +12,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wagate_server::{App, Config};
 
-/// The allocator of the `wagate` binary, so that the figures are its figures.
+/// The allocator of the `wagate` binary, so that the figures are its figures; it counts the
+/// live bytes only when `BENCH_SAMPLE_HEAP` is set.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 pub const PASSWORD: &str = "bench-password-123";
 
@@ -29,6 +31,10 @@ impl Server {
     /// A fresh data directory, sandbox receipts after 50 ms, `sessions` linked sandbox
     /// sessions `b0`, `b1`…; `adjust` changes the rest of the configuration.
     pub async fn start(dir: &std::path::Path, sessions: usize, adjust: impl FnOnce(&mut Config)) -> Server {
+        // As the binary does; `BENCH_HUGE_PAGES` leaves the system's setting, to compare.
+        if std::env::var_os("BENCH_HUGE_PAGES").is_none() {
+            wagate_server::memory::use_small_pages();
+        }
         // `BENCH_LOG=sqlx::query=debug` prints every statement, to count them per request.
         if let Ok(filter) = std::env::var("BENCH_LOG") {
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
