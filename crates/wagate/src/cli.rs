@@ -148,30 +148,33 @@ fn print_version() {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     crate::telemetry::init(config.log_format);
+    // Listening for the signals before anything else: a stop that comes while the server
+    // starts (a service manager's stop right after its start) shuts it down cleanly once it
+    // has started, where the signal's default action would end the process on the spot.
+    let shutdown = shutdown_signal()?;
     let app = App::build(config).await?;
-    app.run(shutdown_signal()).await?;
+    app.run(shutdown).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere); the signals are caught from this call on.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 async fn accounts(config: &Config) -> anyhow::Result<Accounts> {

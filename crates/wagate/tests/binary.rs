@@ -95,6 +95,29 @@ async fn first_start_restart_and_graceful_shutdown() {
     assert!(!logs.iter().any(|l| l["password"].is_string()), "the password was shown only on first start");
 }
 
+/// A stop asked while the server starts (here at its first log line, before it serves) is
+/// carried out once it has started: a clean shutdown, not the end of the process by the
+/// signal's default action.
+#[tokio::test]
+async fn a_stop_during_the_start_is_a_clean_shutdown() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = common::wagate(dir.path());
+    command.arg("serve").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit());
+    let mut child = command.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = vec![lines.next_line().await.unwrap().expect("a first log line")];
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await {
+        seen.push(line);
+    }
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "a clean exit: {exit:?}; logs: {seen:#?}");
+    assert!(seen.iter().any(|line| line.contains("\"shutting down\"")), "{seen:#?}");
+}
+
 /// The server keeps its memory in small pages (see `wagate_server::memory`): the kernel reports
 /// transparent huge pages off for the process, whatever the system's setting.
 #[cfg(target_os = "linux")]
