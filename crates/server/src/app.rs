@@ -99,6 +99,8 @@ pub struct App {
     state: AppState,
     listener: TcpListener,
     stop: watch::Sender<bool>,
+    /// The node's heartbeats; once stopped, it has left the cluster's node list.
+    heartbeats: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the database, applies migrations and the server secret.
@@ -167,7 +169,7 @@ impl App {
         }
         let engines = engines(&config, &store);
         let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(cluster.clone().run(shutdown.clone()));
+        let heartbeats = tokio::spawn(cluster.clone().run(shutdown.clone()));
         let pacing = SessionPacing { web: config.pacing, sandbox: Pacing::default(), otp: config.otp_pacing };
         let sealer = Arc::new(Sealer::new(&secrets.seal_key));
         let webhooks =
@@ -253,7 +255,7 @@ impl App {
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
         }));
-        Ok(App { state, listener, stop })
+        Ok(App { state, listener, stop, heartbeats })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -267,7 +269,7 @@ impl App {
     /// Serves until `signal` completes, then stops accepting, lets in-flight requests finish
     /// and closes every session, all within the configured shutdown timeout.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let App { state, listener, stop } = self;
+        let App { state, listener, stop, heartbeats } = self;
         tracing::info!(addr = %listener.local_addr().map_err(StartError::Serve)?, "listening");
         let restored = state.sessions.restore().await.unwrap_or_else(|err| {
             tracing::error!(error = %err, "cannot restore sessions");
@@ -301,6 +303,11 @@ impl App {
         }
         if tokio::time::timeout(timeout, state.sessions.shutdown()).await.is_err() {
             tracing::warn!("some sessions did not close in time");
+        }
+        // The node leaves the node list before the database closes under it: a node still
+        // listed would count as alive, and the others would claim less, for a lease's time.
+        if tokio::time::timeout(timeout, heartbeats).await.is_err() {
+            tracing::warn!("the node did not leave the cluster's node list in time");
         }
         state.store.close().await;
         tracing::info!("stopped");
