@@ -40,16 +40,9 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-/// `name:` of `/proc/self/smaps_rollup`, KiB.
-fn rollup_kib(rollup: &str, name: &str) -> u64 {
-    rollup
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// With `BENCH_SAMPLE_HEAP`, counts from now on (call it first) and prints every second: the resident memory,
-/// its anonymous part and how much of that is in huge pages, and the heap bytes held.
+/// With `BENCH_SAMPLE_HEAP`, counts from now on (call it first) and prints every second: the
+/// resident memory, its anonymous part and how much of that is in huge pages, and the heap
+/// bytes held.
 pub fn sample_every_second() {
     if std::env::var_os("BENCH_SAMPLE_HEAP").is_none() {
         return;
@@ -63,9 +56,9 @@ pub fn sample_every_second() {
             eprintln!(
                 "{:>4} s: resident {} MiB, anonymous {} MiB (huge pages {} MiB); heap held {} MiB",
                 started.elapsed().as_secs(),
-                rollup_kib(&rollup, "Rss:") / 1024,
-                rollup_kib(&rollup, "Anonymous:") / 1024,
-                rollup_kib(&rollup, "AnonHugePages:") / 1024,
+                super::kib_field(&rollup, "Rss:") / 1024,
+                super::kib_field(&rollup, "Anonymous:") / 1024,
+                super::kib_field(&rollup, "AnonHugePages:") / 1024,
                 LIVE.load(Ordering::Relaxed) >> 20,
             );
         }

@@ -133,13 +133,14 @@ pub fn rss_kib() -> u64 {
 
 /// Resident memory of process `pid` (`"self"` for this one), KiB.
 pub fn rss_kib_of(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+    kib_field(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(), "VmRSS:")
+}
+
+/// The figure of the line `name` (e.g. `VmRSS:`, `Rss:`) of a `/proc` file listing sizes in
+/// KiB, such as `status` or `smaps_rollup`; 0 when absent.
+pub fn kib_field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
