@@ -70,7 +70,6 @@ pub struct RateLimiter {
 
 /// A key's fingerprint and its arrival time, in units after [`Keys::epoch`]. Packed to 12
 /// bytes: the table holds one per key.
-#[derive(Clone, Copy)]
 #[repr(C, packed(4))]
 struct Held {
     key: u64,
@@ -117,8 +116,9 @@ impl Keys {
 
     /// Sets `key`'s arrival time: after `now`, at most a window ahead.
     fn set(&mut self, key: u64, arrival: Units) {
-        debug_assert!(arrival - self.epoch <= u64::from(u32::MAX));
-        let arrival = (arrival - self.epoch) as u32;
+        let after_epoch = arrival - self.epoch;
+        debug_assert!(after_epoch <= u64::from(u32::MAX), "the epoch is at most 2^31 units behind");
+        let arrival = after_epoch as u32;
         match self.held.entry(key, |held| held.key == key, place) {
             Entry::Occupied(mut entry) => entry.get_mut().arrival = arrival,
             Entry::Vacant(entry) => {
